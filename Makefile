@@ -1,0 +1,45 @@
+# detailpage — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/detailpage
+# Unit packages: everything but the end-to-end suite.
+UNIT_PKGS = $(shell $(GO) list ./go/... | grep -v /go/e2e)
+
+.PHONY: run test bench build deps test-deps lint unit lua e2e clean
+
+## run: install what is missing, build, start the whole topology on loopback
+run: deps build
+	./$(BIN) up
+
+## test: lint, unit tests (-race), Lua tests and the end-to-end suite
+test: test-deps build lint unit lua e2e
+
+## bench: throughput of the page path (wrk) next to nginx serving a static file
+bench: test-deps build
+	./scripts/bench.sh
+
+build:
+	$(GO) build -o $(BIN) ./go/cmd/detailpage
+
+deps:
+	./scripts/install-deps.sh
+
+test-deps:
+	./scripts/install-deps.sh --test
+
+lint:
+	@out=$$(gofmt -l go); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./go/...
+	luacheck -q lua
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m $(UNIT_PKGS)
+
+lua:
+	busted --lua=luajit lua/spec
+
+e2e: build
+	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 12m -v ./go/e2e/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/detailpage/detailpage/go/internal/broker"
+	"github.com/detailpage/detailpage/go/internal/direct"
+	"github.com/detailpage/detailpage/go/internal/kafka"
+	"github.com/detailpage/detailpage/go/internal/server"
+	"github.com/detailpage/detailpage/go/internal/source"
+	"github.com/detailpage/detailpage/go/internal/syncer"
+	"github.com/detailpage/detailpage/go/internal/topology"
+)
+
+const envToken = "DETAILPAGE_ADMIN_TOKEN"
+
+func logLevel(f *flags) *string {
+	return f.String("log-level", "DETAILPAGE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+}
+
+func runBroker(ctx context.Context, args []string, _, stderr io.Writer) error {
+	f := newFlags("broker", stderr)
+	port := f.Int("port", "DETAILPAGE_BROKER_PORT", 9092, "loopback port to listen on")
+	dataDir := f.String("data-dir", "DETAILPAGE_BROKER_DATA_DIR", "var/kafka", "directory for topic data and group offsets")
+	partitions := f.Int("partitions", "DETAILPAGE_BROKER_PARTITIONS", 4, "partitions per catalog topic")
+	lvl := logLevel(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := server.NewLogger("broker", *lvl)
+	if err != nil {
+		return err
+	}
+	return broker.Run(ctx, broker.Config{Port: *port, DataDir: *dataDir, Partitions: int32(*partitions)}, log)
+}
+
+func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
+	f := newFlags("source", stderr)
+	listen := f.String("listen", "DETAILPAGE_LISTEN", "127.0.0.1:9101", "address of the source API")
+	db := f.String("db", "DETAILPAGE_DB", "var/source/catalog.db", "SQLite catalog file (created and seeded on first start)")
+	brokers := f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
+	products := f.Int("seed-products", "DETAILPAGE_SEED_PRODUCTS", 10_000, "products in the catalog seeded on first start")
+	shops := f.Int("seed-shops", "DETAILPAGE_SEED_SHOPS", 250, "shops in the catalog seeded on first start")
+	lvl := logLevel(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := server.NewLogger("source", *lvl)
+	if err != nil {
+		return err
+	}
+	bl, err := kafka.ParseBrokers(*brokers)
+	if err != nil {
+		return err
+	}
+	svc, err := source.Open(ctx, source.Config{
+		Listen: *listen, DBPath: *db, Brokers: bl, AdminToken: os.Getenv(envToken),
+		SeedProducts: *products, SeedShops: *shops,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return svc.Run(ctx)
+}
+
+func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
+	f := newFlags("sync", stderr)
+	listen := f.String("listen", "DETAILPAGE_LISTEN", "127.0.0.1:9102", "address of the health, metrics and hystrix endpoints")
+	brokers := f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
+	rds := f.String("redis", "DETAILPAGE_REDIS", "127.0.0.1:6380", "Redis main address (several: a Redis Cluster)")
+	src := f.String("source", "DETAILPAGE_SOURCE", "http://127.0.0.1:9101", "source services base URL")
+	group := f.String("group", "DETAILPAGE_SYNC_GROUP", "detailpage-sync", "Kafka consumer group shared by sync instances")
+	batch := f.Int("batch", "DETAILPAGE_SYNC_BATCH", 500, "most change events handled in one round")
+	wait := f.Duration("batch-wait", "DETAILPAGE_SYNC_BATCH_WAIT", 20*time.Millisecond, "how long to gather a batch after its first event")
+	lvl := logLevel(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := server.NewLogger("sync", *lvl)
+	if err != nil {
+		return err
+	}
+	bl, err := kafka.ParseBrokers(*brokers)
+	if err != nil {
+		return err
+	}
+	svc, err := syncer.Open(syncer.Config{
+		Listen: *listen, Brokers: bl, Redis: *rds, SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return svc.Run(ctx)
+}
+
+func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
+	f := newFlags("direct", stderr)
+	listen := f.String("listen", "DETAILPAGE_LISTEN", "127.0.0.1:9103", "address of the direct-data API and pages")
+	rds := f.String("redis", "DETAILPAGE_REDIS", "127.0.0.1:6380", "Redis main address (several: a Redis Cluster)")
+	src := f.String("source", "DETAILPAGE_SOURCE", "http://127.0.0.1:9101", "source services base URL")
+	tmpl := f.String("templates", "DETAILPAGE_TEMPLATES", "templates", "directory holding item.html, 404.html and 503.html")
+	size := f.Int("cache-size", "DETAILPAGE_DIRECT_CACHE_SIZE", 50_000, "page documents kept in the local cache")
+	ttl := f.Duration("cache-ttl", "DETAILPAGE_DIRECT_CACHE_TTL", 2*time.Second, "local cache TTL of a document (±20% jitter)")
+	neg := f.Duration("negative-ttl", "DETAILPAGE_DIRECT_NEGATIVE_TTL", 5*time.Second, "local cache TTL of a missing id")
+	lvl := logLevel(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := server.NewLogger("direct", *lvl)
+	if err != nil {
+		return err
+	}
+	svc, err := direct.Open(direct.Config{
+		Listen: *listen, Redis: *rds, SourceURL: *src, TemplatesDir: *tmpl,
+		CacheSize: *size, CacheTTL: *ttl, NegativeTTL: *neg,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return svc.Run(ctx)
+}
+
+// runNginx renders the tier's config and replaces this process with nginx
+// (daemon off), so whoever started us — the topology, or a container
+// runtime — signals nginx's master directly.
+func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("nginx", stderr)
+	n := topology.Nginx{}
+	tier := f.String("tier", "DETAILPAGE_NGINX_TIER", "", "app or dist")
+	name := f.String("name", "DETAILPAGE_NODE", "", "node name: app1, app2, dist (X-Served-By of an app node)")
+	listen := f.String("listen", "DETAILPAGE_LISTEN", "", "page port address, host:port")
+	prefix := f.String("prefix", "DETAILPAGE_NGINX_PREFIX", "", "nginx prefix dir for config, pid, temp files and logs")
+	root := f.String("root", "DETAILPAGE_ROOT", ".", "repository root holding lua/, nginx/ and templates/")
+	replica := f.String("replica", "DETAILPAGE_REPLICA", "127.0.0.1:6381", "app: Redis replica host:port")
+	directAddr := f.String("direct", "DETAILPAGE_DIRECT", "127.0.0.1:9103", "direct-data service host:port")
+	apps := f.String("apps", "DETAILPAGE_APPS", "127.0.0.1:8081,127.0.0.1:8082", "dist: app nodes, comma-separated host:port")
+	src := f.String("source", "DETAILPAGE_SOURCE_ADDR", "127.0.0.1:9101", "dist: source service host:port (pictures)")
+	bin := f.String("nginx", "DETAILPAGE_NGINX_BIN", "", "nginx binary (default: openresty if installed, else nginx)")
+	modules := f.String("modules-dir", "DETAILPAGE_NGINX_MODULES", "/usr/lib/nginx/modules", "dynamic modules dir; \"none\" when lua is built in (OpenResty)")
+	workers := f.Int("workers", "DETAILPAGE_NGINX_WORKERS", 2, "worker processes (0: one per core)")
+	render := f.Bool("render-only", false, "write the config, print its path and exit")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	n = topology.Nginx{
+		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
+		Direct: *directAddr, Source: *src, Workers: *workers, RunAsRoot: os.Geteuid() == 0,
+	}
+	for _, a := range strings.Split(*apps, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			n.Apps = append(n.Apps, a)
+		}
+	}
+	path := *bin
+	if path == "" {
+		path = findNginx()
+	}
+	if *modules != "none" && !strings.Contains(path, "openresty") {
+		n.LoadModules, n.ModulesDir = true, *modules
+	}
+	if n.Prefix == "" {
+		n.Prefix = "var/" + n.Name
+	}
+	conf, err := topology.RenderNginx(n)
+	if err != nil {
+		return err
+	}
+	if *render {
+		fmt.Fprintln(stdout, conf)
+		return nil
+	}
+	if path == "" {
+		return errors.New("nginx not found: install nginx and libnginx-mod-http-lua (scripts/install-deps.sh) or pass --nginx")
+	}
+	argv := []string{path, "-p", n.Prefix, "-c", conf, "-e", n.Prefix + "/logs/error.log", "-g", "daemon off;"}
+	slog.Debug("exec nginx", "argv", argv)
+	return syscall.Exec(path, argv, os.Environ())
+}
+
+func findNginx() string {
+	for _, name := range []string{"openresty", "nginx"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	for _, p := range []string{"/usr/local/openresty/bin/openresty", "/usr/sbin/nginx"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}

@@ -1,0 +1,186 @@
+// Package redisstore is detailpage's Redis adapter: the key names of the
+// contract (one product's keys share a hash tag, so MGET works on Redis
+// Cluster), and versioned writes through a compare-and-set script, so no
+// writer — sync service, direct-data rebuild, preheat — ever replaces a newer
+// record with an older one.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
+)
+
+// ItemKey is the key of a product's aggregated page document.
+func ItemKey(id int64) string { return "item:{" + strconv.FormatInt(id, 10) + "}" }
+
+// DimKey is the key of one dimension of a product.
+func DimKey(id int64, d catalog.Dimension) string { return ItemKey(id) + ":" + string(d) }
+
+// ShopKey is the key of a shop document.
+func ShopKey(id int64) string { return "shop:{s" + strconv.FormatInt(id, 10) + "}" }
+
+// NegativeTTL is how long a "does not exist" marker lives.
+const NegativeTTL = 60 * time.Second
+
+// casScript writes ARGV[2] to KEYS[1] unless the value there already has a
+// version at least ARGV[1]. Every value we write is JSON whose first member
+// is "version" (see package catalog), so the current version is read from
+// the value's prefix without decoding it. ARGV[3] is a TTL in milliseconds
+// (0: none). Returns 1 when written, 0 when a newer or equal version stays.
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.match(cur, '^{"version":(%d+)'))
+  if v and v >= tonumber(ARGV[1]) then return 0 end
+end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+`)
+
+// Entry is one versioned value to write.
+type Entry struct {
+	Key     string
+	Version int64
+	Value   []byte
+	TTL     time.Duration // 0: keep until replaced
+}
+
+// Store wraps a go-redis UniversalClient: one server, main + replica, or a
+// Cluster, chosen by configuration.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// New returns a Store over rdb.
+func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Client returns the underlying client.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// Open connects to addrs (comma-separated; several addresses of a Cluster
+// make a cluster client) with short timeouts: a frozen Redis must cost a
+// caller a bounded wait, not a hang.
+func Open(addrs string) (*Store, error) {
+	var list []string
+	for _, a := range strings.Split(addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			list = append(list, a)
+		}
+	}
+	if len(list) == 0 {
+		return nil, errors.New("redis: no address given")
+	}
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:        list,
+		DialTimeout:  500 * time.Millisecond,
+		ReadTimeout:  500 * time.Millisecond,
+		WriteTimeout: 500 * time.Millisecond,
+		PoolSize:     64,
+		MaxRetries:   1,
+	})
+	return New(rdb), nil
+}
+
+// Close closes the client.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// Ping checks the server answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// Put writes entries with the compare-and-set script in one pipeline and
+// returns how many were written (the others had a newer or equal version).
+func (s *Store) Put(ctx context.Context, entries ...Entry) (int, error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(string(e.Value), `{"version":`) {
+			return 0, fmt.Errorf("redis: put %s: value must start with the version", e.Key)
+		}
+	}
+	written, err := s.putOnce(ctx, entries)
+	if err != nil && isNoScript(err) {
+		if err := casScript.Load(ctx, s.rdb).Err(); err != nil {
+			return 0, fmt.Errorf("redis: load script: %w", err)
+		}
+		written, err = s.putOnce(ctx, entries)
+	}
+	return written, err
+}
+
+func (s *Store) putOnce(ctx context.Context, entries []Entry) (int, error) {
+	cmds := make([]*redis.Cmd, len(entries))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, e := range entries {
+			cmds[i] = casScript.EvalSha(ctx, p, []string{e.Key}, e.Version, e.Value, e.TTL.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redis: versioned write: %w", err)
+	}
+	written := 0
+	for _, c := range cmds {
+		if n, _ := c.Int(); n == 1 {
+			written++
+		}
+	}
+	return written, nil
+}
+
+func isNoScript(err error) bool { return err != nil && strings.Contains(err.Error(), "NOSCRIPT") }
+
+// Get returns the value at key, or nil when there is none.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.rdb.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis: get %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// MGet returns the values at keys (nil for a missing key). Keys must share a
+// hash tag on a Cluster.
+func (s *Store) MGet(ctx context.Context, keys ...string) ([][]byte, error) {
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: mget %s…: %w", keys[0], err)
+	}
+	out := make([][]byte, len(vals))
+	for i, v := range vals {
+		if str, ok := v.(string); ok {
+			out[i] = []byte(str)
+		}
+	}
+	return out, nil
+}
+
+// VersionOf reads the version prefix of a stored value (0 when absent).
+func VersionOf(value []byte) int64 {
+	rest, ok := strings.CutPrefix(string(value), `{"version":`)
+	if !ok {
+		return 0
+	}
+	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(rest)
+	}
+	v, _ := strconv.ParseInt(rest[:end], 10, 64)
+	return v
+}

@@ -1,0 +1,127 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/detailpage/detailpage/go/internal/kafka"
+	"github.com/detailpage/detailpage/go/internal/sqlite"
+)
+
+// relayBatch is how many outbox rows one publish carries.
+const relayBatch = 500
+
+// Relay publishes the outbox to Kafka. A row is marked sent only after the
+// broker acknowledged it (acks from all in-sync replicas), so a crash or a
+// broker outage delays changes but never loses one. Rows go out in outbox
+// order and rows of one id share a partition, so each id's changes stay in
+// order.
+type Relay struct {
+	db     *sqlite.DB
+	w      *kafkago.Writer
+	log    *slog.Logger
+	wake   chan struct{}
+	sent   prometheus.Counter
+	failed prometheus.Counter
+}
+
+// NewRelay returns a relay from db to the brokers.
+func NewRelay(db *sqlite.DB, brokers []string, log *slog.Logger) *Relay {
+	return &Relay{
+		db:   db,
+		w:    kafka.NewWriter(brokers),
+		log:  log.With("component", "relay"),
+		wake: make(chan struct{}, 1),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "detailpage_outbox_published_total", Help: "Outbox rows acknowledged by the broker.",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "detailpage_outbox_publish_failures_total", Help: "Failed attempts to publish an outbox batch.",
+		}),
+	}
+}
+
+func (r *Relay) metrics() []prometheus.Collector { return []prometheus.Collector{r.sent, r.failed} }
+
+// Notify wakes the relay after a new outbox row was committed.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx is done, then closes the producer.
+func (r *Relay) Run(ctx context.Context) {
+	defer r.w.Close()
+	backoff := 100 * time.Millisecond
+	idle := time.NewTicker(250 * time.Millisecond) // catches rows written by another process
+	defer idle.Stop()
+	for ctx.Err() == nil {
+		n, err := r.publishOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.failed.Inc()
+			r.log.Warn("publish failed; changes stay in the outbox", "error", err, "retry_in", backoff.String())
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+		case n == relayBatch:
+			backoff = 100 * time.Millisecond // more waiting: go on at once
+		case err == nil:
+			backoff = 100 * time.Millisecond
+			select {
+			case <-ctx.Done():
+			case <-r.wake:
+			case <-idle.C:
+			}
+		}
+	}
+}
+
+func (r *Relay) publishOnce(ctx context.Context) (int, error) {
+	rows, err := r.db.Unsent(ctx, relayBatch)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	msgs := make([]kafkago.Message, len(rows))
+	for i, row := range rows {
+		msgs[i] = kafkago.Message{Topic: row.Topic, Key: []byte(row.Key), Value: row.Payload}
+	}
+	err = r.w.WriteMessages(ctx, msgs...)
+	sent := make([]int64, 0, len(rows))
+	var werrs kafkago.WriteErrors
+	switch {
+	case err == nil:
+		for _, row := range rows {
+			sent = append(sent, row.Seq)
+		}
+	case errors.As(err, &werrs):
+		for i, row := range rows {
+			if werrs[i] == nil {
+				sent = append(sent, row.Seq)
+			}
+		}
+	}
+	if markErr := r.db.MarkSent(context.WithoutCancel(ctx), sent); markErr != nil {
+		return 0, markErr // sent again later: consumers are idempotent by version
+	}
+	r.sent.Add(float64(len(sent)))
+	if err != nil {
+		return len(sent), err
+	}
+	return len(rows), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

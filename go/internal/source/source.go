@@ -1,0 +1,416 @@
+// Package source is the source-of-truth side of detailpage: the product,
+// shop, description, spec, price, stock and recommendation services over
+// one SQLite catalog, their HTTP API (single and batch lookups, edits),
+// fault injection for rehearsing failures, request statistics, and the
+// outbox relay that publishes every change to Kafka.
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+	"github.com/microcosm-cc/bluemonday"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/detailpage/detailpage/go/internal/artwork"
+	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/seed"
+	"github.com/detailpage/detailpage/go/internal/server"
+	"github.com/detailpage/detailpage/go/internal/sqlite"
+)
+
+// Config is the source service's configuration.
+type Config struct {
+	Listen       string   // host:port of the HTTP API
+	DBPath       string   // SQLite file
+	Brokers      []string // Kafka bootstrap brokers for the outbox relay
+	AdminToken   string
+	SeedProducts int // catalog size loaded on first start
+	SeedShops    int
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return errors.New("source: listen address required")
+	case c.DBPath == "":
+		return errors.New("source: database path required")
+	case len(c.Brokers) == 0:
+		return errors.New("source: kafka brokers required")
+	case c.AdminToken == "":
+		return errors.New("source: admin token required (DETAILPAGE_ADMIN_TOKEN)")
+	case c.SeedProducts < 1 || c.SeedProducts > 10_000_000:
+		return errors.New("source: seed products: want 1 to 10000000")
+	case c.SeedShops < 1 || c.SeedShops > c.SeedProducts:
+		return errors.New("source: seed shops: want 1 to the number of products")
+	}
+	return nil
+}
+
+// serviceKinds maps the service names used by faults and stats (and in
+// URLs, pluralised) to their record kinds.
+var serviceKinds = map[string]sqlite.Kind{
+	"product":        sqlite.KindProduct,
+	"shop":           sqlite.KindShop,
+	"description":    sqlite.KindDescription,
+	"spec":           sqlite.KindSpec,
+	"price":          sqlite.KindPrice,
+	"stock":          sqlite.KindStock,
+	"recommendation": sqlite.KindRecommend,
+}
+
+// pathServices maps the URL segment after /api/ to a service name.
+var pathServices = map[string]string{
+	"products":        "product",
+	"shops":           "shop",
+	"descriptions":    "description",
+	"specs":           "spec",
+	"prices":          "price",
+	"stock":           "stock",
+	"recommendations": "recommendation",
+}
+
+func serviceNames() []string {
+	names := make([]string, 0, len(serviceKinds))
+	for n := range serviceKinds {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Service is a running source service.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *sqlite.DB
+	ln       net.Listener
+	relay    *Relay
+	faults   faults
+	stats    map[string]*serviceStats
+	sanitize *bluemonday.Policy
+	reg      *prometheus.Registry
+	once     sync.Once
+}
+
+// Open opens the database, loads the seed catalog on first start and
+// binds the listener.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := sqlite.Open(ctx, cfg.DBPath)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), reg: server.NewRegistry()}
+	for name := range serviceKinds {
+		s.stats[name] = &serviceStats{}
+	}
+	if err := s.seedOnce(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.relay = NewRelay(db, cfg.Brokers, log)
+	s.reg.MustRegister(s.relay.metrics()...)
+	if s.ln, err = server.Listen(cfg.Listen); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is the address the API listens on.
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+func (s *Service) seedOnce(ctx context.Context) error {
+	done, err := s.db.Seeded(ctx)
+	if err != nil || done {
+		return err
+	}
+	n, shops := int64(s.cfg.SeedProducts), int64(s.cfg.SeedShops)
+	s.log.Info("seeding catalog (first start)", "products", n, "shops", shops)
+	shopList := make([]catalog.Shop, 0, shops)
+	for id := int64(1); id <= shops; id++ {
+		shopList = append(shopList, seed.Shop(id))
+	}
+	products := func(yield func(sqlite.ProductRecords) bool) {
+		for id := int64(1); id <= n; id++ {
+			b := seed.Item(id, shops, n)
+			b.Desc.HTML = s.sanitize.Sanitize(b.Desc.HTML)
+			if !yield(sqlite.ProductRecords{Product: b.Product, Desc: b.Desc, Spec: b.Spec, Price: b.Price, Stock: b.Stock, Recommend: b.Recommend}) {
+				return
+			}
+		}
+	}
+	err = s.db.BulkLoad(ctx, shopList, products, func(done int) {
+		s.log.Info("seeding catalog", "done", done, "of", n)
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("catalog seeded; a full refresh is queued for the sync service", "products", n, "shops", shops)
+	return nil
+}
+
+// Run serves the API and runs the outbox relay until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.relay.Run(ctx) })
+	err := server.Serve(ctx, s.ln, s.Handler(), s.log)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// Close releases the database.
+func (s *Service) Close() error {
+	var err error
+	s.once.Do(func() { err = s.db.Close() })
+	return err
+}
+
+// Handler returns the HTTP API.
+func (s *Service) Handler() http.Handler {
+	e := server.NewEngine(s.log, s.reg, func(ctx context.Context) error {
+		_, err := s.db.Count(ctx, sqlite.KindShop)
+		return err
+	})
+	api := e.Group("/api")
+	for seg, name := range pathServices {
+		api.GET("/"+seg, s.batch(name))
+		api.GET("/"+seg+"/:id", s.get(name))
+		api.PUT("/"+seg+"/:id", s.put(name))
+	}
+	admin := e.Group("/_admin", server.RequireToken(s.cfg.AdminToken))
+	admin.GET("/faults", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"faults": s.faults.list()}) })
+	admin.POST("/faults", s.postFault)
+	admin.DELETE("/faults", func(c *gin.Context) {
+		s.faults.clear()
+		s.log.Info("faults cleared")
+		c.JSON(http.StatusOK, gin.H{"faults": []Fault{}})
+	})
+	admin.GET("/stats", s.getStats)
+	admin.DELETE("/stats", func(c *gin.Context) {
+		for _, st := range s.stats {
+			st.reset()
+		}
+		s.getStats(c)
+	})
+	admin.POST("/refresh", s.postRefresh)
+	img := gin.WrapH(artwork.Handler())
+	e.GET("/img/*path", img)
+	e.HEAD("/img/*path", img)
+	return e
+}
+
+// begin counts a request to service and applies its injected fault; it
+// returns a release func, or writes the failure and returns nil.
+func (s *Service) begin(c *gin.Context, service string) func() {
+	st := s.stats[service]
+	st.Requests.Add(1)
+	st.enter()
+	if err := s.faults.apply(c.Request.Context(), service); err != nil {
+		st.leave()
+		st.Failed.Add(1)
+		status := http.StatusInternalServerError
+		if errors.As(err, new(errInjected)) && strings.Contains(err.Error(), "down") {
+			status = http.StatusServiceUnavailable
+		}
+		c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
+		return nil
+	}
+	return st.leave
+}
+
+func (s *Service) get(service string) gin.HandlerFunc {
+	kind := serviceKinds[service]
+	return func(c *gin.Context) {
+		id, err := catalog.ParseID(c.Param("id"))
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			return
+		}
+		release := s.begin(c, service)
+		if release == nil {
+			return
+		}
+		defer release()
+		s.stats[service].Lookups.Add(1)
+		doc, err := s.db.Get(c.Request.Context(), kind, id)
+		if errors.Is(err, catalog.ErrNotFound) {
+			s.stats[service].Missing.Add(1)
+			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": fmt.Sprintf("%s %d not found", service, id)})
+			return
+		}
+		if err != nil {
+			server.Error(c, s.log, err)
+			return
+		}
+		c.Data(http.StatusOK, "application/json; charset=utf-8", doc)
+	}
+}
+
+// batchResponse is the answer of a batch lookup: the records found, in the
+// order asked, and the ids that do not exist. Callers match by id.
+type batchResponse struct {
+	Items   []json.RawMessage `json:"items"`
+	Missing []int64           `json:"missing"`
+}
+
+func (s *Service) batch(service string) gin.HandlerFunc {
+	kind := serviceKinds[service]
+	return func(c *gin.Context) {
+		ids, err := catalog.ParseIDList(c.Query("ids"))
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			return
+		}
+		release := s.begin(c, service)
+		if release == nil {
+			return
+		}
+		defer release()
+		docs, err := s.db.GetMany(c.Request.Context(), kind, ids)
+		if err != nil {
+			server.Error(c, s.log, err)
+			return
+		}
+		resp := batchResponse{Items: make([]json.RawMessage, 0, len(docs)), Missing: []int64{}}
+		for _, id := range ids {
+			if d, ok := docs[id]; ok {
+				resp.Items = append(resp.Items, d)
+			} else {
+				resp.Missing = append(resp.Missing, id)
+			}
+		}
+		st := s.stats[service]
+		st.Lookups.Add(int64(len(ids)))
+		st.Missing.Add(int64(len(resp.Missing)))
+		c.JSON(http.StatusOK, resp)
+	}
+}
+
+// maxEditBody bounds an edit's body: the largest record is a description.
+const maxEditBody = 2 << 20
+
+func (s *Service) put(service string) gin.HandlerFunc {
+	kind := serviceKinds[service]
+	return func(c *gin.Context) {
+		id, err := catalog.ParseID(c.Param("id"))
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			return
+		}
+		rec, err := s.decodeEdit(kind, http.MaxBytesReader(c.Writer, c.Request.Body, maxEditBody))
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			return
+		}
+		release := s.begin(c, service)
+		if release == nil {
+			return
+		}
+		defer release()
+		doc, err := s.db.Put(c.Request.Context(), kind, id, rec)
+		if err != nil {
+			server.Error(c, s.log, err)
+			return
+		}
+		s.stats[service].Edits.Add(1)
+		s.relay.Notify()
+		s.log.Info("edit stored", "service", service, "id", id)
+		c.Data(http.StatusOK, "application/json; charset=utf-8", doc)
+	}
+}
+
+// decodeEdit parses a full JSON record strictly (unknown fields, trailing
+// data and wrong types are errors) and validates it.
+func (s *Service) decodeEdit(kind sqlite.Kind, body io.Reader) (any, error) {
+	var rec interface{ Validate() error }
+	switch kind {
+	case sqlite.KindProduct:
+		rec = &catalog.Product{}
+	case sqlite.KindShop:
+		rec = &catalog.Shop{}
+	case sqlite.KindDescription:
+		rec = &catalog.Description{}
+	case sqlite.KindSpec:
+		rec = &catalog.Spec{}
+	case sqlite.KindPrice:
+		rec = &catalog.Price{}
+	case sqlite.KindStock:
+		rec = &catalog.Stock{}
+	case sqlite.KindRecommend:
+		rec = &catalog.Recommendations{}
+	}
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(rec); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("body larger than %d bytes", maxEditBody)
+		}
+		return nil, fmt.Errorf("body: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("body: trailing data after the JSON object")
+	}
+	if err := rec.Validate(); err != nil {
+		return nil, err
+	}
+	if d, ok := rec.(*catalog.Description); ok {
+		d.HTML = s.sanitize.Sanitize(d.HTML)
+	}
+	return rec, nil
+}
+
+func (s *Service) postFault(c *gin.Context) {
+	var f Fault
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "body: " + err.Error()})
+		return
+	}
+	if err := f.validate(); err != nil {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		return
+	}
+	s.faults.set(f)
+	s.log.Warn("fault injected", "service", f.Service, "latency_ms", f.LatencyMS, "error_rate", f.ErrorRate, "down", f.Down)
+	c.JSON(http.StatusOK, gin.H{"faults": s.faults.list()})
+}
+
+func (s *Service) getStats(c *gin.Context) {
+	pending, err := s.db.OutboxPending(c.Request.Context())
+	if err != nil {
+		server.Error(c, s.log, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"services": s.stats, "outbox_pending": pending})
+}
+
+func (s *Service) postRefresh(c *gin.Context) {
+	n, err := s.db.EnqueueRefresh(c.Request.Context())
+	if err != nil {
+		server.Error(c, s.log, err)
+		return
+	}
+	s.relay.Notify()
+	s.log.Info("full refresh queued", "events", n)
+	c.JSON(http.StatusAccepted, gin.H{"queued": n})
+}

@@ -1,0 +1,499 @@
+// Package sqlite is the source of truth of the catalog: products, shops and
+// their dimensions in SQLite (modernc.org/sqlite, no cgo), with a
+// transactional outbox so that no edit is lost on its way to Kafka.
+//
+// Every record is stored as its JSON document next to its id and version.
+// Versions come from one catalog-wide sequence, bumped in the same
+// transaction as the edit and its outbox row.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Kind names one table of documents: a product dimension or shops.
+type Kind string
+
+const (
+	KindProduct     Kind = "product"
+	KindShop        Kind = "shop"
+	KindDescription Kind = "description"
+	KindSpec        Kind = "spec"
+	KindPrice       Kind = "price"
+	KindStock       Kind = "stock"
+	KindRecommend   Kind = "recommendation"
+)
+
+// Kinds lists every kind, in the order the source services are named.
+var Kinds = []Kind{KindProduct, KindShop, KindDescription, KindSpec, KindPrice, KindStock, KindRecommend}
+
+var kindTables = map[Kind]string{
+	KindProduct:     "products",
+	KindShop:        "shops",
+	KindDescription: "descriptions",
+	KindSpec:        "specs",
+	KindPrice:       "prices",
+	KindStock:       "stock",
+	KindRecommend:   "recommendations",
+}
+
+// kindDims maps a product-scoped kind to the page dimension it feeds.
+var kindDims = map[Kind]catalog.Dimension{
+	KindProduct:     catalog.DimBase,
+	KindDescription: catalog.DimDescription,
+	KindSpec:        catalog.DimSpec,
+	KindPrice:       catalog.DimPrice,
+	KindStock:       catalog.DimStock,
+	KindRecommend:   catalog.DimRecommend,
+}
+
+// ParseKind maps a name from a URL to a Kind.
+func ParseKind(s string) (Kind, bool) {
+	k := Kind(s)
+	_, ok := kindTables[k]
+	return k, ok
+}
+
+// Dimension is the page dimension a product-scoped kind feeds ("" for shops).
+func (k Kind) Dimension() catalog.Dimension { return kindDims[k] }
+
+// DB is an open catalog database.
+type DB struct {
+	rw  *sql.DB // one connection: SQLite has one writer, so we queue here, not in busy loops
+	ro  *sql.DB
+	Now func() time.Time
+}
+
+// Open opens (creating if needed) the database at path and applies the
+// embedded migrations in order.
+func Open(ctx context.Context, path string) (*DB, error) {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "foreign_keys(1)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
+	rw, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	rw.SetMaxOpenConns(1)
+	db := &DB{rw: rw, Now: time.Now}
+	if err := db.migrate(ctx); err != nil {
+		rw.Close()
+		return nil, err
+	}
+	ro, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		rw.Close()
+		return nil, fmt.Errorf("sqlite: open %s read-only: %w", path, err)
+	}
+	ro.SetMaxOpenConns(8)
+	db.ro = ro
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	return errors.Join(db.ro.Close(), db.rw.Close())
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.rw.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var n int
+		if err := db.rw.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = ?`, name).Scan(&n); err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %w", name, err)
+		}
+		if n > 0 {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %w", name, err)
+		}
+		err = db.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES (?)`, name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.rw.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Get returns the JSON document of one record, or catalog.ErrNotFound.
+func (db *DB) Get(ctx context.Context, kind Kind, id int64) (json.RawMessage, error) {
+	var doc string
+	err := db.ro.QueryRowContext(ctx, `SELECT doc FROM `+kindTables[kind]+` WHERE id = ?`, id).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, catalog.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get %s %d: %w", kind, id, err)
+	}
+	return json.RawMessage(doc), nil
+}
+
+// GetMany returns the documents of the ids that exist, keyed by id.
+func (db *DB) GetMany(ctx context.Context, kind Kind, ids []int64) (map[int64]json.RawMessage, error) {
+	out := make(map[int64]json.RawMessage, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		args[i], marks[i] = id, "?"
+	}
+	rows, err := db.ro.QueryContext(ctx, `SELECT id, doc FROM `+kindTables[kind]+` WHERE id IN (`+strings.Join(marks, ",")+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get %s batch: %w", kind, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var doc string
+		if err := rows.Scan(&id, &doc); err != nil {
+			return nil, fmt.Errorf("sqlite: get %s batch: %w", kind, err)
+		}
+		out[id] = json.RawMessage(doc)
+	}
+	return out, rows.Err()
+}
+
+// Count returns how many records of a kind exist.
+func (db *DB) Count(ctx context.Context, kind Kind) (int64, error) {
+	var n int64
+	err := db.ro.QueryRowContext(ctx, `SELECT count(*) FROM `+kindTables[kind]).Scan(&n)
+	return n, err
+}
+
+// Put validates and stores a full record of kind for id, assigns it the
+// next catalog version and queues its change event in the outbox, all in
+// one transaction. It returns the stored document. A product-scoped kind
+// other than KindProduct needs the product to exist.
+func (db *DB) Put(ctx context.Context, kind Kind, id int64, rec any) (json.RawMessage, error) {
+	var stored json.RawMessage
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		version, err := nextVersion(ctx, tx)
+		if err != nil {
+			return err
+		}
+		shopID, err := stamp(rec, id, version)
+		if err != nil {
+			return err
+		}
+		if kind != KindProduct && kind != KindShop {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM products WHERE id = ?`, id).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("product %d: %w", id, catalog.ErrNotFound)
+			}
+		}
+		if kind == KindProduct {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM shops WHERE id = ?`, shopID).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return &catalog.ValidationError{Reason: fmt.Sprintf("shop_id: shop %d does not exist", shopID)}
+			}
+		}
+		doc, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := upsert(ctx, tx, kind, id, version, doc); err != nil {
+			return err
+		}
+		change := catalog.Change{Entity: catalog.EntityProduct, ID: id, Version: version, TS: db.Now().UnixMilli()}
+		if kind == KindShop {
+			change.Entity = catalog.EntityShop
+		} else {
+			change.Dims = []catalog.Dimension{kind.Dimension()}
+		}
+		if err := enqueue(ctx, tx, catalog.TopicHigh, change); err != nil {
+			return err
+		}
+		stored = doc
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: put %s %d: %w", kind, id, err)
+	}
+	return stored, nil
+}
+
+// stamp sets the id and version fields of a record and returns its shop id
+// (for products).
+func stamp(rec any, id, version int64) (shopID int64, err error) {
+	switch r := rec.(type) {
+	case *catalog.Product:
+		r.ID, r.Version = id, version
+		return r.ShopID, nil
+	case *catalog.Shop:
+		r.ID, r.Version = id, version
+	case *catalog.Description:
+		r.ProductID, r.Version = id, version
+	case *catalog.Spec:
+		r.ProductID, r.Version = id, version
+	case *catalog.Price:
+		r.ProductID, r.Version = id, version
+	case *catalog.Stock:
+		r.ProductID, r.Version = id, version
+	case *catalog.Recommendations:
+		r.ProductID, r.Version = id, version
+	default:
+		return 0, fmt.Errorf("unsupported record %T", rec)
+	}
+	return 0, nil
+}
+
+func nextVersion(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var v int64
+	err := tx.QueryRowContext(ctx, `UPDATE version_seq SET v = v + 1 WHERE id = 1 RETURNING v`).Scan(&v)
+	return v, err
+}
+
+func upsert(ctx context.Context, tx *sql.Tx, kind Kind, id, version int64, doc []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO `+kindTables[kind]+` (id, version, doc) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc`, id, version, string(doc))
+	return err
+}
+
+func enqueue(ctx context.Context, tx *sql.Tx, topic string, c catalog.Change) error {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	key := string(c.Entity) + ":" + strconv.FormatInt(c.ID, 10)
+	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (topic, key, payload, created_at) VALUES (?, ?, ?, ?)`,
+		topic, key, string(payload), c.TS)
+	return err
+}
+
+// OutboxRow is one change waiting to be published.
+type OutboxRow struct {
+	Seq     int64
+	Topic   string
+	Key     string
+	Payload []byte
+}
+
+// Unsent returns up to limit outbox rows not yet acknowledged by the broker,
+// oldest first.
+func (db *DB) Unsent(ctx context.Context, limit int) ([]OutboxRow, error) {
+	rows, err := db.ro.QueryContext(ctx, `SELECT seq, topic, key, payload FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []OutboxRow
+	for rows.Next() {
+		var r OutboxRow
+		var payload string
+		if err := rows.Scan(&r.Seq, &r.Topic, &r.Key, &payload); err != nil {
+			return nil, fmt.Errorf("sqlite: outbox: %w", err)
+		}
+		r.Payload = []byte(payload)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// MarkSent records that the broker acknowledged rows up to and including
+// seq, and forgets rows acknowledged more than an hour ago.
+func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	now := db.Now().UnixMilli()
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE outbox SET sent_at = ? WHERE seq = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, s := range seqs {
+			if _, err := stmt.ExecContext(ctx, now, s); err != nil {
+				return fmt.Errorf("sqlite: outbox mark sent: %w", err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?`, now-time.Hour.Milliseconds())
+		return err
+	})
+}
+
+// OutboxPending returns how many outbox rows wait for the broker.
+func (db *DB) OutboxPending(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.ro.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE sent_at IS NULL`).Scan(&n)
+	return n, err
+}
+
+// EnqueueRefresh queues a low-priority refresh event for every product and
+// shop (cache fill and preheat). It returns how many events were queued.
+func (db *DB) EnqueueRefresh(ctx context.Context) (int, error) {
+	var n int
+	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+		n, err = db.enqueueRefresh(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: enqueue refresh: %w", err)
+	}
+	return n, nil
+}
+
+func (db *DB) enqueueRefresh(ctx context.Context, tx *sql.Tx) (int, error) {
+	n := 0
+	now := db.Now().UnixMilli()
+	for _, k := range []struct {
+		table  string
+		entity catalog.Entity
+	}{{"shops", catalog.EntityShop}, {"products", catalog.EntityProduct}} {
+		rows, err := tx.QueryContext(ctx, `SELECT id, version FROM `+k.table+` ORDER BY id`)
+		if err != nil {
+			return 0, err
+		}
+		var changes []catalog.Change
+		for rows.Next() {
+			c := catalog.Change{Entity: k.entity, Refresh: true, TS: now}
+			if err := rows.Scan(&c.ID, &c.Version); err != nil {
+				rows.Close()
+				return 0, err
+			}
+			changes = append(changes, c)
+		}
+		rows.Close()
+		for _, c := range changes {
+			if err := enqueue(ctx, tx, catalog.TopicLow, c); err != nil {
+				return 0, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ProductRecords are all the records of one product, for bulk loading.
+type ProductRecords struct {
+	Product   catalog.Product
+	Desc      catalog.Description
+	Spec      catalog.Spec
+	Price     catalog.Price
+	Stock     catalog.Stock
+	Recommend catalog.Recommendations
+}
+
+// Seeded reports whether the catalog was loaded already.
+func (db *DB) Seeded(ctx context.Context) (bool, error) {
+	var n int
+	err := db.ro.QueryRowContext(ctx, `SELECT count(*) FROM meta WHERE k = 'seeded_at'`).Scan(&n)
+	return n > 0, err
+}
+
+// BulkLoad stores shops and products in one transaction, assigning versions
+// in order, marks the catalog seeded and queues a low-priority refresh of
+// everything so the sync service fills Redis. progress, if not nil, is
+// called every 1,000 products.
+func (db *DB) BulkLoad(ctx context.Context, shops []catalog.Shop, products func(yield func(ProductRecords) bool), progress func(n int)) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		put := func(kind Kind, id int64, rec any) error {
+			version, err := nextVersion(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if _, err := stamp(rec, id, version); err != nil {
+				return err
+			}
+			doc, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			return upsert(ctx, tx, kind, id, version, doc)
+		}
+		for i := range shops {
+			if err := put(KindShop, shops[i].ID, &shops[i]); err != nil {
+				return fmt.Errorf("shop %d: %w", shops[i].ID, err)
+			}
+		}
+		var loadErr error
+		n := 0
+		products(func(r ProductRecords) bool {
+			id := r.Product.ID
+			for _, p := range []struct {
+				kind Kind
+				rec  any
+			}{{KindProduct, &r.Product}, {KindDescription, &r.Desc}, {KindSpec, &r.Spec}, {KindPrice, &r.Price}, {KindStock, &r.Stock}, {KindRecommend, &r.Recommend}} {
+				if loadErr = put(p.kind, id, p.rec); loadErr != nil {
+					loadErr = fmt.Errorf("product %d %s: %w", id, p.kind, loadErr)
+					return false
+				}
+			}
+			n++
+			if progress != nil && n%1000 == 0 {
+				progress(n)
+			}
+			return ctx.Err() == nil
+		})
+		if loadErr != nil {
+			return loadErr
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := db.enqueueRefresh(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('seeded_at', ?)`, db.Now().UTC().Format(time.RFC3339))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: bulk load: %w", err)
+	}
+	return nil
+}

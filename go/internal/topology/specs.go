@@ -1,0 +1,140 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// specs lists how to run each component of the topology.
+func (t *Topology) specs() []spec {
+	c, p := t.cfg, t.cfg.Ports
+	bin := c.Binary
+	dir := func(name string) string { return filepath.Join(c.VarDir, name) }
+	tokenEnv := []string{"DETAILPAGE_ADMIN_TOKEN=" + c.AdminToken}
+	redisSpec := func(name string, port int, extra ...string) spec {
+		return spec{
+			name: name, addr: Addr(port), healthWait: 15 * time.Second,
+			command: func() ([]string, error) {
+				if err := os.MkdirAll(dir(name), 0o755); err != nil {
+					return nil, err
+				}
+				argv := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+					"--dir", dir(name), "--daemonize", "no", "--save", "", "--appendonly", "yes",
+					"--appendfsync", "everysec", "--protected-mode", "no", "--loglevel", "warning"}
+				return append(argv, extra...), nil
+			},
+			healthy: redisPing(Addr(port)),
+		}
+	}
+	return []spec{
+		redisSpec(RedisMain, p.RedisMain),
+		// The replica serves stale data while its link is down: pages keep
+		// coming from it when main fails.
+		redisSpec(RedisReplica, p.RedisReplica, "--replicaof", "127.0.0.1", strconv.Itoa(p.RedisMain),
+			"--replica-read-only", "yes", "--replica-serve-stale-data", "yes", "--appendonly", "no"),
+		{
+			name: Broker, addr: Addr(p.Kafka), healthWait: 30 * time.Second,
+			command: func() ([]string, error) {
+				return []string{bin, "broker", "--port", strconv.Itoa(p.Kafka), "--data-dir", dir("kafka")}, nil
+			},
+			healthy: kafkaMetadata(Addr(p.Kafka)),
+		},
+		{
+			name: Source, addr: Addr(p.Source), healthWait: 120 * time.Second, env: tokenEnv,
+			command: func() ([]string, error) {
+				if err := os.MkdirAll(dir("source"), 0o755); err != nil {
+					return nil, err
+				}
+				return []string{bin, "source", "--listen", Addr(p.Source), "--db", filepath.Join(dir("source"), "catalog.db"),
+					"--kafka", Addr(p.Kafka), "--seed-products", strconv.Itoa(c.SeedProducts), "--seed-shops", strconv.Itoa(c.SeedShops)}, nil
+			},
+			healthy: httpOK(URL(p.Source) + "/healthz"),
+		},
+		{
+			name: Direct, addr: Addr(p.Direct), healthWait: 30 * time.Second, env: tokenEnv,
+			command: func() ([]string, error) {
+				return []string{bin, "direct", "--listen", Addr(p.Direct), "--redis", Addr(p.RedisMain),
+					"--source", URL(p.Source), "--templates", filepath.Join(c.Root, "templates")}, nil
+			},
+			healthy: httpOK(URL(p.Direct) + "/healthz"),
+		},
+		{
+			name: Sync, addr: Addr(p.Sync), healthWait: 30 * time.Second, env: tokenEnv,
+			command: func() ([]string, error) {
+				return []string{bin, "sync", "--listen", Addr(p.Sync), "--redis", Addr(p.RedisMain),
+					"--source", URL(p.Source), "--kafka", Addr(p.Kafka)}, nil
+			},
+			healthy: httpOK(URL(p.Sync) + "/healthz"),
+		},
+		t.nginxSpec(App1, p.App1, "app", "--replica", Addr(p.RedisReplica), "--direct", Addr(p.Direct)),
+		t.nginxSpec(App2, p.App2, "app", "--replica", Addr(p.RedisReplica), "--direct", Addr(p.Direct)),
+		t.nginxSpec(Dist, p.Dist, "dist", "--apps", Addr(p.App1)+","+Addr(p.App2), "--direct", Addr(p.Direct), "--source", Addr(p.Source)),
+	}
+}
+
+// nginxSpec runs `detailpage nginx`, which renders the tier's config into
+// the component's dir and execs nginx in the foreground.
+func (t *Topology) nginxSpec(name string, port int, tier string, args ...string) spec {
+	c := t.cfg
+	return spec{
+		name: name, addr: Addr(port), healthWait: 15 * time.Second,
+		env: []string{"DETAILPAGE_ADMIN_TOKEN=" + c.AdminToken},
+		command: func() ([]string, error) {
+			argv := []string{c.Binary, "nginx", "--tier", tier, "--name", name, "--listen", Addr(port),
+				"--prefix", filepath.Join(c.VarDir, name), "--root", c.Root}
+			return append(argv, args...), nil
+		},
+		healthy: httpOK(URL(port) + "/_health"),
+	}
+}
+
+func redisPing(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+		defer rdb.Close()
+		return rdb.Ping(ctx).Err()
+	}
+}
+
+func kafkaMetadata(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var d kafkago.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, err = conn.Brokers()
+		return err
+	}
+}
+
+var healthClient = &http.Client{Timeout: time.Second}
+
+func httpOK(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := healthClient.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,231 @@
+// Package topology is the one definition of a detailpage deployment on one
+// machine: which components there are, their ports, config files, data
+// directories, start order, health checks and how each stops. `detailpage
+// up` (behind `make run`) and the end-to-end tests both use it; the tests
+// start it on free ports in a temp dir and stop, kill, pause and restart
+// single components.
+package topology
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Component names, in start order.
+const (
+	RedisMain    = "redis-main"
+	RedisReplica = "redis-replica"
+	Broker       = "broker"
+	Source       = "source"
+	Direct       = "direct"
+	Sync         = "sync"
+	App1         = "app1"
+	App2         = "app2"
+	Dist         = "dist"
+)
+
+// Order is the start order; Stop goes the other way.
+var Order = []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, App1, App2, Dist}
+
+// Ports are the loopback ports of every component.
+type Ports struct {
+	Dist, App1, App2        int
+	RedisMain, RedisReplica int
+	Kafka                   int
+	Source, Sync, Direct    int
+}
+
+// DefaultPorts are the ports of the contract (docs/ARCHITECTURE).
+func DefaultPorts() Ports {
+	return Ports{Dist: 8080, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103}
+}
+
+// FreePorts picks unused loopback ports (for tests).
+func FreePorts() (Ports, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	next := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0
+		}
+		ls = append(ls, l)
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	p := Ports{Dist: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next()}
+	if p.Direct == 0 || p.Dist == 0 {
+		return Ports{}, errors.New("topology: no free loopback ports")
+	}
+	return p, nil
+}
+
+// Config describes one deployment.
+type Config struct {
+	Root         string // repository root: lua/, nginx/, templates/
+	VarDir       string // data and logs
+	Binary       string // the detailpage binary
+	Ports        Ports
+	AdminToken   string
+	SeedProducts int
+	SeedShops    int
+	Progress     io.Writer // start and stop progress for humans; nil: silent
+}
+
+// Addr is a loopback address.
+func Addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// URL is a loopback http URL.
+func URL(port int) string { return "http://" + Addr(port) }
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	for _, dir := range []string{"lua", "nginx", "templates"} {
+		if fi, err := os.Stat(filepath.Join(c.Root, dir)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("topology: %s is not a detailpage checkout (no %s/)", c.Root, dir)
+		}
+	}
+	if c.VarDir == "" {
+		return errors.New("topology: var dir required")
+	}
+	if _, err := os.Stat(c.Binary); err != nil {
+		return fmt.Errorf("topology: binary: %w", err)
+	}
+	if c.AdminToken == "" {
+		return errors.New("topology: admin token required")
+	}
+	if c.SeedProducts == 0 {
+		c.SeedProducts = 10_000
+	}
+	if c.SeedShops == 0 {
+		c.SeedShops = 250
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	var err error
+	if c.Root, err = filepath.Abs(c.Root); err != nil {
+		return err
+	}
+	if c.VarDir, err = filepath.Abs(c.VarDir); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Topology is a set of components that start and stop together.
+type Topology struct {
+	cfg   Config
+	comps map[string]*Component
+}
+
+// New prepares the components of cfg; nothing runs yet.
+func New(cfg Config) (*Topology, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Topology{cfg: cfg, comps: map[string]*Component{}}
+	for _, spec := range t.specs() {
+		t.comps[spec.name] = newComponent(spec, cfg)
+	}
+	return t, nil
+}
+
+// Config returns the configuration (with defaults filled in).
+func (t *Topology) Config() Config { return t.cfg }
+
+// Component returns a component by name; it panics on an unknown name
+// (a caller bug).
+func (t *Topology) Component(name string) *Component {
+	c, ok := t.comps[name]
+	if !ok {
+		panic("topology: unknown component " + name)
+	}
+	return c
+}
+
+// Start starts every component in order, each after the previous is
+// healthy. On failure it stops what it started.
+func (t *Topology) Start(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Join(t.cfg.VarDir, "logs"), 0o755); err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	for _, name := range Order {
+		c := t.comps[name]
+		fmt.Fprintf(t.cfg.Progress, "  starting %-14s", name)
+		start := time.Now()
+		if err := c.Start(ctx); err != nil {
+			fmt.Fprintf(t.cfg.Progress, "failed\n")
+			t.Stop()
+			return err
+		}
+		fmt.Fprintf(t.cfg.Progress, "ok (%s, %s)\n", c.Addr(), time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// Stop stops every running component in reverse order.
+func (t *Topology) Stop() error {
+	var errs []error
+	for i := len(Order) - 1; i >= 0; i-- {
+		c := t.comps[Order[i]]
+		if !c.Running() {
+			continue
+		}
+		fmt.Fprintf(t.cfg.Progress, "  stopping %s\n", c.Name())
+		if err := c.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Exited returns a channel that yields the name of any component whose
+// process ends without having been asked to.
+func (t *Topology) Exited() <-chan string {
+	ch := make(chan string, len(Order))
+	for _, c := range t.comps {
+		go func() {
+			for range c.unexpected {
+				ch <- c.Name()
+			}
+		}()
+	}
+	return ch
+}
+
+// LoadOrCreateToken returns the admin token kept in varDir/admin-token,
+// creating a random one on first use.
+func LoadOrCreateToken(varDir string) (string, error) {
+	path := filepath.Join(varDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+	}
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(buf)
+	if err := os.MkdirAll(varDir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return tok, nil
+}

@@ -1,0 +1,74 @@
+package topology
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/kafka"
+)
+
+// WaitWarm waits until every change queued at the source has been applied
+// by the sync service (on the first start: the whole catalog), printing
+// progress, so the first page view is a Redis hit.
+func (t *Topology) WaitWarm(ctx context.Context, limit time.Duration) error {
+	brokers := []string{Addr(t.cfg.Ports.Kafka)}
+	stdout := t.cfg.Progress
+	start := time.Now()
+	var first, last int64 = -1, -1
+	for {
+		pending, perr := outboxPending(ctx, URL(t.cfg.Ports.Source), t.cfg.AdminToken)
+		lag, err := kafka.GroupLag(ctx, brokers, "detailpage-sync", catalog.TopicHigh, catalog.TopicLow)
+		lag += pending
+		if err == nil && perr == nil {
+			if first < 0 {
+				first = lag
+			}
+			if lag == 0 {
+				if first > 0 {
+					fmt.Fprintf(stdout, "  cache warm: %d changes applied in %s\n", first, time.Since(start).Round(100*time.Millisecond))
+				}
+				return nil
+			}
+			if lag != last {
+				fmt.Fprintf(stdout, "  warming cache: %d changes waiting\n", lag)
+			}
+			last = lag
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Since(start) > limit {
+			return fmt.Errorf("topology: cache not warm after %s (%d changes waiting); see %s", limit, last, t.Component(Sync).LogPath())
+		}
+	}
+}
+
+// outboxPending asks the source service how many changes wait in its outbox.
+func outboxPending(ctx context.Context, sourceURL, token string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sourceURL+"/_admin/stats", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("source stats: %s", resp.Status)
+	}
+	var stats struct {
+		OutboxPending int64 `json:"outbox_pending"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		return 0, err
+	}
+	return stats.OutboxPending, nil
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what detailpage needs on Debian (bookworm or later), idempotently:
+# nginx with the Lua module, Redis, the Lua libraries the app tier loads, and
+# the tools `make test` and `make bench` use. Safe to run again: packages
+# already present are skipped without touching apt.
+set -euo pipefail
+
+RUNTIME=(nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
+         lua-resty-lrucache lua-cjson lua-nginx-redis redis-server)
+# luajit2 is OpenResty's LuaJIT: Debian's plain luajit conflicts with the
+# libluajit2 that libnginx-mod-http-lua links against.
+TEST=(luajit2 lua-busted lua-check wrk ca-certificates)
+
+want=("${RUNTIME[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+    want+=("${TEST[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+
+if [[ ! -r /etc/debian_version ]] || ! command -v apt-get >/dev/null; then
+    echo "install-deps: this is not a Debian machine; install these packages (or their equivalents) yourself:" >&2
+    echo "  ${missing[*]}" >&2
+    exit 1
+fi
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run as root (or: sudo apt-get install -y ${missing[*]})" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# nginx's Debian package starts a system nginx on :80; detailpage runs its
+# own nginx processes and does not need it.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+    systemctl stop nginx || true
+fi
+echo "install-deps: done"
