@@ -137,7 +137,6 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 // runtime — signals nginx's master directly.
 func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("nginx", stderr)
-	n := topology.Nginx{}
 	tier := f.String("tier", "DETAILPAGE_NGINX_TIER", "", "app or dist")
 	name := f.String("name", "DETAILPAGE_NODE", "", "node name: app1, app2, dist (X-Served-By of an app node)")
 	listen := f.String("listen", "DETAILPAGE_LISTEN", "", "page port address, host:port")
@@ -150,13 +149,14 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	bin := f.String("nginx", "DETAILPAGE_NGINX_BIN", "", "nginx binary (default: openresty if installed, else nginx)")
 	modules := f.String("modules-dir", "DETAILPAGE_NGINX_MODULES", "/usr/lib/nginx/modules", "dynamic modules dir; \"none\" when lua is built in (OpenResty)")
 	workers := f.Int("workers", "DETAILPAGE_NGINX_WORKERS", 2, "worker processes (0: one per core)")
+	resolver := f.String("resolver", "DETAILPAGE_NGINX_RESOLVER", "", "app: DNS server for the replica's host name (compose: 127.0.0.11); empty for IP addresses")
 	render := f.Bool("render-only", false, "write the config, print its path and exit")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	n = topology.Nginx{
+	n := topology.Nginx{
 		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
-		Direct: *directAddr, Source: *src, Workers: *workers, RunAsRoot: os.Geteuid() == 0,
+		Direct: *directAddr, Source: *src, Workers: *workers, RunAsRoot: os.Geteuid() == 0, Resolver: *resolver,
 	}
 	for _, a := range strings.Split(*apps, ",") {
 		if a = strings.TrimSpace(a); a != "" {

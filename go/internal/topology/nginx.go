@@ -28,6 +28,7 @@ type Nginx struct {
 	ModulesDir  string   // where the dynamic modules are
 	RunAsRoot   bool     // master is root: keep workers root so they can read the checkout
 	Workers     int      // worker processes (0: auto)
+	Resolver    string   // DNS server for host names Lua connects to (compose: 127.0.0.11)
 }
 
 // Validate checks the node description.
