@@ -370,7 +370,7 @@ func (p *Price) Validate() error {
 	if p.List != "" && !isDecimal(p.List) {
 		return invalid("list: want a decimal string like \"5999.00\"")
 	}
-	if len(p.Currency) != 3 || strings.ToUpper(p.Currency) != p.Currency {
+	if len(p.Currency) != 3 || strings.Trim(p.Currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
 		return invalid("currency: want a three-letter code like \"CNY\"")
 	}
 	return nil

@@ -158,6 +158,9 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 // MGet returns the values at keys (nil for a missing key). Keys must share a
 // hash tag on a Cluster.
 func (s *Store) MGet(ctx context.Context, keys ...string) ([][]byte, error) {
+	if len(keys) == 0 {
+		return [][]byte{}, nil
+	}
 	vals, err := s.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: mget %s…: %w", keys[0], err)

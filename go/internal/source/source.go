@@ -176,10 +176,13 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// Close releases the database.
+// Close releases the listener (if Run never took it) and the database.
 func (s *Service) Close() error {
 	var err error
-	s.once.Do(func() { err = s.db.Close() })
+	s.once.Do(func() {
+		s.ln.Close() // already closed by Run's server: the error is expected
+		err = s.db.Close()
+	})
 	return err
 }
 
@@ -366,7 +369,7 @@ func (s *Service) decodeEdit(kind sqlite.Kind, body io.Reader) (any, error) {
 		}
 		return nil, fmt.Errorf("body: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) { // dec.More misses a stray } or ]
 		return nil, errors.New("body: trailing data after the JSON object")
 	}
 	if err := rec.Validate(); err != nil {

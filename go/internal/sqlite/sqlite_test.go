@@ -93,6 +93,14 @@ func MustOutboxRows(tb testing.TB, path string) int64 {
 	return n
 }
 
+// recordHead is what every stored record has: its version and its id
+// (products and shops) or product id (the other dimensions).
+type recordHead struct {
+	Version   int64 `json:"version"`
+	ID        int64 `json:"id"`
+	ProductID int64 `json:"product_id"`
+}
+
 func decode[T any](tb testing.TB, raw json.RawMessage) T {
 	tb.Helper()
 	var v T
@@ -230,16 +238,7 @@ func TestPutVersionsAndOutbox(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var head struct {
-				Version   int64 `json:"version"`
-				ID        int64 `json:"id"`
-				ProductID int64 `json:"product_id"`
-			}
-			head = decode[struct {
-				Version   int64 `json:"version"`
-				ID        int64 `json:"id"`
-				ProductID int64 `json:"product_id"`
-			}](t, stored)
+			head := decode[recordHead](t, stored)
 			if head.Version <= last {
 				t.Fatalf("version %d not above the previous %d", head.Version, last)
 			}
@@ -347,9 +346,7 @@ func TestPutRejectedWritesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range docs {
-			maxV = max(maxV, decode[struct {
-				Version int64 `json:"version"`
-			}](t, d).Version)
+			maxV = max(maxV, decode[recordHead](t, d).Version)
 		}
 	}
 	stored, err := db.Put(ctx, sqlite.KindStock, 1, &catalog.Stock{Available: 1})
@@ -485,10 +482,7 @@ func TestGetMany(t *testing.T) {
 				if !ok {
 					t.Fatalf("id %d missing from %v", id, got)
 				}
-				h := decode[struct {
-					ID        int64 `json:"id"`
-					ProductID int64 `json:"product_id"`
-				}](t, raw)
+				h := decode[recordHead](t, raw)
 				if h.ID != id && h.ProductID != id {
 					t.Fatalf("record under id %d is %s", id, raw)
 				}

@@ -1,0 +1,50 @@
+package testutil
+
+import (
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/detailpage/detailpage/go/internal/source"
+)
+
+// Size and admin token of the catalog MustSourceService seeds.
+const (
+	SourceProducts = 50
+	SourceShops    = 5
+	SourceToken    = "t"
+)
+
+// MustSourceService opens a source service on a new SQLite file in a
+// temporary directory, seeded with SourceProducts products and SourceShops
+// shops, with a MustKafka broker for its outbox relay, and closes it when
+// the test ends. Nothing is served and the relay does not run until the
+// test calls Run; it returns the service and the broker's address.
+func MustSourceService(tb testing.TB) (*source.Service, string) {
+	tb.Helper()
+	broker := MustKafka(tb)
+	svc, err := source.Open(tb.Context(), source.Config{
+		Listen:       "127.0.0.1:0",
+		DBPath:       filepath.Join(tb.TempDir(), "catalog.db"),
+		Brokers:      []string{broker},
+		AdminToken:   SourceToken,
+		SeedProducts: SourceProducts,
+		SeedShops:    SourceShops,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatalf("testutil: open source service: %v", err)
+	}
+	tb.Cleanup(func() { svc.Close() })
+	return svc, broker
+}
+
+// MustSourceServer serves a MustSourceService's API in-process with
+// httptest and returns its base URL ("http://127.0.0.1:port").
+func MustSourceServer(tb testing.TB) (string, *source.Service) {
+	tb.Helper()
+	svc, _ := MustSourceService(tb)
+	srv := httptest.NewServer(svc.Handler())
+	tb.Cleanup(srv.Close)
+	return srv.URL, svc
+}

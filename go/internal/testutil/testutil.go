@@ -1,0 +1,198 @@
+// Package testutil holds helpers shared by detailpage's tests: real
+// dependencies started per test (redis-server, an in-process Kafka-protocol
+// broker), free ports, and polling with a deadline instead of sleeping.
+//
+// Every helper takes a testing.TB, calls tb.Helper() and registers its own
+// cleanup, so a test reads as a list of MustX calls.
+package testutil
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
+)
+
+// RedisServerPath is where the Debian package installs redis-server.
+const RedisServerPath = "/usr/bin/redis-server"
+
+// KafkaPartitions is how many partitions MustKafka gives each catalog topic.
+const KafkaPartitions = 4
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("testutil: find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Eventually calls fn every few milliseconds until it returns nil, and fails
+// the test with fn's last error if that does not happen within timeout.
+func Eventually(tb testing.TB, timeout time.Duration, fn func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	poll := 5 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("testutil: condition not met within %v: %v", timeout, err)
+		}
+		time.Sleep(poll) // a poll interval, not synchronization
+		poll = min(poll*2, 100*time.Millisecond)
+	}
+}
+
+// MustRedis starts a real redis-server on a free loopback port, with its
+// files in a temporary directory and persistence off, waits until it answers
+// PING and stops it (SIGTERM, then wait) when the test ends. It returns the
+// server's host:port. A missing redis-server fails the test: these tests
+// exist to run against the real thing.
+func MustRedis(tb testing.TB) string {
+	tb.Helper()
+	if _, err := os.Stat(RedisServerPath); err != nil {
+		tb.Fatalf("testutil: redis-server not found at %s (apt-get install redis-server): %v", RedisServerPath, err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ { // the free port can be taken before redis binds it
+		addr, err := startRedis(tb)
+		if err == nil {
+			return addr
+		}
+		lastErr = err
+	}
+	tb.Fatalf("testutil: start redis-server: %v", lastErr)
+	return ""
+}
+
+func startRedis(tb testing.TB) (string, error) {
+	tb.Helper()
+	dir := tb.TempDir()
+	port := FreePort(tb)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	logFile := filepath.Join(dir, "redis.log")
+	cmd := exec.Command(RedisServerPath,
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--dir", dir,
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+		"--logfile", logFile,
+	)
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("run %s: %w", RedisServerPath, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ping(addr)
+		if err == nil {
+			break
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr // let stop see it
+			return "", fmt.Errorf("redis-server on %s exited (%v); log:\n%s", addr, werr, readTail(logFile))
+		default:
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", fmt.Errorf("redis-server on %s: no PONG within 10s: %v; log:\n%s", addr, err, readTail(logFile))
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	tb.Cleanup(stop)
+	return addr, nil
+}
+
+// ping sends one RESP PING and expects +PONG.
+func ping(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+func readTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// MustKafka starts an in-process Kafka-protocol broker (franz-go's kfake,
+// one broker on a free loopback port) with every topic of catalog.Topics
+// created with KafkaPartitions partitions, and closes it when the test ends.
+// It returns the broker's host:port.
+func MustKafka(tb testing.TB) string {
+	tb.Helper()
+	cluster, err := kfake.NewCluster(
+		kfake.NumBrokers(1), // port 0: the kernel picks a free port, no race
+		kfake.SeedTopics(KafkaPartitions, catalog.Topics...),
+		kfake.DefaultNumPartitions(KafkaPartitions),
+		kfake.ClusterID("detailpage-test"),
+		kfake.GroupMinSessionTimeout(time.Second),
+	)
+	if err != nil {
+		tb.Fatalf("testutil: start kfake broker: %v", err)
+	}
+	tb.Cleanup(cluster.Close)
+	addrs := cluster.ListenAddrs()
+	if len(addrs) != 1 {
+		tb.Fatalf("testutil: kfake listens on %v, want one address", addrs)
+	}
+	Eventually(tb, 5*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", addrs[0], 200*time.Millisecond)
+		if err != nil {
+			return errors.Join(errors.New("kfake not accepting connections"), err)
+		}
+		return c.Close()
+	})
+	return addrs[0]
+}
