@@ -35,9 +35,9 @@ local WARN = ngx.WARN
 -- Local TTLs are short until app nodes are told to drop changed pages, so
 -- an edit shows within a few seconds. Each TTL gets ±20% jitter so pages
 -- cached together do not expire together.
-local L1_TTL = 0.5
-local L2_TTL = 1.5
-local SHOP_TTL = 1.5
+local L1_TTL = 0.3
+local L2_TTL = 1.0
+local SHOP_TTL = 1.0
 local NEGATIVE_TTL = 5
 local L1_SIZE = 2000
 local REDIS_TIMEOUT_MS = 50

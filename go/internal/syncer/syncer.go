@@ -130,7 +130,9 @@ func (s *Service) Close() error {
 }
 
 func (s *Service) consume(ctx context.Context, topic string) {
-	r := kafkago.NewReader(kafka.ReaderConfig(s.cfg.Brokers, s.cfg.Group, topic))
+	// One consumer group per topic: a reader joining or leaving one topic
+	// does not stop the other topic's consumption for a rebalance.
+	r := kafkago.NewReader(kafka.ReaderConfig(s.cfg.Brokers, GroupFor(s.cfg.Group, topic), topic))
 	defer r.Close()
 	log := s.log.With("topic", topic)
 	for ctx.Err() == nil {
@@ -163,6 +165,18 @@ func (s *Service) consume(ctx context.Context, topic string) {
 			log.Warn("commit failed; the batch will be handled again", "error", err)
 		}
 	}
+}
+
+// GroupFor is the consumer group that reads topic: the configured group
+// name with the topic's priority appended.
+func GroupFor(group, topic string) string {
+	switch topic {
+	case catalog.TopicHigh:
+		return group + ".high"
+	case catalog.TopicLow:
+		return group + ".low"
+	}
+	return group + "." + topic
 }
 
 // fetchBatch waits for one message, then gathers more for up to BatchWait.

@@ -71,7 +71,7 @@ func (t *Topology) specs() []spec {
 			name: Sync, addr: Addr(p.Sync), healthWait: 30 * time.Second, env: tokenEnv,
 			command: func() ([]string, error) {
 				return []string{bin, "sync", "--listen", Addr(p.Sync), "--redis", Addr(p.RedisMain),
-					"--source", URL(p.Source), "--kafka", Addr(p.Kafka)}, nil
+					"--source", URL(p.Source), "--kafka", Addr(p.Kafka), "--group", SyncGroup}, nil
 			},
 			healthy: httpOK(URL(p.Sync) + "/healthz"),
 		},

@@ -9,7 +9,11 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/kafka"
+	"github.com/detailpage/detailpage/go/internal/syncer"
 )
+
+// SyncGroup is the consumer group of the topology's sync service.
+const SyncGroup = "detailpage-sync"
 
 // WaitWarm waits until every change queued at the source has been applied
 // by the sync service (on the first start: the whole catalog), printing
@@ -21,8 +25,12 @@ func (t *Topology) WaitWarm(ctx context.Context, limit time.Duration) error {
 	var first, last int64 = -1, -1
 	for {
 		pending, perr := outboxPending(ctx, URL(t.cfg.Ports.Source), t.cfg.AdminToken)
-		lag, err := kafka.GroupLag(ctx, brokers, "detailpage-sync", catalog.TopicHigh, catalog.TopicLow)
-		lag += pending
+		lag, err := kafka.GroupLag(ctx, brokers, syncer.GroupFor(SyncGroup, catalog.TopicHigh), catalog.TopicHigh)
+		if low, lerr := kafka.GroupLag(ctx, brokers, syncer.GroupFor(SyncGroup, catalog.TopicLow), catalog.TopicLow); lerr != nil {
+			err = lerr
+		} else {
+			lag += low + pending
+		}
 		if err == nil && perr == nil {
 			if first < 0 {
 				first = lag
