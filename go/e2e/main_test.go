@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -80,6 +83,11 @@ func repoRoot() string {
 // startTopology starts a topology on free ports in a new temp dir and waits
 // until the catalog is in Redis. products 0 means the default catalog.
 func startTopology(bin string, products, shops int) (*topology.Topology, error) {
+	return startTopologyWith(bin, products, shops, 0, 0)
+}
+
+// startTopologyWith is startTopology with the app nodes' L1 and L2 TTLs.
+func startTopologyWith(bin string, products, shops int, l1, l2 time.Duration) (*topology.Topology, error) {
 	dir, err := os.MkdirTemp("", "detailpage-e2e-")
 	if err != nil {
 		return nil, err
@@ -91,6 +99,7 @@ func startTopology(bin string, products, shops int) (*topology.Topology, error) 
 	t, err := topology.New(topology.Config{
 		Root: repoRoot(), VarDir: dir, Binary: bin, Ports: ports, AdminToken: token,
 		SeedProducts: products, SeedShops: shops, Progress: os.Stderr,
+		AppL1TTL: l1, AppL2TTL: l2,
 	})
 	if err != nil {
 		return nil, err
@@ -119,4 +128,17 @@ func MustStart(tb testing.TB, t *topology.Topology, name string) {
 	if err := c.Start(ctx); err != nil {
 		tb.Fatalf("restart %s: %v", name, err)
 	}
+}
+
+// Eventually polls cond until it returns nil or timeout passes.
+func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
+	tb.Helper()
+	testutil.Eventually(tb, timeout, cond)
+}
+
+func redisClient(tb testing.TB, port int) *redis.Client {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: topology.Addr(port)})
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
 }

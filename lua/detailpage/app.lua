@@ -1,48 +1,80 @@
 -- detailpage.app: the application-tier request handler.
 --
--- GET /item/<id>.html is answered from, in order:
---   L1     this worker's lrucache of rendered pages
---   L2     the node's lua_shared_dict of rendered pages
---   redis  the Redis replica (item:{<id>} and shop:{s<shop_id>})
---   direct the direct-data service (which rebuilds from the sources)
--- and whatever a lower level returns is kept locally. A missing product
--- gets a short-lived negative entry in its own shared dict.
+-- GET /item/<id>.html is answered from the first level that has it:
+--   L1      this worker's lrucache of rendered pages (no rendering, no locks)
+--   L2      the node's lua_shared_dict of rendered pages
+--   redis   the Redis replica (item:{<id>} and shop:{s<shop_id>})
+--   direct  the direct-data service (which rebuilds from the sources)
+--   stale   the last rendered page, kept past its TTL for this moment
+-- Whatever a lower level returns is rendered once and kept in L1 and L2,
+-- stamped with the item and shop versions it was built from. A missing
+-- product gets a short-lived entry in its own dict (dp_negative), so a flood
+-- of unknown ids cannot evict real pages.
+--
+-- Per id, one request per node goes below L2 at a time (a shdict:add lock);
+-- the others wait briefly for its result or take the stale copy. Each link
+-- below (replica, direct) is skipped while detailpage.degrade says it is
+-- degraded. detailpage.invalidate drops local copies when the sync service
+-- writes a new version.
 
 local cjson = require "cjson.safe"
 local lrucache = require "resty.lrucache"
 local template = require "detailpage.template"
+local degrade = require "detailpage.degrade"
 
 local ok_redis, redis = pcall(require, "resty.redis")  -- OpenResty
 if not ok_redis then
     redis = require "nginx.redis"                        -- Debian's lua-nginx-redis
 end
 
+-- Debian's lua-nginx-redis (0.27) has only set_timeout; calling a missing
+-- method would send it to Redis as a command (the module's __index), so
+-- look the method up on the module table itself.
+local HAS_SET_TIMEOUTS = rawget(redis, "set_timeouts") ~= nil
+
 local ngx = ngx
 local ngx_log = ngx.log
+local ngx_now = ngx.now
+local ngx_sleep = ngx.sleep
+local ngx_print = ngx.print
+local ngx_var = ngx.var
 local ngx_header = ngx.header
-local ngx_say = ngx.print
-local ngx_exit = ngx.exit
+local ngx_null = ngx.null
 local capture = ngx.location.capture
+local shared = ngx.shared
 local math_random = math.random
 local tostring = tostring
+local tonumber = tonumber
 local type = type
+local pcall = pcall
+local xpcall = xpcall
 local io_open = io.open
-local str_find = string.find
+local str_match = string.match
+local str_sub = string.sub
+local traceback = debug.traceback
 
 local ERR = ngx.ERR
 local WARN = ngx.WARN
+local INFO = ngx.INFO
 
--- Local TTLs are short until app nodes are told to drop changed pages, so
--- an edit shows within a few seconds. Each TTL gets ±20% jitter so pages
--- cached together do not expire together.
-local L1_TTL = 0.3
-local L2_TTL = 1.0
-local SHOP_TTL = 1.0
-local NEGATIVE_TTL = 5
-local L1_SIZE = 2000
-local REDIS_TIMEOUT_MS = 50
-local REDIS_POOL_SIZE = 64
-local REDIS_IDLE_MS = 30000
+local REPLICA = "replica"
+local DIRECT = "direct"
+local LEVELS = { "L1", "L2", "redis", "direct", "stale", "negative" }
+
+local DEFAULTS = {
+    l1_size = 2000,        -- pages per worker (~20 KB each)
+    l1_ttl = 600,          -- seconds; ±20% jitter on every TTL
+    l2_ttl = 600,
+    stale_ttl = 3600,      -- how long a page is kept past its TTL for "stale"
+    shop_ttl = 600,
+    negative_ttl = 10,
+    lock_ttl = 3,          -- a lock holder that died frees the id after this
+    lock_wait = 1,         -- how long others wait for the holder
+    redis_timeout_ms = 50,
+    redis_pool_size = 64,
+    redis_idle_ms = 30000,
+    degrade = { window = 10, buckets = 10, threshold = 5, retry = 5 },
+}
 
 local _M = {}
 
@@ -51,6 +83,9 @@ local render
 local not_found_page = "Not found"
 local unavailable_page = "Unavailable"
 local l1
+local links
+local hits = {}          -- this worker's hit counts, flushed to dp_state
+local shop_versions = {} -- newest shop versions this worker was told of
 
 local function log(lvl, ...)
     ngx_log(lvl, "[app] ", ...)
@@ -71,10 +106,15 @@ local function read_file(path)
 end
 
 -- init runs in init_by_lua: compile the template once (a syntax error
--- stops nginx from starting, with the line) and load the static pages.
+-- stops nginx from starting, naming the line) and load the static pages.
 function _M.init(opts)
     if type(opts) ~= "table" or type(opts.node) ~= "string" then
         error("opts.node must be a string", 2)
+    end
+    for k, v in pairs(DEFAULTS) do
+        if opts[k] == nil then
+            opts[k] = v
+        end
     end
     config = opts
     local src, err = read_file(opts.template_dir .. "/item.html")
@@ -83,164 +123,425 @@ function _M.init(opts)
     end
     local fn, cerr = template.compile(src, "item.html")
     if not fn then
-        error("item.html: " .. cerr)
+        error("template " .. cerr)
     end
     render = fn
     not_found_page = read_file(opts.template_dir .. "/404.html") or not_found_page
     unavailable_page = read_file(opts.template_dir .. "/503.html") or unavailable_page
+    for _, level in ipairs(LEVELS) do
+        hits[level] = 0
+    end
 end
 
-local function cache()
-    if not l1 then
-        local c, err = lrucache.new(L1_SIZE)
-        if not c then
-            error("lrucache: " .. tostring(err))
+-- init_worker creates this worker's L1 and the link tracker.
+function _M.init_worker()
+    local c, err = lrucache.new(config.l1_size)
+    if not c then
+        error("lrucache: " .. tostring(err))
+    end
+    l1 = c
+    links = degrade.new(shared.dp_state, config.degrade, ngx_now)
+end
+
+function _M.config() return config end
+function _M.links() return links end
+function _M.l1() return l1 end
+
+local function count(level)
+    hits[level] = hits[level] + 1
+end
+
+-- flush_hits adds this worker's hit counts to the node's totals.
+function _M.flush_hits()
+    local state = shared.dp_state
+    for level, n in pairs(hits) do
+        if n > 0 then
+            state:incr("hits:" .. level, n, 0)
+            hits[level] = 0
         end
-        l1 = c
     end
-    return l1
 end
 
+local function bump(name)
+    shared.dp_state:incr("count:" .. name, 1, 0)
+end
+
+-- send writes a page. Content-Type and X-Served-By come from the nginx
+-- config; X-Cache from $dp_cache. A Content-Length (rather than chunked
+-- encoding) is cheaper for the client and for us.
 local function send(status, body, level)
-    ngx.status = status
-    ngx_header["Content-Type"] = "text/html; charset=utf-8"
-    ngx_header["X-Served-By"] = config.node
-    if level then
-        ngx_header["X-Cache"] = level
+    if status ~= 200 then
+        ngx.status = status
     end
-    ngx_say(body)
-    return ngx_exit(status)
+    if level then
+        ngx_var.dp_cache = level
+    end
+    ngx_header["Content-Length"] = #body
+    ngx_print(body)
 end
 
--- read_replica returns item JSON, shop JSON (either may be nil when the key
--- is absent) or nil and an error.
-local function read_replica(id, shops)
+----------------------------------------------------------------------------
+-- Local copies.
+
+-- L2 values are "<expires>|<item version>|<shop id>|<shop version>|<html>".
+local function encode_entry(e)
+    return e.exp .. "|" .. e.v .. "|" .. e.shop .. "|" .. e.sv .. "|" .. e.html
+end
+
+local function decode_entry(raw)
+    local exp, v, shop, sv, pos = str_match(raw, "^([%d.]+)|(%d+)|(%d+)|(%d+)|()")
+    if not exp then
+        return nil
+    end
+    return { exp = tonumber(exp), v = tonumber(v), shop = tonumber(shop), sv = tonumber(sv), html = str_sub(raw, pos) }
+end
+
+-- outdated reports whether an entry was built from an older shop than one
+-- this worker has been told of.
+local function outdated(e)
+    local sv = shop_versions[e.shop]
+    return sv ~= nil and e.sv < sv
+end
+
+-- required is the lowest item version a copy of id may have: set by an
+-- invalidation, so a fetch that started before it cannot cache what it read.
+local function required(id)
+    return shared.dp_versions:get(id) or 0
+end
+
+local function keep(id, e)
+    if e.v < required(id) or outdated(e) then
+        return
+    end
+    local now = ngx_now()
+    e.exp = now + jitter(config.l2_ttl)
+    local ok, err = shared.dp_pages:set(id, encode_entry(e), config.stale_ttl)
+    if not ok then
+        log(WARN, "L2 set failed for ", id, ": ", err)
+    end
+    l1:set(id, e, jitter(config.l1_ttl))
+end
+
+-- drop forgets every local copy of a product; version, if given, is the
+-- lowest version a copy may have from now on.
+function _M.drop(id, version)
+    id = tostring(id)
+    l1:delete(id)
+    shared.dp_pages:delete(id)
+    shared.dp_negative:delete(id)
+    if version then
+        local cur = shared.dp_versions:get(id)
+        if not cur or cur < version then
+            shared.dp_versions:set(id, version, config.stale_ttl)
+        end
+    end
+end
+
+-- drop_local forgets this worker's L1 copy only (the others' workers do
+-- their own when they read the same invalidation).
+function _M.drop_local(id)
+    l1:delete(tostring(id))
+end
+
+-- shop_changed records a shop's new version and drops its cached document.
+function _M.shop_changed(shop_id, version)
+    shop_id = tonumber(shop_id)
+    local cur = shop_versions[shop_id]
+    if not cur or cur < version then
+        shop_versions[shop_id] = version
+    end
+    shared.dp_shops:delete(shop_id)
+end
+
+----------------------------------------------------------------------------
+-- Levels below the node.
+
+local function connect_replica()
     local red = redis:new()
-    red:set_timeouts(REDIS_TIMEOUT_MS, REDIS_TIMEOUT_MS, REDIS_TIMEOUT_MS)
+    local t = config.redis_timeout_ms
+    if HAS_SET_TIMEOUTS then
+        red:set_timeouts(t, t, t)
+    else
+        red:set_timeout(t)
+    end
     local ok, err = red:connect(config.replica_host, config.replica_port)
     if not ok then
-        return nil, nil, "connect: " .. tostring(err)
+        return nil, "connect: " .. tostring(err)
     end
-    local item, gerr = red:get("item:{" .. id .. "}")
+    return red
+end
+_M.connect_replica = connect_replica
+
+local function release(red)
+    red:set_keepalive(config.redis_idle_ms, config.redis_pool_size)
+end
+_M.release_replica = release
+
+-- decode_doc parses a JSON object from Redis; anything else is a miss.
+local function decode_doc(raw, what)
+    local doc = cjson.decode(raw)
+    if type(doc) ~= "table" then
+        log(WARN, "ignoring ", what, ": not a JSON object")
+        return nil
+    end
+    return doc
+end
+
+-- read_replica returns item and shop documents (decoded), nil when the
+-- replica has no item, or nil and an error when the link failed.
+local function read_replica(id)
+    bump("redis_reads")
+    local red, err = connect_replica()
+    if not red then
+        return nil, nil, err
+    end
+    local raw, gerr = red:get("item:{" .. id .. "}")
     if gerr then
         red:close()
         return nil, nil, "get item: " .. tostring(gerr)
     end
-    if item == ngx.null then
-        red:set_keepalive(REDIS_IDLE_MS, REDIS_POOL_SIZE)
-        return nil, nil
+    if raw == ngx_null then
+        release(red)
+        return nil
+    end
+    local item = decode_doc(raw, "item:{" .. id .. "}")
+    if not item then
+        release(red)
+        return nil
     end
     local shop
-    local doc = cjson.decode(item)
-    local shop_id = type(doc) == "table" and tonumber(doc.shop_id)
+    local shop_id = tonumber(item.shop_id)
     if shop_id then
-        shop = shops:get(shop_id)
-        if not shop then
+        local shops = shared.dp_shops
+        local cached = shops:get(shop_id)
+        if cached then
+            shop = cjson.decode(cached)
+        else
             local s, serr = red:get("shop:{s" .. shop_id .. "}")
             if serr then
                 red:close()
                 return nil, nil, "get shop: " .. tostring(serr)
             end
-            if s ~= ngx.null then
-                shop = s
-                shops:set(shop_id, s, jitter(SHOP_TTL))
+            if s ~= ngx_null then
+                shop = decode_doc(s, "shop:{s" .. shop_id .. "}")
+                if shop then
+                    shops:set(shop_id, s, jitter(config.shop_ttl))
+                end
             end
         end
     end
-    red:set_keepalive(REDIS_IDLE_MS, REDIS_POOL_SIZE)
+    release(red)
     return item, shop
 end
 
 -- read_direct asks the direct-data service for the document and its shop.
--- Returns item JSON, shop JSON, or nil, "missing" / nil and an error.
+-- Returns item, shop; or nil, nil, "missing"; or nil, nil, error and
+-- whether it was a link failure.
 local function read_direct(id)
+    bump("direct_calls")
     local res = capture("/_direct/api/item/" .. id, { args = { with = "shop" } })
     if res.status == 404 then
         return nil, nil, "missing"
     end
     if res.status ~= 200 then
-        return nil, nil, "direct answered " .. tostring(res.status)
+        return nil, nil, "direct answered " .. tostring(res.status), res.status == 0 or res.status >= 500
     end
     local env = cjson.decode(res.body)
     if type(env) ~= "table" or type(env.item) ~= "table" then
-        return nil, nil, "direct: bad body"
+        return nil, nil, "direct: bad body", true
     end
     local shop = env.shop
-    return cjson.encode(env.item), shop ~= cjson.null and cjson.encode(shop) or nil
-end
-
--- build renders a page from item and shop JSON. Returns html, or nil and
--- "missing" for a negative marker, or nil and an error.
-local function build(item_json, shop_json)
-    local item = cjson.decode(item_json)
-    if type(item) ~= "table" then
-        return nil, "item: not a JSON object"
-    end
-    if item.missing == true then
-        return nil, "missing"
-    end
-    local shop = shop_json and cjson.decode(shop_json) or nil
     if type(shop) ~= "table" then
         shop = nil
     end
-    return render({ item = item, shop = shop })
+    return env.item, shop
 end
 
-function _M.serve_item(id)
-    if not str_find(id, "[1-9]") then    -- all zeros: not an id
-        return send(404, not_found_page)
+-- direct_html asks the direct-data service for the page rendered by pongo2:
+-- the next level when the Lua renderer fails on a document.
+local function direct_html(id)
+    bump("direct_calls")
+    local res = capture("/_direct/item/" .. id .. ".html")
+    if res.status == 200 then
+        return res.body
     end
-    id = id:gsub("^0+", "")
+    return nil, res.status
+end
 
-    local c = cache()
-    local html = c:get(id)
-    if html then
-        return send(200, html, "L1")
+-- build turns documents into a page entry, reusing the stale entry's HTML
+-- when it was built from the same versions.
+local function build(id, item, shop, stale)
+    if item.missing == true then
+        return nil, "missing"
     end
-    local pages = ngx.shared.dp_pages
-    html = pages:get(id)
-    if html then
-        c:set(id, html, jitter(L1_TTL))
-        return send(200, html, "L2")
+    local v = tonumber(item.version) or 0
+    local shop_id = tonumber(item.shop_id) or 0
+    local sv = shop and tonumber(shop.version) or 0
+    if stale and stale.v == v and stale.shop == shop_id and stale.sv == sv then
+        return { v = v, shop = shop_id, sv = sv, html = stale.html }
     end
-    local negative = ngx.shared.dp_negative
-    if negative:get(id) then
+    local html, err = render({ item = item, shop = shop })
+    if not html then
+        log(ERR, "render failed for item ", id, " (falling back to direct): ", err)
+        local body, status = direct_html(id)
+        if not body then
+            return nil, "render failed and direct answered " .. tostring(status)
+        end
+        html = body
+    end
+    return { v = v, shop = shop_id, sv = sv, html = html }
+end
+
+-- fetch goes below the node: the replica, then the direct-data service.
+-- Returns entry, level; or nil, "missing", level; or nil, error.
+local function fetch(id, stale)
+    local item, shop, err, level
+    local allowed = links:allow(REPLICA)
+    if allowed then
+        item, shop, err = read_replica(id)
+        if err then
+            if links:failure(REPLICA) then
+                log(WARN, "link replica degraded for ", config.degrade.retry, "s after: ", err)
+            end
+        elseif links:success(REPLICA) then
+            log(INFO, "link replica restored")
+        end
+        level = "redis"
+    end
+    if not item then
+        if not links:allow(DIRECT) then
+            return nil, "replica " .. (allowed and tostring(err or "miss") or "degraded") .. ", direct degraded"
+        end
+        local link_failed
+        item, shop, err, link_failed = read_direct(id)
+        if err == "missing" then
+            links:success(DIRECT)
+            return nil, "missing", "direct"
+        end
+        if err then
+            if link_failed and links:failure(DIRECT) then
+                log(WARN, "link direct degraded for ", config.degrade.retry, "s after: ", err)
+            end
+            return nil, err
+        end
+        if links:success(DIRECT) then
+            log(INFO, "link direct restored")
+        end
+        level = "direct"
+    end
+    local entry, berr = build(id, item, shop, stale)
+    if not entry then
+        return nil, berr, level
+    end
+    return entry, level
+end
+
+----------------------------------------------------------------------------
+-- The request.
+
+local function serve_missing(id, level)
+    shared.dp_negative:set(id, true, jitter(config.negative_ttl))
+    count("negative")
+    return send(404, not_found_page, level)
+end
+
+local function serve_stale_or_503(id, stale, err)
+    if stale and stale.html then
+        count("stale")
+        log(WARN, "serving stale item ", id, ": ", err)
+        return send(200, stale.html, "stale")
+    end
+    log(WARN, "no level could serve item ", id, ": ", err)
+    ngx.header["Retry-After"] = "2"
+    return send(503, unavailable_page)
+end
+
+-- wait_for_holder polls L2 while another request of this node fetches id.
+local function wait_for_holder(id, stale)
+    local pages, negative = shared.dp_pages, shared.dp_negative
+    local deadline = ngx_now() + config.lock_wait
+    local step = 0.002
+    while ngx_now() < deadline do
+        ngx_sleep(step)
+        step = step < 0.02 and step * 2 or step
+        local raw = pages:get(id)
+        local e = raw and decode_entry(raw)
+        if e and e.exp > ngx_now() and not outdated(e) then
+            l1:set(id, e, jitter(config.l1_ttl))
+            count("L2")
+            return send(200, e.html, "L2")
+        end
+        if negative:get(id) then
+            count("negative")
+            return send(404, not_found_page, "L2")
+        end
+        if not shared.dp_locks:get(id) then
+            break -- the holder gave up without a result
+        end
+    end
+    return serve_stale_or_503(id, stale, "lock wait ended without a result")
+end
+
+local function serve(id)
+    local e, stale_l1 = l1:get(id)
+    if e and not outdated(e) then
+        count("L1")
+        return send(200, e.html, "L1")
+    end
+    local stale = e or stale_l1
+
+    local raw = shared.dp_pages:get(id)
+    if raw then
+        local l2 = decode_entry(raw)
+        if l2 and l2.exp > ngx_now() and not outdated(l2) then
+            l1:set(id, l2, jitter(config.l1_ttl))
+            count("L2")
+            return send(200, l2.html, "L2")
+        end
+        stale = stale or l2
+    end
+    if shared.dp_negative:get(id) then
+        count("negative")
         return send(404, not_found_page, "L2")
     end
 
-    local level = "redis"
-    local item, shop, err = read_replica(id, ngx.shared.dp_shops)
-    if err then
-        log(WARN, "replica failed, trying direct: ", err)
+    local locks = shared.dp_locks
+    if not locks:add(id, true, config.lock_ttl) then
+        return wait_for_holder(id, stale)
     end
-    if not item then
-        level = "direct"
-        item, shop, err = read_direct(id)
+    local ok, entry, level, err = pcall(function()
+        local en, lv, lvl = fetch(id, stale)
+        if en then
+            return en, lv
+        end
+        return nil, lvl, lv
+    end)
+    locks:delete(id)
+    if not ok then
+        return serve_stale_or_503(id, stale, entry)
+    end
+    if entry then
+        keep(id, entry)
+        count(level)
+        return send(200, entry.html, level)
     end
     if err == "missing" then
-        negative:set(id, true, jitter(NEGATIVE_TTL))
-        return send(404, not_found_page, level)
+        shared.dp_pages:delete(id)
+        return serve_missing(id, level)
     end
-    if not item then
-        log(ERR, "no level could serve item ", id, ": ", err)
-        ngx_header["Retry-After"] = "2"
-        return send(503, unavailable_page)
-    end
+    return serve_stale_or_503(id, stale, err)
+end
 
-    local rerr
-    html, rerr = build(item, shop)
-    if rerr == "missing" then
-        negative:set(id, true, jitter(NEGATIVE_TTL))
-        return send(404, not_found_page, level)
+-- serve_item answers GET /item/<id>.html. The location only matches ids of
+-- 1 to 18 digits without a leading zero. Any Lua error ends in the 503
+-- page, never a 500 with a trace.
+function _M.serve_item(id)
+    local ok, err = xpcall(serve, traceback, id)
+    if not ok then
+        log(ERR, "request for item ", id, " failed: ", err)
+        ngx.header["Retry-After"] = "2"
+        send(503, unavailable_page)
     end
-    if not html then
-        log(ERR, "render failed for item ", id, ": ", rerr)
-        ngx_header["Retry-After"] = "2"
-        return send(503, unavailable_page)
-    end
-    pages:set(id, html, jitter(L2_TTL))
-    c:set(id, html, jitter(L1_TTL))
-    return send(200, html, level)
 end
 
 return _M

@@ -150,6 +150,8 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	modules := f.String("modules-dir", "DETAILPAGE_NGINX_MODULES", "/usr/lib/nginx/modules", "dynamic modules dir; \"none\" when lua is built in (OpenResty)")
 	workers := f.Int("workers", "DETAILPAGE_NGINX_WORKERS", 2, "worker processes (0: one per core)")
 	resolver := f.String("resolver", "DETAILPAGE_NGINX_RESOLVER", "", "app: DNS server for the replica's host name (compose: 127.0.0.11); empty for IP addresses")
+	l1TTL := f.Duration("l1-ttl", "DETAILPAGE_L1_TTL", 10*time.Minute, "app: how long a page stays in a worker's L1 (±20% jitter)")
+	l2TTL := f.Duration("l2-ttl", "DETAILPAGE_L2_TTL", 10*time.Minute, "app: how long a page stays fresh in the node's L2 (±20% jitter)")
 	render := f.Bool("render-only", false, "write the config, print its path and exit")
 	if err := f.parse(args); err != nil {
 		return err
@@ -157,6 +159,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	n := topology.Nginx{
 		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
 		Direct: *directAddr, Source: *src, Workers: *workers, RunAsRoot: os.Geteuid() == 0, Resolver: *resolver,
+		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(),
 	}
 	for _, a := range strings.Split(*apps, ",") {
 		if a = strings.TrimSpace(a); a != "" {

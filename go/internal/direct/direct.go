@@ -199,6 +199,10 @@ func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) 
 	if err != nil {
 		return nil, "redis", err
 	}
+	if doc != nil && !json.Valid(doc) {
+		s.log.Warn("ignoring a value that is not JSON; rebuilding", "key", redisstore.ItemKey(id))
+		doc = nil
+	}
 	if doc != nil {
 		if isMissing(doc) {
 			return nil, "redis", errMissing

@@ -86,6 +86,7 @@ func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
 	}
 	res := Result{Docs: map[int64][]byte{}}
 	var entries []redisstore.Entry
+	var changed []redisstore.Changed
 	now := a.Now()
 	for _, id := range ids {
 		base, ok := f.base[id]
@@ -130,12 +131,16 @@ func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
 			entries = append(entries, redisstore.Entry{Key: redisstore.DimKey(id, d.dim), Version: d.version, Value: b})
 		}
 		entries = append(entries, redisstore.Entry{Key: redisstore.ItemKey(id), Version: doc.Version, Value: body})
+		changed = append(changed, redisstore.Changed{ID: id, Version: doc.Version})
 	}
 	n, err := a.store.Put(ctx, entries...)
 	if err != nil {
 		return Result{}, fmt.Errorf("pagedoc: %w", err)
 	}
 	res.Written = n
+	if err := a.invalidate(ctx, n, changed); err != nil {
+		return Result{}, err
+	}
 	return res, nil
 }
 
@@ -182,6 +187,7 @@ func (a *Assembler) Shops(ctx context.Context, ids []int64) (Result, error) {
 	}
 	res := Result{Docs: map[int64][]byte{}}
 	var entries []redisstore.Entry
+	var changed []redisstore.Changed
 	for _, id := range ids {
 		s, ok := shops[id]
 		if !ok {
@@ -194,9 +200,26 @@ func (a *Assembler) Shops(ctx context.Context, ids []int64) (Result, error) {
 		}
 		res.Docs[id] = b
 		entries = append(entries, redisstore.Entry{Key: redisstore.ShopKey(id), Version: s.Version, Value: b})
+		changed = append(changed, redisstore.Changed{Shop: true, ID: id, Version: s.Version})
 	}
 	if res.Written, err = a.store.Put(ctx, entries...); err != nil {
 		return Result{}, fmt.Errorf("pagedoc: %w", err)
 	}
+	if err := a.invalidate(ctx, res.Written, changed); err != nil {
+		return Result{}, err
+	}
 	return res, nil
+}
+
+// invalidate tells the app tiers to drop their copies of what changed. It
+// is skipped when no value was replaced (a replayed or stale event), so a
+// bulk refresh of unchanged data does not empty the app tiers' caches.
+func (a *Assembler) invalidate(ctx context.Context, written int, changed []redisstore.Changed) error {
+	if written == 0 {
+		return nil
+	}
+	if err := a.store.Invalidate(ctx, changed); err != nil {
+		return fmt.Errorf("pagedoc: %w", err)
+	}
+	return nil
 }

@@ -187,3 +187,49 @@ func VersionOf(value []byte) int64 {
 	v, _ := strconv.ParseInt(rest[:end], 10, 64)
 	return v
 }
+
+// InvalidationStream is the Redis stream that tells app-tier nodes which
+// local copies to drop. It travels through replication with the data, so a
+// node that reads an entry from the replica can already read the new value.
+const InvalidationStream = "dp:invalidate"
+
+// invalidationMaxLen bounds the stream; nodes read it every few hundred
+// milliseconds, so they never fall this far behind while connected.
+const invalidationMaxLen = 100_000
+
+// Changed names one written record for invalidation.
+type Changed struct {
+	Shop    bool
+	ID      int64
+	Version int64
+}
+
+// Invalidate appends one stream entry listing changed records as
+// "p:<id>:<version>" or "s:<id>:<version>", comma-separated.
+func (s *Store) Invalidate(ctx context.Context, changed []Changed) error {
+	if len(changed) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for i, c := range changed {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if c.Shop {
+			b.WriteString("s:")
+		} else {
+			b.WriteString("p:")
+		}
+		b.WriteString(strconv.FormatInt(c.ID, 10))
+		b.WriteByte(':')
+		b.WriteString(strconv.FormatInt(c.Version, 10))
+	}
+	err := s.rdb.XAdd(ctx, &redis.XAddArgs{
+		Stream: InvalidationStream, MaxLen: invalidationMaxLen, Approx: true,
+		Values: []string{"ids", b.String()},
+	}).Err()
+	if err != nil {
+		return fmt.Errorf("redis: invalidate: %w", err)
+	}
+	return nil
+}

@@ -29,6 +29,8 @@ type Nginx struct {
 	RunAsRoot   bool     // master is root: keep workers root so they can read the checkout
 	Workers     int      // worker processes (0: auto)
 	Resolver    string   // DNS server for host names Lua connects to (compose: 127.0.0.11)
+	L1TTL       float64  // app: seconds a page stays in a worker's L1 (0: default)
+	L2TTL       float64  // app: seconds a page stays fresh in the node's L2 (0: default)
 }
 
 // Validate checks the node description.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,7 +21,7 @@ func (t *Topology) specs() []spec {
 	bin := c.Binary
 	dir := func(name string) string { return filepath.Join(c.VarDir, name) }
 	tokenEnv := []string{"DETAILPAGE_ADMIN_TOKEN=" + c.AdminToken}
-	redisSpec := func(name string, port int, extra ...string) spec {
+	redisSpec := func(name string, port int, healthy func(context.Context) error, extra ...string) spec {
 		return spec{
 			name: name, addr: Addr(port), healthWait: 15 * time.Second,
 			command: func() ([]string, error) {
@@ -32,14 +33,14 @@ func (t *Topology) specs() []spec {
 					"--appendfsync", "everysec", "--protected-mode", "no", "--loglevel", "warning"}
 				return append(argv, extra...), nil
 			},
-			healthy: redisPing(Addr(port)),
+			healthy: healthy,
 		}
 	}
 	return []spec{
-		redisSpec(RedisMain, p.RedisMain),
+		redisSpec(RedisMain, p.RedisMain, redisPing(Addr(p.RedisMain))),
 		// The replica serves stale data while its link is down: pages keep
 		// coming from it when main fails.
-		redisSpec(RedisReplica, p.RedisReplica, "--replicaof", "127.0.0.1", strconv.Itoa(p.RedisMain),
+		redisSpec(RedisReplica, p.RedisReplica, replicaInSync(Addr(p.RedisReplica)), "--replicaof", "127.0.0.1", strconv.Itoa(p.RedisMain),
 			"--replica-read-only", "yes", "--replica-serve-stale-data", "yes", "--appendonly", "no"),
 		{
 			name: Broker, addr: Addr(p.Kafka), healthWait: 30 * time.Second,
@@ -75,10 +76,22 @@ func (t *Topology) specs() []spec {
 			},
 			healthy: httpOK(URL(p.Sync) + "/healthz"),
 		},
-		t.nginxSpec(App1, p.App1, "app", "--replica", Addr(p.RedisReplica), "--direct", Addr(p.Direct)),
-		t.nginxSpec(App2, p.App2, "app", "--replica", Addr(p.RedisReplica), "--direct", Addr(p.Direct)),
+		t.nginxSpec(App1, p.App1, "app", t.appArgs()...),
+		t.nginxSpec(App2, p.App2, "app", t.appArgs()...),
 		t.nginxSpec(Dist, p.Dist, "dist", "--apps", Addr(p.App1)+","+Addr(p.App2), "--direct", Addr(p.Direct), "--source", Addr(p.Source)),
 	}
+}
+
+func (t *Topology) appArgs() []string {
+	c := t.cfg
+	args := []string{"--replica", Addr(c.Ports.RedisReplica), "--direct", Addr(c.Ports.Direct)}
+	if c.AppL1TTL > 0 {
+		args = append(args, "--l1-ttl", c.AppL1TTL.String())
+	}
+	if c.AppL2TTL > 0 {
+		args = append(args, "--l2-ttl", c.AppL2TTL.String())
+	}
+	return args
 }
 
 // nginxSpec runs `detailpage nginx`, which renders the tier's config into
@@ -102,6 +115,23 @@ func redisPing(addr string) func(context.Context) error {
 		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 		defer rdb.Close()
 		return rdb.Ping(ctx).Err()
+	}
+}
+
+// replicaInSync passes once the replica has finished its sync with main:
+// before that it would answer every read with "no such key".
+func replicaInSync(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+		defer rdb.Close()
+		info, err := rdb.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("replica not in sync with main yet")
+		}
+		return nil
 	}
 }
 

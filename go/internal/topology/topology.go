@@ -82,7 +82,9 @@ type Config struct {
 	AdminToken   string
 	SeedProducts int
 	SeedShops    int
-	Progress     io.Writer // start and stop progress for humans; nil: silent
+	Progress     io.Writer     // start and stop progress for humans; nil: silent
+	AppL1TTL     time.Duration // app nodes' L1 TTL (0: the nginx default)
+	AppL2TTL     time.Duration // app nodes' L2 TTL (0: the nginx default)
 }
 
 // Addr is a loopback address.

@@ -1,0 +1,168 @@
+-- detailpage.admin: the app node's operator API.
+--   GET  /_admin/status   links, modes, failure counts, cache sizes and hits
+--   POST /_admin/degrade  {"link":"replica","mode":"force-degraded"}
+--   POST /_admin/purge    {"ids":[1,2]}
+-- Every call needs "Authorization: Bearer <DETAILPAGE_ADMIN_TOKEN>";
+-- without it: 401 and nothing changes.
+
+local cjson = require "cjson.safe"
+local app = require "detailpage.app"
+local invalidate = require "detailpage.invalidate"
+
+local ngx = ngx
+local shared = ngx.shared
+local type = type
+local tonumber = tonumber
+local tostring = tostring
+local os_getenv = os.getenv
+local str_match = string.match
+local math_floor = math.floor
+
+local LINKS = { replica = true, direct = true }
+local MAX_BODY = 65536
+local MAX_PURGE = 10000
+
+local _M = {}
+
+local token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
+
+-- constant_eq compares without stopping at the first difference.
+local function constant_eq(a, b)
+    if #a ~= #b then
+        return false
+    end
+    local diff = 0
+    for i = 1, #a do
+        diff = diff + (a:byte(i) == b:byte(i) and 0 or 1)
+    end
+    return diff == 0
+end
+
+local function reply(status, body)
+    ngx.status = status
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["Cache-Control"] = "no-store"
+    ngx.say(cjson.encode(body))
+    return ngx.exit(status)
+end
+
+local function authorized()
+    local h = ngx.var.http_authorization
+    local got = type(h) == "string" and str_match(h, "^Bearer (.+)$")
+    if not token or token == "" or not got or not constant_eq(got, token) then
+        ngx.header["WWW-Authenticate"] = 'Bearer realm="detailpage admin"'
+        reply(401, { error = "admin token required" })
+        return false
+    end
+    return true
+end
+
+local function read_json()
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if not body then
+        if ngx.req.get_body_file() then
+            return nil, "body larger than " .. MAX_BODY .. " bytes"
+        end
+        return nil, "body required"
+    end
+    local doc = cjson.decode(body)
+    if type(doc) ~= "table" then
+        return nil, "body is not a JSON object"
+    end
+    return doc
+end
+
+local function dict_stats(dict)
+    return { capacity = dict:capacity(), free_bytes = dict:free_space() }
+end
+
+function _M.status()
+    if ngx.req.get_method() ~= "GET" then
+        return reply(405, { error = "use GET" })
+    end
+    if not authorized() then
+        return
+    end
+    app.flush_hits()
+    local state = shared.dp_state
+    local links = app.links()
+    local hits = {}
+    for _, level in ipairs({ "L1", "L2", "redis", "direct", "stale", "negative" }) do
+        hits[level] = state:get("hits:" .. level) or 0
+    end
+    local l1 = app.l1()
+    return reply(200, {
+        node = app.config().node,
+        links = { replica = links:status("replica"), direct = links:status("direct") },
+        cache = {
+            hits = hits,
+            L1 = { entries_this_worker = l1:count(), capacity = l1:capacity(), ttl = app.config().l1_ttl },
+            L2 = dict_stats(shared.dp_pages),
+            negative = dict_stats(shared.dp_negative),
+            shops = dict_stats(shared.dp_shops),
+        },
+        below = {
+            redis_reads = state:get("count:redis_reads") or 0,
+            direct_calls = state:get("count:direct_calls") or 0,
+        },
+        invalidation = { last_id = invalidate.last_id() or cjson.null },
+    })
+end
+
+function _M.degrade()
+    if ngx.req.get_method() ~= "POST" then
+        return reply(405, { error = "use POST" })
+    end
+    if not authorized() then
+        return
+    end
+    local doc, err = read_json()
+    if not doc then
+        return reply(400, { error = err })
+    end
+    if not LINKS[doc.link] then
+        return reply(400, { error = 'link: want "replica" or "direct"' })
+    end
+    local ok, serr = app.links():set_mode(doc.link, doc.mode)
+    if not ok then
+        return reply(400, { error = "mode: " .. serr .. ' (want "auto", "force-degraded" or "force-normal")' })
+    end
+    ngx.log(ngx.WARN, "[admin] link ", doc.link, " set to ", doc.mode)
+    return reply(200, app.links():status(doc.link))
+end
+
+function _M.purge()
+    if ngx.req.get_method() ~= "POST" then
+        return reply(405, { error = "use POST" })
+    end
+    if not authorized() then
+        return
+    end
+    local doc, err = read_json()
+    if not doc then
+        return reply(400, { error = err })
+    end
+    local ids = doc.ids
+    if type(ids) ~= "table" or #ids == 0 or #ids > MAX_PURGE then
+        return reply(400, { error = "ids: want a list of 1 to " .. MAX_PURGE .. " product ids" })
+    end
+    for i = 1, #ids do
+        local id = tonumber(ids[i])
+        if not id or id < 1 or id ~= math_floor(id) or id > 999999999999999999 then
+            return reply(400, { error = "ids[" .. (i - 1) .. "]: want a positive integer id" })
+        end
+    end
+    local list = {}
+    for i = 1, #ids do
+        list[i] = string.format("%d", ids[i])
+        app.drop(list[i])
+    end
+    local ok, qerr = invalidate.queue_purge(table.concat(list, ","))
+    if not ok then
+        return reply(500, { error = "queue purge: " .. tostring(qerr) })
+    end
+    return reply(200, { purged = #ids })
+end
+
+return _M
