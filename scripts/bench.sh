@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${BENCH_DURATION:-10s}
+DURATION=${BENCH_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
 STATIC_PORT=${BENCH_STATIC_PORT:-8090}
@@ -69,17 +70,41 @@ nginx -p "$work/static-nginx" -c "$work/static-nginx/nginx.conf" -e "$work/stati
 static_pid=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$STATIC_PORT/item/1.html" -o /dev/null && break; sleep 0.1; done
 
+# run_wrk URL: prints "rps p50 p99" of one wrk run.
 run_wrk() {
     wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$1" > "$work/wrk.out"
-    rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
-    p50=$(awk '$1=="50%" {print $2}' "$work/wrk.out")
-    p99=$(awk '$1=="99%" {print $2}' "$work/wrk.out")
-    errs=$(awk '/Non-2xx|Socket errors/ {print}' "$work/wrk.out")
-    printf "%-34s %10s req/s   p50 %8s   p99 %8s  %s\n" "$2" "$rps" "$p50" "$p99" "$errs"
+    if grep -q "Non-2xx" "$work/wrk.out"; then
+        echo "bench: non-2xx answers from $1" >&2
+        cat "$work/wrk.out" >&2
+        exit 1
+    fi
+    echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="50%" {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out")"
 }
 
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# The same bytes from the page path and from a static file, in alternating
+# rounds (this machine's speed drifts between runs); medians reported.
+app_url=http://127.0.0.1:8081/item/1.html
+curl -sf "$app_url" -o "$work/static/item/1.html"
+for _ in 1 2 3 4 5 6; do curl -s "$app_url" -o /dev/null; curl -s "$url" -o /dev/null; done   # every worker's L1
+
+declare -A rps p50 p99
+names=("dist → app (Lua, local cache)" "app node, L1 hit" "nginx static file (same bytes)")
+urls=("$url" "$app_url" "http://127.0.0.1:$STATIC_PORT/item/1.html")
 echo
-echo "bench: wrk -t$THREADS -c$CONNS -d$DURATION, page of $bytes bytes, $(nproc) cores"
-curl -s "$url" -o /dev/null   # the page is in the app node's local cache
-run_wrk "$url" "dist → app (Lua, local cache)"
-run_wrk "http://127.0.0.1:$STATIC_PORT/item/1.html" "nginx static file (same bytes)"
+echo "bench: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, page of $bytes bytes, $(nproc) cores"
+for round in $(seq 1 "$ROUNDS"); do
+    for i in 0 1 2; do
+        read -r r a b < <(run_wrk "${urls[$i]}")
+        rps[$i]+="$r "; p50[$i]+="$a "; p99[$i]+="$b "
+    done
+    echo "  round $round done"
+done
+for i in 0 1 2; do
+    printf "%-34s %10s req/s (median; runs: %s)  p50 %s  p99 %s\n" "${names[$i]}" \
+        "$(tr ' ' '\n' <<<"${rps[$i]}" | grep . | median)" "${rps[$i]}" "${p50[$i]}" "${p99[$i]}"
+done
+l1=$(tr ' ' '\n' <<<"${rps[1]}" | grep . | median)
+st=$(tr ' ' '\n' <<<"${rps[2]}" | grep . | median)
+awk -v a="$l1" -v b="$st" 'BEGIN {printf "L1 hit / static file: %.2fx\n", a/b}'

@@ -353,3 +353,29 @@ func TestReplicaAndDirectDownServesStale(t *testing.T) {
 		}
 	}
 }
+
+// A document the template cannot render (an object where it expects a
+// string's parent) falls back to the next level and ends in the 503 page,
+// never a 500 with a Lua trace.
+func TestRenderErrorIsNever500(t *testing.T) {
+	id := coldIDs(1)[0]
+	doc := `{"version":999999999,"id":` + id + `,"shop_id":1,"name":"x","price":"not an object","stock":{},"images":[],"category":[],"specs":[],"recommendations":[]}`
+	if err := redisClient(t, shared.Config().Ports.RedisMain).Set(t.Context(), "item:{"+id+"}", doc, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 3*time.Second, func() error {
+		v, _ := redisClient(t, shared.Config().Ports.RedisReplica).Get(t.Context(), "item:{"+id+"}").Result()
+		if v != doc {
+			return fmt.Errorf("replica does not have the document yet")
+		}
+		return nil
+	})
+	// Both renderers refuse the document and nothing older exists: the 503 page.
+	got := MustGetPage(t, pageURL(shared, id))
+	if got.status != http.StatusServiceUnavailable || !strings.Contains(got.body, "Temporarily unavailable") {
+		t.Fatalf("status %d, want the 503 page", got.status)
+	}
+	if strings.Contains(got.body, "stack traceback") || strings.Contains(got.body, ".lua:") {
+		t.Errorf("the response shows a Lua trace")
+	}
+}
