@@ -3,8 +3,8 @@
 // events that travel through Kafka, and their validation.
 //
 // Every record carries a monotonic Version taken from one catalog-wide
-// sequence, so "newer" is comparable across dimensions: the page document's
-// version is the highest version of the dimensions it was built from.
+// sequence; the page document's version is the sum of the versions of the
+// dimensions it was built from (see PageDoc).
 // Version is the first field of every JSON encoding on purpose: the Redis
 // compare-and-set script reads it from the value's prefix.
 package catalog

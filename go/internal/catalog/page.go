@@ -11,9 +11,12 @@ import (
 // templates/item.html needs about one product except its shop, which the
 // app tier reads beside it from shop:{s<id>}.
 //
-// Version is the highest version of the dimensions it was built from; since
-// every edit takes a new catalog-wide version, any change to any dimension
-// makes a higher page version.
+// Version is the sum of the versions of the dimensions it was built from.
+// Each dimension's version only grows, so a page built from newer dimensions
+// always has a higher version — also when dimensions reach Redis out of
+// order (a retried price edit after a later name edit): the page built once
+// both arrived outranks the one built in between, which the highest
+// dimension version alone would not (both would carry the name's version).
 type PageDoc struct {
 	Version         int64         `json:"version"`
 	ID              int64         `json:"id"`
@@ -92,7 +95,7 @@ func BuildPage(p Parts, now time.Time) PageDoc {
 		Specs:     []SpecGroup{},
 		UpdatedAt: now.UTC().Format(time.RFC3339),
 	}
-	bump := func(v int64) { doc.Version = max(doc.Version, v) }
+	bump := func(v int64) { doc.Version += v }
 	if p.Desc != nil {
 		bump(p.Desc.Version)
 		doc.DescriptionHTML = p.Desc.HTML

@@ -29,18 +29,15 @@ func fullParts() catalog.Parts {
 	}
 }
 
-func TestBuildPageVersionIsMaxOfDimensions(t *testing.T) {
+func TestBuildPageVersionIsSumOfDimensions(t *testing.T) {
 	tests := []struct {
 		name string
 		edit func(*catalog.Parts)
 		want int64
 	}{
-		{name: "recommendations newest", edit: func(*catalog.Parts) {}, want: 15},
-		{name: "base newest", edit: func(p *catalog.Parts) { p.Base.Version = 99 }, want: 99},
-		{name: "desc newest", edit: func(p *catalog.Parts) { p.Desc.Version = 100 }, want: 100},
-		{name: "spec newest", edit: func(p *catalog.Parts) { p.Spec.Version = 101 }, want: 101},
-		{name: "price newest", edit: func(p *catalog.Parts) { p.Price.Version = 102 }, want: 102},
-		{name: "stock newest", edit: func(p *catalog.Parts) { p.Stock.Version = 103 }, want: 103},
+		{name: "all dimensions", edit: func(*catalog.Parts) {}, want: 10 + 11 + 12 + 13 + 14 + 15},
+		{name: "base newer", edit: func(p *catalog.Parts) { p.Base.Version = 99 }, want: 99 + 11 + 12 + 13 + 14 + 15},
+		{name: "price newer", edit: func(p *catalog.Parts) { p.Price.Version = 102 }, want: 10 + 11 + 12 + 102 + 14 + 15},
 		{name: "only base", edit: func(p *catalog.Parts) {
 			*p = catalog.Parts{Base: p.Base}
 		}, want: 10},
@@ -53,6 +50,20 @@ func TestBuildPageVersionIsMaxOfDimensions(t *testing.T) {
 				t.Fatalf("version = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// Dimensions can reach Redis out of order (a retried price edit after a
+// later name edit). The page built once both arrived must outrank the one
+// built in between, or the compare-and-set would keep the stale price.
+func TestBuildPageVersionOrdersOutOfOrderArrivals(t *testing.T) {
+	between := fullParts()
+	between.Base.Version, between.Price.Version = 101, 90 // name edit applied, price edit not yet
+	after := fullParts()
+	after.Base.Version, after.Price.Version = 101, 100
+	vb, va := catalog.BuildPage(between, fixedNow).Version, catalog.BuildPage(after, fixedNow).Version
+	if va <= vb {
+		t.Fatalf("page with both edits has version %d, not above the in-between page's %d", va, vb)
 	}
 }
 

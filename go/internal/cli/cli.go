@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"sync":   {"run the sync service (Kafka → sources → Redis main)", runSync},
 	"direct": {"run the direct-data service (local cache → Redis main → rebuild)", runDirect},
 	"nginx":  {"render an nginx tier's config and exec nginx in the foreground", runNginx},
+	"dlq":    {"inspect or replay dead-lettered change events (dlq list | dlq replay)", runDLQ},
 }
 
 // Names lists the subcommands (the compose test checks against it).

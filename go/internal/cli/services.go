@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -81,7 +82,10 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	src := f.String("source", "DETAILPAGE_SOURCE", "http://127.0.0.1:9101", "source services base URL")
 	group := f.String("group", "DETAILPAGE_SYNC_GROUP", "detailpage-sync", "Kafka consumer group shared by sync instances")
 	batch := f.Int("batch", "DETAILPAGE_SYNC_BATCH", 500, "most change events handled in one round")
-	wait := f.Duration("batch-wait", "DETAILPAGE_SYNC_BATCH_WAIT", 20*time.Millisecond, "how long to gather a batch after its first event")
+	wait := f.Duration("batch-wait", "DETAILPAGE_SYNC_BATCH_WAIT", 20*time.Millisecond, "how long to gather a batch after its first event (also the dedupe window)")
+	attempts := f.Int("max-attempts", "DETAILPAGE_SYNC_MAX_ATTEMPTS", 10, "tries of a failed change before it goes to catalog.dlq")
+	retryBase := f.Duration("retry-base", "DETAILPAGE_SYNC_RETRY_BASE", 500*time.Millisecond, "first retry delay; doubles with each attempt")
+	retryMax := f.Duration("retry-max", "DETAILPAGE_SYNC_RETRY_MAX", 30*time.Second, "longest retry delay")
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -96,6 +100,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	svc, err := syncer.Open(syncer.Config{
 		Listen: *listen, Brokers: bl, Redis: *rds, SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
+		MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax,
 	}, log)
 	if err != nil {
 		return err
@@ -113,6 +118,17 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	size := f.Int("cache-size", "DETAILPAGE_DIRECT_CACHE_SIZE", 50_000, "page documents kept in the local cache")
 	ttl := f.Duration("cache-ttl", "DETAILPAGE_DIRECT_CACHE_TTL", 2*time.Second, "local cache TTL of a document (±20% jitter)")
 	neg := f.Duration("negative-ttl", "DETAILPAGE_DIRECT_NEGATIVE_TTL", 5*time.Second, "local cache TTL of a missing id")
+	// Cache protections (docs/protection.md); each can be turned off for comparison.
+	def := direct.Defaults()
+	bloom := f.EnvBool("bloom", "DETAILPAGE_DIRECT_BLOOM", def.Bloom, "refuse ids a Bloom filter of existing products says never existed, without asking Redis or the source")
+	bloomCap := f.Int("bloom-capacity", "DETAILPAGE_DIRECT_BLOOM_CAPACITY", int(def.BloomCapacity), "product ids the Bloom filter is sized for")
+	bloomFP := f.EnvFloat("bloom-fp-rate", "DETAILPAGE_DIRECT_BLOOM_FP_RATE", def.BloomFPRate, "Bloom filter false-positive rate at capacity")
+	single := f.EnvBool("singleflight", "DETAILPAGE_DIRECT_SINGLEFLIGHT", def.SingleFlight, "collapse concurrent lookups of one id into one")
+	xfetch := f.EnvBool("xfetch", "DETAILPAGE_DIRECT_XFETCH", def.XFetch, "refresh hot entries early in the background (XFetch)")
+	beta := f.EnvFloat("xfetch-beta", "DETAILPAGE_DIRECT_XFETCH_BETA", def.XFetchBeta, "XFetch β: above 1 refreshes earlier")
+	stale := f.EnvBool("stale", "DETAILPAGE_DIRECT_STALE", def.Stale, "serve an expired entry while one background refresh runs")
+	staleTTL := f.Duration("stale-ttl", "DETAILPAGE_DIRECT_STALE_TTL", def.StaleTTL, "how long an entry is kept past its expiry as the stale copy")
+	limit := f.Int("rebuild-concurrency", "DETAILPAGE_DIRECT_REBUILD_CONCURRENCY", def.RebuildConcurrency, "rebuilds from the source at once; beyond it 503 at once (0: no limit)")
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -121,9 +137,15 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *bloomCap < 1 {
+		return fmt.Errorf("direct: --bloom-capacity must be at least 1")
+	}
 	svc, err := direct.Open(direct.Config{
 		Listen: *listen, Redis: *rds, SourceURL: *src, TemplatesDir: *tmpl,
 		CacheSize: *size, CacheTTL: *ttl, NegativeTTL: *neg,
+		Bloom: *bloom, BloomCapacity: uint(*bloomCap), BloomFPRate: *bloomFP,
+		SingleFlight: *single, XFetch: *xfetch, XFetchBeta: *beta, Stale: *stale, StaleTTL: *staleTTL,
+		RebuildConcurrency: *limit, LoadTimeout: def.LoadTimeout,
 	}, log)
 	if err != nil {
 		return err
@@ -204,4 +226,30 @@ func findNginx() string {
 		}
 	}
 	return ""
+}
+
+// EnvBool is a boolean flag whose default can come from the environment.
+func (f *flags) EnvBool(name, envName string, def bool, usage string) *bool {
+	if v, ok := os.LookupEnv(envName); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a boolean", envName, v))
+		} else {
+			def = b
+		}
+	}
+	return f.FlagSet.Bool(name, def, f.env(envName, usage))
+}
+
+// EnvFloat is a float64 flag whose default can come from the environment.
+func (f *flags) EnvFloat(name, envName string, def float64, usage string) *float64 {
+	if v, ok := os.LookupEnv(envName); ok {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a number", envName, v))
+		} else {
+			def = x
+		}
+	}
+	return f.FlagSet.Float64(name, def, f.env(envName, usage))
 }

@@ -1,8 +1,9 @@
 // Package pagedoc builds page documents: it fetches a product's dimensions
 // from the source services in batches, aggregates them with
 // catalog.BuildPage and writes dimensions and document to Redis with
-// versioned compare-and-set. The sync service and the direct-data service's
-// rebuild both go through here, so they cannot disagree on what a page is.
+// versioned compare-and-set, then tells the app tiers what changed. The
+// sync service and the direct-data service's rebuild both go through here,
+// so they cannot disagree on what a page is.
 package pagedoc
 
 import (
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -24,11 +26,14 @@ type Assembler struct {
 	src   *sourceclient.Client
 	store *redisstore.Store
 	Now   func() time.Time
+	// Workers is how many batch requests of one dimension are in flight at
+	// once (seed 004: one worker pool per dimension).
+	Workers int
 }
 
 // New returns an Assembler.
 func New(src *sourceclient.Client, store *redisstore.Store) *Assembler {
-	return &Assembler{src: src, store: store, Now: time.Now}
+	return &Assembler{src: src, store: store, Now: time.Now, Workers: 4}
 }
 
 // Result is the outcome of a rebuild: the encoded documents of the ids that
@@ -39,7 +44,39 @@ type Result struct {
 	Written int // Redis values actually replaced (others were newer already)
 }
 
-type fetched struct {
+// fetchAll fetches one source service's records for ids in chunks of
+// catalog.MaxBatch, at most a.Workers chunks at a time.
+func fetchAll[T any](ctx context.Context, a *Assembler, service string, ids []int64) (map[int64]T, error) {
+	if len(ids) <= catalog.MaxBatch {
+		return sourceclient.Batch[T](ctx, a.src, service, ids)
+	}
+	out := make(map[int64]T, len(ids))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(a.Workers, 1))
+	for start := 0; start < len(ids); start += catalog.MaxBatch {
+		chunk := ids[start:min(start+catalog.MaxBatch, len(ids))]
+		g.Go(func() error {
+			got, err := sourceclient.Batch[T](gctx, a.src, service, chunk)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for id, v := range got {
+				out[id] = v
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// dims holds fetched dimensions by product id; a nil map was not fetched.
+type dims struct {
 	base   map[int64]catalog.Product
 	desc   map[int64]catalog.Description
 	spec   map[int64]catalog.Spec
@@ -50,112 +87,40 @@ type fetched struct {
 	rprice map[int64]catalog.Price
 }
 
-// Products rebuilds the page documents of ids from the source services and
-// writes them, their dimensions and negative markers for missing ids to
-// Redis. A failed fetch fails the whole call: a page is never built from a
-// partial read.
-func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
-	var f fetched
+// fetch loads the wanted dimensions of ids from the source, one worker pool
+// per dimension.
+func (a *Assembler) fetch(ctx context.Context, ids []int64, want map[catalog.Dimension]bool) (*dims, error) {
+	d := &dims{}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		f.base, err = sourceclient.Batch[catalog.Product](gctx, a.src, "product", ids)
+	get := func(dim catalog.Dimension, f func() error) {
+		if want[dim] {
+			g.Go(f)
+		}
+	}
+	get(catalog.DimBase, func() (err error) { d.base, err = fetchAll[catalog.Product](gctx, a, "product", ids); return })
+	get(catalog.DimDescription, func() (err error) {
+		d.desc, err = fetchAll[catalog.Description](gctx, a, "description", ids)
 		return
 	})
-	g.Go(func() (err error) {
-		f.desc, err = sourceclient.Batch[catalog.Description](gctx, a.src, "description", ids)
-		return
-	})
-	g.Go(func() (err error) { f.spec, err = sourceclient.Batch[catalog.Spec](gctx, a.src, "spec", ids); return })
-	g.Go(func() (err error) {
-		f.price, err = sourceclient.Batch[catalog.Price](gctx, a.src, "price", ids)
-		return
-	})
-	g.Go(func() (err error) {
-		f.stock, err = sourceclient.Batch[catalog.Stock](gctx, a.src, "stock", ids)
-		return
-	})
-	g.Go(func() (err error) {
-		f.recs, err = sourceclient.Batch[catalog.Recommendations](gctx, a.src, "recommendation", ids)
+	get(catalog.DimSpec, func() (err error) { d.spec, err = fetchAll[catalog.Spec](gctx, a, "spec", ids); return })
+	get(catalog.DimPrice, func() (err error) { d.price, err = fetchAll[catalog.Price](gctx, a, "price", ids); return })
+	get(catalog.DimStock, func() (err error) { d.stock, err = fetchAll[catalog.Stock](gctx, a, "stock", ids); return })
+	get(catalog.DimRecommend, func() (err error) {
+		d.recs, err = fetchAll[catalog.Recommendations](gctx, a, "recommendation", ids)
 		return
 	})
 	if err := g.Wait(); err != nil {
-		return Result{}, fmt.Errorf("pagedoc: fetch: %w", err)
+		return nil, fmt.Errorf("pagedoc: fetch: %w", err)
 	}
-	if err := a.fetchRecommended(ctx, &f); err != nil {
-		return Result{}, err
-	}
-	res := Result{Docs: map[int64][]byte{}}
-	var entries []redisstore.Entry
-	var changed []redisstore.Changed
-	now := a.Now()
-	for _, id := range ids {
-		base, ok := f.base[id]
-		if !ok {
-			res.Missing = append(res.Missing, id)
-			entries = append(entries, redisstore.Entry{Key: redisstore.ItemKey(id), Version: 0, Value: catalog.MissingJSON, TTL: redisstore.NegativeTTL})
-			continue
-		}
-		parts := catalog.Parts{Base: base, RecBases: f.rbase, RecPrices: f.rprice}
-		dims := []dimValue{{catalog.DimBase, base.Version, base}}
-		if v, ok := f.desc[id]; ok {
-			parts.Desc = &v
-			dims = append(dims, dimValue{catalog.DimDescription, v.Version, v})
-		}
-		if v, ok := f.spec[id]; ok {
-			parts.Spec = &v
-			dims = append(dims, dimValue{catalog.DimSpec, v.Version, v})
-		}
-		if v, ok := f.price[id]; ok {
-			parts.Price = &v
-			dims = append(dims, dimValue{catalog.DimPrice, v.Version, v})
-		}
-		if v, ok := f.stock[id]; ok {
-			parts.Stock = &v
-			dims = append(dims, dimValue{catalog.DimStock, v.Version, v})
-		}
-		if v, ok := f.recs[id]; ok {
-			parts.Recommend = &v
-			dims = append(dims, dimValue{catalog.DimRecommend, v.Version, v})
-		}
-		doc := catalog.BuildPage(parts, now)
-		body, err := json.Marshal(doc)
-		if err != nil {
-			return Result{}, fmt.Errorf("pagedoc: encode %d: %w", id, err)
-		}
-		res.Docs[id] = body
-		for _, d := range dims {
-			b, err := json.Marshal(d.value)
-			if err != nil {
-				return Result{}, fmt.Errorf("pagedoc: encode %d %s: %w", id, d.dim, err)
-			}
-			entries = append(entries, redisstore.Entry{Key: redisstore.DimKey(id, d.dim), Version: d.version, Value: b})
-		}
-		entries = append(entries, redisstore.Entry{Key: redisstore.ItemKey(id), Version: doc.Version, Value: body})
-		changed = append(changed, redisstore.Changed{ID: id, Version: doc.Version})
-	}
-	n, err := a.store.Put(ctx, entries...)
-	if err != nil {
-		return Result{}, fmt.Errorf("pagedoc: %w", err)
-	}
-	res.Written = n
-	if err := a.invalidate(ctx, n, changed); err != nil {
-		return Result{}, err
-	}
-	return res, nil
+	return d, nil
 }
 
-type dimValue struct {
-	dim     catalog.Dimension
-	version int64
-	value   any
-}
-
-// fetchRecommended loads name, picture and price of every recommended
-// product of the batch, in batches.
-func (a *Assembler) fetchRecommended(ctx context.Context, f *fetched) error {
+// fetchRecommended loads name, picture and price of every product that recs
+// recommend, in batches.
+func (a *Assembler) fetchRecommended(ctx context.Context, d *dims, recs []catalog.Recommendations) error {
 	var ids []int64
 	seen := map[int64]bool{}
-	for _, r := range f.recs {
+	for _, r := range recs {
 		for _, id := range r.IDs {
 			if !seen[id] {
 				seen[id] = true
@@ -165,23 +130,289 @@ func (a *Assembler) fetchRecommended(ctx context.Context, f *fetched) error {
 	}
 	slices.Sort(ids)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		f.rbase, err = sourceclient.Batch[catalog.Product](gctx, a.src, "product", ids)
-		return
-	})
-	g.Go(func() (err error) {
-		f.rprice, err = sourceclient.Batch[catalog.Price](gctx, a.src, "price", ids)
-		return
-	})
+	g.Go(func() (err error) { d.rbase, err = fetchAll[catalog.Product](gctx, a, "product", ids); return })
+	g.Go(func() (err error) { d.rprice, err = fetchAll[catalog.Price](gctx, a, "price", ids); return })
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("pagedoc: fetch recommended: %w", err)
 	}
 	return nil
 }
 
+var allDims = map[catalog.Dimension]bool{
+	catalog.DimBase: true, catalog.DimDescription: true, catalog.DimSpec: true,
+	catalog.DimPrice: true, catalog.DimStock: true, catalog.DimRecommend: true,
+}
+
+// parts assembles the fetched dimensions of one product. ok is false when
+// the product does not exist.
+func (d *dims) parts(id int64) (p catalog.Parts, ok bool) {
+	base, ok := d.base[id]
+	if !ok {
+		return p, false
+	}
+	p = catalog.Parts{Base: base, RecBases: d.rbase, RecPrices: d.rprice}
+	if v, ok := d.desc[id]; ok {
+		p.Desc = &v
+	}
+	if v, ok := d.spec[id]; ok {
+		p.Spec = &v
+	}
+	if v, ok := d.price[id]; ok {
+		p.Price = &v
+	}
+	if v, ok := d.stock[id]; ok {
+		p.Stock = &v
+	}
+	if v, ok := d.recs[id]; ok {
+		p.Recommend = &v
+	}
+	return p, true
+}
+
+type dimValue struct {
+	dim     catalog.Dimension
+	version int64
+	value   any
+}
+
+// dimEntries are the versioned Redis writes of one product's dimensions.
+func dimEntries(id int64, p catalog.Parts) ([]redisstore.Entry, error) {
+	vals := []dimValue{{catalog.DimBase, p.Base.Version, p.Base}}
+	if p.Desc != nil {
+		vals = append(vals, dimValue{catalog.DimDescription, p.Desc.Version, p.Desc})
+	}
+	if p.Spec != nil {
+		vals = append(vals, dimValue{catalog.DimSpec, p.Spec.Version, p.Spec})
+	}
+	if p.Price != nil {
+		vals = append(vals, dimValue{catalog.DimPrice, p.Price.Version, p.Price})
+	}
+	if p.Stock != nil {
+		vals = append(vals, dimValue{catalog.DimStock, p.Stock.Version, p.Stock})
+	}
+	if p.Recommend != nil {
+		vals = append(vals, dimValue{catalog.DimRecommend, p.Recommend.Version, p.Recommend})
+	}
+	out := make([]redisstore.Entry, 0, len(vals))
+	for _, v := range vals {
+		b, err := json.Marshal(v.value)
+		if err != nil {
+			return nil, fmt.Errorf("pagedoc: encode %d %s: %w", id, v.dim, err)
+		}
+		out = append(out, redisstore.Entry{Key: redisstore.DimKey(id, v.dim), Version: v.version, Value: b})
+	}
+	return out, nil
+}
+
+// Products rebuilds the page documents of ids from all their dimensions at
+// the source and writes dimensions, documents and negative markers for
+// missing ids to Redis. A failed fetch fails the whole call: a page is
+// never built from a partial read. When only the Redis write fails, the
+// documents are still returned with the error, so a caller can serve them.
+func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
+	d, err := a.fetch(ctx, ids, allDims)
+	if err != nil {
+		return Result{}, err
+	}
+	recs := make([]catalog.Recommendations, 0, len(d.recs))
+	for _, r := range d.recs {
+		recs = append(recs, r)
+	}
+	if err := a.fetchRecommended(ctx, d, recs); err != nil {
+		return Result{}, err
+	}
+	res := Result{Docs: map[int64][]byte{}}
+	var entries []redisstore.Entry
+	var changed []redisstore.Changed
+	now := a.Now()
+	for _, id := range ids {
+		p, ok := d.parts(id)
+		if !ok {
+			res.Missing = append(res.Missing, id)
+			entries = append(entries, missingEntry(id))
+			continue
+		}
+		doc := catalog.BuildPage(p, now)
+		body, err := json.Marshal(doc)
+		if err != nil {
+			return Result{}, fmt.Errorf("pagedoc: encode %d: %w", id, err)
+		}
+		res.Docs[id] = body
+		de, err := dimEntries(id, p)
+		if err != nil {
+			return Result{}, err
+		}
+		entries = append(entries, de...)
+		entries = append(entries, redisstore.Entry{Key: redisstore.ItemKey(id), Version: doc.Version, Value: body})
+		changed = append(changed, redisstore.Changed{ID: id, Version: doc.Version})
+	}
+	return a.write(ctx, res, entries, changed)
+}
+
+func missingEntry(id int64) redisstore.Entry {
+	return redisstore.Entry{Key: redisstore.ItemKey(id), Version: 0, Value: catalog.MissingJSON, TTL: redisstore.NegativeTTL}
+}
+
+// write stores entries, then invalidates what changed.
+func (a *Assembler) write(ctx context.Context, res Result, entries []redisstore.Entry, changed []redisstore.Changed) (Result, error) {
+	n, err := a.store.Put(ctx, entries...)
+	if err != nil {
+		return res, fmt.Errorf("pagedoc: %w", err)
+	}
+	res.Written = n
+	if err := a.invalidate(ctx, n, changed); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// Apply handles edits: for each product it fetches only the dimensions that
+// changed (all of them for an empty list), writes them, and rebuilds the
+// page document from what Redis then holds — one MGET over the product's
+// hash-tagged keys — so a dimension written meanwhile by another writer is
+// never lost. Dimensions Redis does not have yet are fetched from the
+// source; recommendations are re-resolved only when they changed.
+func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimension) (Result, error) {
+	want := map[catalog.Dimension]bool{}
+	ids := make([]int64, 0, len(changes))
+	for id, ds := range changes {
+		ids = append(ids, id)
+		if len(ds) == 0 {
+			for dm := range allDims {
+				want[dm] = true
+			}
+		}
+		for _, dm := range ds {
+			want[dm] = true
+		}
+	}
+	slices.Sort(ids)
+	// Any edit may be the first thing Redis hears of a product, and the base
+	// decides whether it exists: always fetch it.
+	want[catalog.DimBase] = true
+	d, err := a.fetch(ctx, ids, want)
+	if err != nil {
+		return Result{}, err
+	}
+	var entries []redisstore.Entry
+	for _, id := range ids {
+		p, ok := d.parts(id)
+		if !ok {
+			continue
+		}
+		de, err := dimEntries(id, p)
+		if err != nil {
+			return Result{}, err
+		}
+		entries = append(entries, de...)
+	}
+	if _, err := a.store.Put(ctx, entries...); err != nil {
+		return Result{}, fmt.Errorf("pagedoc: %w", err)
+	}
+	return a.aggregate(ctx, ids, d, changes)
+}
+
+// aggregate rebuilds page documents from Redis after dimensions were
+// written.
+func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, changes map[int64][]catalog.Dimension) (Result, error) {
+	stored, err := a.store.ProductValues(ctx, ids)
+	if err != nil {
+		return Result{}, fmt.Errorf("pagedoc: aggregate: %w", err)
+	}
+	cur := &dims{
+		base: map[int64]catalog.Product{}, desc: map[int64]catalog.Description{}, spec: map[int64]catalog.Spec{},
+		price: map[int64]catalog.Price{}, stock: map[int64]catalog.Stock{}, recs: map[int64]catalog.Recommendations{},
+	}
+	oldRecs := map[int64][]catalog.PageRecItem{}
+	var incomplete []int64
+	var needRecs []catalog.Recommendations
+	for _, id := range ids {
+		if _, exists := fetched.base[id]; !exists {
+			continue // gone at the source: handled below
+		}
+		v := stored[id]
+		complete := decodeInto(v.Dims[catalog.DimBase], cur.base, id) &&
+			decodeInto(v.Dims[catalog.DimDescription], cur.desc, id) &&
+			decodeInto(v.Dims[catalog.DimSpec], cur.spec, id) &&
+			decodeInto(v.Dims[catalog.DimPrice], cur.price, id) &&
+			decodeInto(v.Dims[catalog.DimStock], cur.stock, id) &&
+			decodeInto(v.Dims[catalog.DimRecommend], cur.recs, id)
+		if !complete {
+			incomplete = append(incomplete, id)
+			continue
+		}
+		var old catalog.PageDoc
+		recsChanged := slices.Contains(changes[id], catalog.DimRecommend) || len(changes[id]) == 0
+		if !recsChanged && v.Item != nil && json.Unmarshal(v.Item, &old) == nil && old.ID == id {
+			oldRecs[id] = old.Recommendations
+		} else {
+			needRecs = append(needRecs, cur.recs[id])
+		}
+	}
+	var res Result
+	if len(incomplete) > 0 {
+		// Redis lacks some dimension (never filled, or flushed): a full
+		// rebuild of those products from the source.
+		if res, err = a.Products(ctx, incomplete); err != nil {
+			return res, err
+		}
+	}
+	if res.Docs == nil {
+		res.Docs = map[int64][]byte{}
+	}
+	if len(needRecs) > 0 {
+		if err := a.fetchRecommended(ctx, cur, needRecs); err != nil {
+			return res, err
+		}
+	}
+	var entries []redisstore.Entry
+	var changed []redisstore.Changed
+	now := a.Now()
+	for _, id := range ids {
+		if _, exists := fetched.base[id]; !exists {
+			res.Missing = append(res.Missing, id)
+			entries = append(entries, missingEntry(id))
+			continue
+		}
+		if slices.Contains(incomplete, id) {
+			continue
+		}
+		p, _ := cur.parts(id)
+		doc := catalog.BuildPage(p, now)
+		if recs, ok := oldRecs[id]; ok {
+			doc.Recommendations = recs
+		}
+		body, err := json.Marshal(doc)
+		if err != nil {
+			return res, fmt.Errorf("pagedoc: encode %d: %w", id, err)
+		}
+		res.Docs[id] = body
+		entries = append(entries, redisstore.Entry{Key: redisstore.ItemKey(id), Version: doc.Version, Value: body})
+		changed = append(changed, redisstore.Changed{ID: id, Version: doc.Version})
+	}
+	written := res.Written
+	res, err = a.write(ctx, res, entries, changed)
+	res.Written += written
+	return res, err
+}
+
+// decodeInto decodes a stored dimension into m[id]; false when absent or
+// unreadable (the caller rebuilds from the source).
+func decodeInto[T any](raw []byte, m map[int64]T, id int64) bool {
+	if raw == nil {
+		return false
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false
+	}
+	m[id] = v
+	return true
+}
+
 // Shops fetches shops from the source and writes them to Redis.
 func (a *Assembler) Shops(ctx context.Context, ids []int64) (Result, error) {
-	shops, err := sourceclient.Batch[catalog.Shop](ctx, a.src, "shop", ids)
+	shops, err := fetchAll[catalog.Shop](ctx, a, "shop", ids)
 	if err != nil {
 		return Result{}, fmt.Errorf("pagedoc: fetch shops: %w", err)
 	}
@@ -202,13 +433,7 @@ func (a *Assembler) Shops(ctx context.Context, ids []int64) (Result, error) {
 		entries = append(entries, redisstore.Entry{Key: redisstore.ShopKey(id), Version: s.Version, Value: b})
 		changed = append(changed, redisstore.Changed{Shop: true, ID: id, Version: s.Version})
 	}
-	if res.Written, err = a.store.Put(ctx, entries...); err != nil {
-		return Result{}, fmt.Errorf("pagedoc: %w", err)
-	}
-	if err := a.invalidate(ctx, res.Written, changed); err != nil {
-		return Result{}, err
-	}
-	return res, nil
+	return a.write(ctx, res, entries, changed)
 }
 
 // invalidate tells the app tiers to drop their copies of what changed. It

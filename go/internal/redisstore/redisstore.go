@@ -233,3 +233,44 @@ func (s *Store) Invalidate(ctx context.Context, changed []Changed) error {
 	}
 	return nil
 }
+
+// StoredProduct is what Redis holds for one product: the page document and
+// each dimension (nil where absent).
+type StoredProduct struct {
+	Item []byte
+	Dims map[catalog.Dimension][]byte
+}
+
+// ProductValues reads every key of each product with one MGET per product
+// (its keys share a hash tag, so this works on a Cluster too), pipelined.
+func (s *Store) ProductValues(ctx context.Context, ids []int64) (map[int64]StoredProduct, error) {
+	cmds := make([]*redis.SliceCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			keys := []string{ItemKey(id)}
+			for _, d := range catalog.ProductDimensions {
+				keys = append(keys, DimKey(id, d))
+			}
+			cmds[i] = p.MGet(ctx, keys...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: product values: %w", err)
+	}
+	out := make(map[int64]StoredProduct, len(ids))
+	for i, id := range ids {
+		vals := cmds[i].Val()
+		sp := StoredProduct{Dims: map[catalog.Dimension][]byte{}}
+		if str, ok := vals[0].(string); ok {
+			sp.Item = []byte(str)
+		}
+		for j, d := range catalog.ProductDimensions {
+			if str, ok := vals[j+1].(string); ok {
+				sp.Dims[d] = []byte(str)
+			}
+		}
+		out[id] = sp
+	}
+	return out, nil
+}

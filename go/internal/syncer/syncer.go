@@ -3,9 +3,13 @@
 // services and writes them to Redis main with versioned compare-and-set.
 //
 // Edits (catalog.changes.high) and bulk refreshes (catalog.changes.low) have
-// their own readers, so a refresh backlog never queues in front of an edit.
-// Offsets are committed only after the Redis writes succeeded: delivery is
-// at least once, and versioned writes make repeats harmless.
+// their own readers in their own consumer groups, so a refresh backlog never
+// queues in front of an edit. A batch that fails goes to catalog.retry with
+// its attempt count and the time it is due again (exponential backoff);
+// after MaxAttempts it goes to catalog.dlq, as do malformed events, with the
+// reason. Offsets are committed only after the Redis writes succeeded or the
+// events were handed to the retry topic: delivery is at least once, and
+// versioned writes make repeats harmless.
 package syncer
 
 import (
@@ -14,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,13 +36,16 @@ import (
 
 // Config is the sync service's configuration.
 type Config struct {
-	Listen    string
-	Brokers   []string
-	Redis     string // Redis main (or Cluster seed addresses), comma-separated
-	SourceURL string
-	Group     string        // Kafka consumer group shared by all sync instances
-	BatchSize int           // most events handled in one round
-	BatchWait time.Duration // how long to gather a batch after its first event
+	Listen      string
+	Brokers     []string
+	Redis       string // Redis main (or Cluster seed addresses), comma-separated
+	SourceURL   string
+	Group       string        // Kafka consumer group name shared by all sync instances
+	BatchSize   int           // most events handled in one round
+	BatchWait   time.Duration // how long to gather a batch after its first event (the dedupe window)
+	MaxAttempts int           // tries before an event goes to the DLQ
+	RetryBase   time.Duration // first retry delay; doubles each attempt
+	RetryMax    time.Duration // longest retry delay
 }
 
 // Validate checks the configuration.
@@ -56,21 +65,31 @@ func (c Config) Validate() error {
 		return errors.New("sync: batch size: want 1 to 10000")
 	case c.BatchWait <= 0 || c.BatchWait > 10*time.Second:
 		return errors.New("sync: batch wait: want more than 0 and at most 10s")
+	case c.MaxAttempts < 1 || c.MaxAttempts > 100:
+		return errors.New("sync: max attempts: want 1 to 100")
+	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
+		return errors.New("sync: retry delays: want 0 < base <= max")
 	}
 	return nil
 }
 
 // Service is a running sync service.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *redisstore.Store
-	asm    *pagedoc.Assembler
-	dlq    *kafkago.Writer
-	ln     net.Listener
-	reg    *prometheus.Registry
-	events *prometheus.CounterVec
-	batch  *prometheus.HistogramVec
+	cfg      Config
+	log      *slog.Logger
+	store    *redisstore.Store
+	asm      *pagedoc.Assembler
+	producer *kafkago.Writer // retry and DLQ
+	ln       net.Listener
+	reg      *prometheus.Registry
+	m        metrics
+}
+
+type metrics struct {
+	events    *prometheus.CounterVec
+	batch     *prometheus.HistogramVec
+	lag       *prometheus.HistogramVec
+	duplicate *prometheus.CounterVec
 }
 
 // Open connects the clients and binds the listener.
@@ -88,16 +107,25 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, log: log, store: store, asm: pagedoc.New(src, store),
-		dlq: kafka.NewWriter(cfg.Brokers),
-		reg: server.NewRegistry(),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "detailpage_sync_events_total", Help: "Change events handled, by topic and outcome.",
-		}, []string{"topic", "outcome"}),
-		batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "detailpage_sync_batch_ids", Help: "Distinct ids per handled batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 12),
-		}, []string{"topic"}),
+		producer: kafka.NewWriter(cfg.Brokers),
+		reg:      server.NewRegistry(),
+		m: metrics{
+			events: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "detailpage_sync_events_total", Help: "Change events handled, by topic and outcome (applied, retried, dead_lettered).",
+			}, []string{"topic", "outcome"}),
+			batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name: "detailpage_sync_batch_ids", Help: "Distinct ids per handled batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+			}, []string{"topic"}),
+			lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name: "detailpage_sync_change_to_redis_seconds", Help: "From the edit at the source to its page in Redis main.",
+				Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+			}, []string{"topic"}),
+			duplicate: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "detailpage_sync_deduplicated_total", Help: "Events dropped because the same id was already in the batch.",
+			}, []string{"topic"}),
+		},
 	}
-	s.reg.MustRegister(s.events, s.batch)
+	s.reg.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
 	if s.ln, err = server.Listen(cfg.Listen); err != nil {
 		store.Close()
 		return nil, err
@@ -108,6 +136,21 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 // Addr is the address the service listens on.
 func (s *Service) Addr() string { return s.ln.Addr().String() }
 
+// GroupFor is the consumer group that reads topic: the configured group
+// name with the topic's role appended. One group per topic: a reader joining
+// or leaving one topic does not stop the others for a rebalance.
+func GroupFor(group, topic string) string {
+	switch topic {
+	case catalog.TopicHigh:
+		return group + ".high"
+	case catalog.TopicLow:
+		return group + ".low"
+	case catalog.TopicRetry:
+		return group + ".retry"
+	}
+	return group + "." + topic
+}
+
 // Run consumes until ctx is done, then drains: the batch in hand finishes
 // and its offsets are committed.
 func (s *Service) Run(ctx context.Context) error {
@@ -117,6 +160,7 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, topic := range []string{catalog.TopicHigh, catalog.TopicLow} {
 		wg.Go(func() { s.consume(ctx, topic) })
 	}
+	wg.Go(func() { s.consumeRetries(ctx) })
 	e := server.NewEngine(s.log, s.reg, s.store.Ping)
 	err := server.Serve(ctx, s.ln, e, s.log)
 	cancel()
@@ -126,13 +170,17 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close releases the clients.
 func (s *Service) Close() error {
-	return errors.Join(s.dlq.Close(), s.store.Close())
+	return errors.Join(s.producer.Close(), s.store.Close())
 }
 
+func (s *Service) reader(topic string) *kafkago.Reader {
+	return kafkago.NewReader(kafka.ReaderConfig(s.cfg.Brokers, GroupFor(s.cfg.Group, topic), topic))
+}
+
+// consume handles one change topic. A failed batch goes to the retry topic;
+// only if that fails too is the batch retried here, uncommitted.
 func (s *Service) consume(ctx context.Context, topic string) {
-	// One consumer group per topic: a reader joining or leaving one topic
-	// does not stop the other topic's consumption for a rebalance.
-	r := kafkago.NewReader(kafka.ReaderConfig(s.cfg.Brokers, GroupFor(s.cfg.Group, topic), topic))
+	r := s.reader(topic)
 	defer r.Close()
 	log := s.log.With("topic", topic)
 	for ctx.Err() == nil {
@@ -147,39 +195,33 @@ func (s *Service) consume(ctx context.Context, topic string) {
 		if len(msgs) == 0 {
 			continue
 		}
-		// Handle until it succeeds: the offsets stay uncommitted meanwhile,
-		// so a crash here replays the batch rather than losing it.
+		dctx := context.WithoutCancel(ctx) // a started batch finishes on shutdown
 		backoff := 100 * time.Millisecond
 		for {
-			err := s.handle(context.WithoutCancel(ctx), topic, msgs)
+			err := s.handle(dctx, topic, msgs)
 			if err == nil {
 				break
 			}
-			log.Warn("batch failed; retrying", "events", len(msgs), "error", err, "retry_in", backoff.String())
+			log.Warn("batch failed; handing it to the retry topic", "events", len(msgs), "error", err)
+			if rerr := s.toRetry(dctx, msgs, 1, err); rerr == nil {
+				s.m.events.WithLabelValues(topic, "retried").Add(float64(len(msgs)))
+				break
+			} else {
+				log.Warn("retry topic unavailable; retrying the batch here", "error", rerr, "retry_in", backoff.String())
+			}
 			if !sleep(ctx, backoff) {
 				return // not committed: the group replays it
 			}
 			backoff = min(backoff*2, 5*time.Second)
 		}
-		if err := r.CommitMessages(context.WithoutCancel(ctx), msgs...); err != nil {
+		if err := r.CommitMessages(dctx, msgs...); err != nil {
 			log.Warn("commit failed; the batch will be handled again", "error", err)
 		}
 	}
 }
 
-// GroupFor is the consumer group that reads topic: the configured group
-// name with the topic's priority appended.
-func GroupFor(group, topic string) string {
-	switch topic {
-	case catalog.TopicHigh:
-		return group + ".high"
-	case catalog.TopicLow:
-		return group + ".low"
-	}
-	return group + "." + topic
-}
-
-// fetchBatch waits for one message, then gathers more for up to BatchWait.
+// fetchBatch waits for one message, then gathers more for up to BatchWait:
+// that window is also what deduplicates repeated changes of one id.
 func (s *Service) fetchBatch(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, error) {
 	first, err := r.FetchMessage(ctx)
 	if err != nil {
@@ -198,54 +240,207 @@ func (s *Service) fetchBatch(ctx context.Context, r *kafkago.Reader) ([]kafkago.
 	return msgs, nil
 }
 
-// handle applies one batch: invalid events go to the DLQ, the rest are
-// deduplicated by entity and id and rebuilt in batches.
-func (s *Service) handle(ctx context.Context, topic string, msgs []kafkago.Message) error {
-	var products, shops []int64
-	seenP, seenS := map[int64]bool{}, map[int64]bool{}
-	var poison []kafkago.Message
+// plan is one batch after decoding and deduplication.
+type plan struct {
+	full    []int64                       // products to rebuild from every dimension
+	partial map[int64][]catalog.Dimension // products with only some dimensions changed
+	shops   []int64
+	oldest  map[int64]int64 // id → earliest change time (unix ms), for the lag metric
+	poison  []kafkago.Message
+	dups    int
+}
+
+func planBatch(msgs []kafkago.Message, log *slog.Logger) plan {
+	p := plan{partial: map[int64][]catalog.Dimension{}, oldest: map[int64]int64{}}
+	full := map[int64]bool{}
+	seenShop := map[int64]bool{}
 	for _, m := range msgs {
 		c, err := catalog.DecodeChange(m.Value)
 		if err != nil {
-			s.log.Warn("malformed change event; sent to the DLQ", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
-			poison = append(poison, kafkago.Message{
-				Topic: catalog.TopicDLQ, Key: m.Key, Value: m.Value,
-				Headers: []kafkago.Header{{Key: "reason", Value: []byte(err.Error())}, {Key: "source_topic", Value: []byte(m.Topic)}},
-			})
+			log.Warn("malformed change event; sent to the DLQ", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", err)
+			p.poison = append(p.poison, deadLetter(m, err.Error()))
 			continue
 		}
 		switch c.Entity {
-		case catalog.EntityProduct:
-			if !seenP[c.ID] {
-				seenP[c.ID] = true
-				products = append(products, c.ID)
-			}
 		case catalog.EntityShop:
-			if !seenS[c.ID] {
-				seenS[c.ID] = true
-				shops = append(shops, c.ID)
+			if seenShop[c.ID] {
+				p.dups++
+				continue
 			}
+			seenShop[c.ID] = true
+			p.shops = append(p.shops, c.ID)
+		case catalog.EntityProduct:
+			if t, ok := p.oldest[c.ID]; !ok || c.TS < t {
+				p.oldest[c.ID] = c.TS
+			}
+			if full[c.ID] {
+				p.dups++
+				continue
+			}
+			if c.Refresh || len(c.Dims) == 0 {
+				full[c.ID] = true
+				if _, ok := p.partial[c.ID]; ok {
+					delete(p.partial, c.ID)
+					p.dups++
+				}
+				p.full = append(p.full, c.ID)
+				continue
+			}
+			dims, seen := p.partial[c.ID]
+			if seen {
+				p.dups++
+			}
+			for _, d := range c.Dims {
+				if !slices.Contains(dims, d) {
+					dims = append(dims, d)
+				}
+			}
+			p.partial[c.ID] = dims
 		}
 	}
-	if len(poison) > 0 {
-		if err := s.dlq.WriteMessages(ctx, poison...); err != nil {
+	return p
+}
+
+// handle applies one batch: invalid events go to the DLQ, the rest are
+// deduplicated by entity and id and fetched in batches.
+func (s *Service) handle(ctx context.Context, topic string, msgs []kafkago.Message) error {
+	p := planBatch(msgs, s.log)
+	if len(p.poison) > 0 {
+		if err := s.producer.WriteMessages(ctx, p.poison...); err != nil {
 			return fmt.Errorf("sync: dead-letter: %w", err)
 		}
-		s.events.WithLabelValues(topic, "dead_lettered").Add(float64(len(poison)))
+		s.m.events.WithLabelValues(topic, "dead_lettered").Add(float64(len(p.poison)))
 	}
-	s.batch.WithLabelValues(topic).Observe(float64(len(products) + len(shops)))
-	if len(shops) > 0 {
-		if _, err := s.asm.Shops(ctx, shops); err != nil {
+	s.m.duplicate.WithLabelValues(topic).Add(float64(p.dups))
+	s.m.batch.WithLabelValues(topic).Observe(float64(len(p.full) + len(p.partial) + len(p.shops)))
+	if len(p.shops) > 0 {
+		if _, err := s.asm.Shops(ctx, p.shops); err != nil {
 			return err
 		}
 	}
-	if len(products) > 0 {
-		if _, err := s.asm.Products(ctx, products); err != nil {
+	if len(p.full) > 0 {
+		if _, err := s.asm.Products(ctx, p.full); err != nil {
 			return err
 		}
 	}
-	s.events.WithLabelValues(topic, "applied").Add(float64(len(msgs) - len(poison)))
+	if len(p.partial) > 0 {
+		if _, err := s.asm.Apply(ctx, p.partial); err != nil {
+			return err
+		}
+	}
+	now := time.Now().UnixMilli()
+	for _, ts := range p.oldest {
+		if ts > 0 {
+			s.m.lag.WithLabelValues(topic).Observe(float64(now-ts) / 1000)
+		}
+	}
+	s.m.events.WithLabelValues(topic, "applied").Add(float64(len(msgs) - len(p.poison)))
 	return nil
+}
+
+// Headers of a retried event.
+const (
+	hdrAttempt = "attempt"
+	hdrDue     = "due_ms"
+	hdrReason  = "reason"
+	hdrTopic   = "source_topic"
+)
+
+func header(m kafkago.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func deadLetter(m kafkago.Message, reason string) kafkago.Message {
+	src := header(m, hdrTopic)
+	if src == "" {
+		src = m.Topic
+	}
+	return kafkago.Message{
+		Topic: catalog.TopicDLQ, Key: m.Key, Value: m.Value,
+		Headers: []kafkago.Header{{Key: hdrReason, Value: []byte(reason)}, {Key: hdrTopic, Value: []byte(src)}, {Key: hdrAttempt, Value: []byte(header(m, hdrAttempt))}},
+	}
+}
+
+// delay is the backoff before attempt n (1-based).
+func (s *Service) delay(attempt int) time.Duration {
+	d := s.cfg.RetryBase
+	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.RetryMax)
+}
+
+// toRetry hands msgs to the retry topic as attempt n, or to the DLQ when
+// they have had MaxAttempts tries. The value (with the original change
+// time) is kept as it is.
+func (s *Service) toRetry(ctx context.Context, msgs []kafkago.Message, attempt int, cause error) error {
+	out := make([]kafkago.Message, 0, len(msgs))
+	due := time.Now().Add(s.delay(attempt)).UnixMilli()
+	for _, m := range msgs {
+		if attempt > s.cfg.MaxAttempts {
+			out = append(out, deadLetter(m, fmt.Sprintf("gave up after %d attempts: %v", s.cfg.MaxAttempts, cause)))
+			continue
+		}
+		src := header(m, hdrTopic)
+		if src == "" {
+			src = m.Topic
+		}
+		out = append(out, kafkago.Message{
+			Topic: catalog.TopicRetry, Key: m.Key, Value: m.Value,
+			Headers: []kafkago.Header{
+				{Key: hdrAttempt, Value: []byte(strconv.Itoa(attempt))},
+				{Key: hdrDue, Value: []byte(strconv.FormatInt(due, 10))},
+				{Key: hdrReason, Value: []byte(cause.Error())},
+				{Key: hdrTopic, Value: []byte(src)},
+			},
+		})
+	}
+	return s.producer.WriteMessages(ctx, out...)
+}
+
+// consumeRetries handles catalog.retry: each event waits until it is due,
+// is tried again, and on failure goes back with one more attempt.
+func (s *Service) consumeRetries(ctx context.Context) {
+	r := s.reader(catalog.TopicRetry)
+	defer r.Close()
+	log := s.log.With("topic", catalog.TopicRetry)
+	for ctx.Err() == nil {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("fetch failed", "error", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		due, _ := strconv.ParseInt(header(m, hdrDue), 10, 64)
+		if wait := time.Until(time.UnixMilli(due)); wait > 0 && !sleep(ctx, wait) {
+			return // uncommitted: handled after the restart
+		}
+		attempt, _ := strconv.Atoi(header(m, hdrAttempt))
+		dctx := context.WithoutCancel(ctx)
+		if err := s.handle(dctx, catalog.TopicRetry, []kafkago.Message{m}); err != nil {
+			log.Warn("retry failed", "attempt", attempt, "key", string(m.Key), "error", err)
+			for s.toRetry(dctx, []kafkago.Message{m}, attempt+1, err) != nil {
+				if !sleep(ctx, time.Second) {
+					return
+				}
+			}
+			outcome := "retried"
+			if attempt+1 > s.cfg.MaxAttempts {
+				outcome = "dead_lettered"
+			}
+			s.m.events.WithLabelValues(catalog.TopicRetry, outcome).Inc()
+		}
+		if err := r.CommitMessages(dctx, m); err != nil {
+			log.Warn("commit failed; the event will be handled again", "error", err)
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

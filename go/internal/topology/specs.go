@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,7 +37,7 @@ func (t *Topology) specs() []spec {
 			healthy: healthy,
 		}
 	}
-	return []spec{
+	specs := []spec{
 		redisSpec(RedisMain, p.RedisMain, redisPing(Addr(p.RedisMain))),
 		// The replica serves stale data while its link is down: pages keep
 		// coming from it when main fails.
@@ -63,22 +64,35 @@ func (t *Topology) specs() []spec {
 		{
 			name: Direct, addr: Addr(p.Direct), healthWait: 30 * time.Second, env: tokenEnv,
 			command: func() ([]string, error) {
-				return []string{bin, "direct", "--listen", Addr(p.Direct), "--redis", Addr(p.RedisMain),
-					"--source", URL(p.Source), "--templates", filepath.Join(c.Root, "templates")}, nil
+				argv := []string{bin, "direct", "--listen", Addr(p.Direct), "--redis", Addr(p.RedisMain),
+					"--source", URL(p.Source), "--templates", filepath.Join(c.Root, "templates")}
+				return append(argv, c.DirectArgs...), nil
 			},
 			healthy: httpOK(URL(p.Direct) + "/healthz"),
 		},
-		{
-			name: Sync, addr: Addr(p.Sync), healthWait: 30 * time.Second, env: tokenEnv,
-			command: func() ([]string, error) {
-				return []string{bin, "sync", "--listen", Addr(p.Sync), "--redis", Addr(p.RedisMain),
-					"--source", URL(p.Source), "--kafka", Addr(p.Kafka), "--group", SyncGroup}, nil
-			},
-			healthy: httpOK(URL(p.Sync) + "/healthz"),
-		},
+		t.syncSpec(Sync, p.Sync),
 		t.nginxSpec(App1, p.App1, "app", t.appArgs()...),
 		t.nginxSpec(App2, p.App2, "app", t.appArgs()...),
 		t.nginxSpec(Dist, p.Dist, "dist", "--apps", Addr(p.App1)+","+Addr(p.App2), "--direct", Addr(p.Direct), "--source", Addr(p.Source)),
+	}
+	if c.SyncInstances == 2 {
+		// right after the first sync, so it starts before the nginx tiers
+		i := slices.IndexFunc(specs, func(s spec) bool { return s.name == Sync })
+		specs = slices.Insert(specs, i+1, t.syncSpec(Sync2, p.Sync2))
+	}
+	return specs
+}
+
+func (t *Topology) syncSpec(name string, port int) spec {
+	c, p := t.cfg, t.cfg.Ports
+	return spec{
+		name: name, addr: Addr(port), healthWait: 30 * time.Second,
+		env: []string{"DETAILPAGE_ADMIN_TOKEN=" + c.AdminToken},
+		command: func() ([]string, error) {
+			return []string{c.Binary, "sync", "--listen", Addr(port), "--redis", Addr(p.RedisMain),
+				"--source", URL(p.Source), "--kafka", Addr(p.Kafka), "--group", SyncGroup}, nil
+		},
+		healthy: httpOK(URL(port) + "/healthz"),
 	}
 }
 

@@ -29,12 +29,13 @@ const (
 	Source       = "source"
 	Direct       = "direct"
 	Sync         = "sync"
+	Sync2        = "sync2" // a second sync instance, when Config.SyncInstances is 2
 	App1         = "app1"
 	App2         = "app2"
 	Dist         = "dist"
 )
 
-// Order is the start order; Stop goes the other way.
+// Order is the start order of the default topology; Stop goes the other way.
 var Order = []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, App1, App2, Dist}
 
 // Ports are the loopback ports of every component.
@@ -43,11 +44,12 @@ type Ports struct {
 	RedisMain, RedisReplica int
 	Kafka                   int
 	Source, Sync, Direct    int
+	Sync2                   int // only used with two sync instances
 }
 
 // DefaultPorts are the ports of the contract (docs/ARCHITECTURE).
 func DefaultPorts() Ports {
-	return Ports{Dist: 8080, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103}
+	return Ports{Dist: 8080, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Sync2: 9104}
 }
 
 // FreePorts picks unused loopback ports (for tests).
@@ -66,7 +68,7 @@ func FreePorts() (Ports, error) {
 		ls = append(ls, l)
 		return l.Addr().(*net.TCPAddr).Port
 	}
-	p := Ports{Dist: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next()}
+	p := Ports{Dist: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next()}
 	if p.Direct == 0 || p.Dist == 0 {
 		return Ports{}, errors.New("topology: no free loopback ports")
 	}
@@ -75,16 +77,18 @@ func FreePorts() (Ports, error) {
 
 // Config describes one deployment.
 type Config struct {
-	Root         string // repository root: lua/, nginx/, templates/
-	VarDir       string // data and logs
-	Binary       string // the detailpage binary
-	Ports        Ports
-	AdminToken   string
-	SeedProducts int
-	SeedShops    int
-	Progress     io.Writer     // start and stop progress for humans; nil: silent
-	AppL1TTL     time.Duration // app nodes' L1 TTL (0: the nginx default)
-	AppL2TTL     time.Duration // app nodes' L2 TTL (0: the nginx default)
+	Root          string // repository root: lua/, nginx/, templates/
+	VarDir        string // data and logs
+	Binary        string // the detailpage binary
+	Ports         Ports
+	AdminToken    string
+	SeedProducts  int
+	SeedShops     int
+	Progress      io.Writer     // start and stop progress for humans; nil: silent
+	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the nginx default)
+	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the nginx default)
+	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
+	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
 }
 
 // Addr is a loopback address.
@@ -115,6 +119,12 @@ func (c *Config) Validate() error {
 	if c.SeedShops == 0 {
 		c.SeedShops = 250
 	}
+	if c.SyncInstances == 0 {
+		c.SyncInstances = 1
+	}
+	if c.SyncInstances < 1 || c.SyncInstances > 2 {
+		return errors.New("topology: sync instances: want 1 or 2")
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -132,6 +142,7 @@ func (c *Config) Validate() error {
 type Topology struct {
 	cfg   Config
 	comps map[string]*Component
+	order []string
 }
 
 // New prepares the components of cfg; nothing runs yet.
@@ -142,6 +153,7 @@ func New(cfg Config) (*Topology, error) {
 	t := &Topology{cfg: cfg, comps: map[string]*Component{}}
 	for _, spec := range t.specs() {
 		t.comps[spec.name] = newComponent(spec, cfg)
+		t.order = append(t.order, spec.name)
 	}
 	return t, nil
 }
@@ -165,7 +177,7 @@ func (t *Topology) Start(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(t.cfg.VarDir, "logs"), 0o755); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
-	for _, name := range Order {
+	for _, name := range t.order {
 		c := t.comps[name]
 		fmt.Fprintf(t.cfg.Progress, "  starting %-14s", name)
 		start := time.Now()
@@ -182,8 +194,8 @@ func (t *Topology) Start(ctx context.Context) error {
 // Stop stops every running component in reverse order.
 func (t *Topology) Stop() error {
 	var errs []error
-	for i := len(Order) - 1; i >= 0; i-- {
-		c := t.comps[Order[i]]
+	for i := len(t.order) - 1; i >= 0; i-- {
+		c := t.comps[t.order[i]]
 		if !c.Running() {
 			continue
 		}
@@ -198,7 +210,7 @@ func (t *Topology) Stop() error {
 // Exited returns a channel that yields the name of any component whose
 // process ends without having been asked to.
 func (t *Topology) Exited() <-chan string {
-	ch := make(chan string, len(Order))
+	ch := make(chan string, len(t.order))
 	for _, c := range t.comps {
 		go func() {
 			for range c.unexpected {

@@ -12,6 +12,21 @@ import (
 	"github.com/detailpage/detailpage/go/internal/syncer"
 )
 
+// SyncLag is how many change events the sync service has not committed
+// yet, over the edit, refresh and retry topics.
+func (t *Topology) SyncLag(ctx context.Context) (int64, error) {
+	brokers := []string{Addr(t.cfg.Ports.Kafka)}
+	var total int64
+	for _, topic := range []string{catalog.TopicHigh, catalog.TopicLow, catalog.TopicRetry} {
+		lag, err := kafka.GroupLag(ctx, brokers, syncer.GroupFor(SyncGroup, topic), topic)
+		if err != nil {
+			return 0, err
+		}
+		total += lag
+	}
+	return total, nil
+}
+
 // SyncGroup is the consumer group of the topology's sync service.
 const SyncGroup = "detailpage-sync"
 
@@ -19,18 +34,13 @@ const SyncGroup = "detailpage-sync"
 // by the sync service (on the first start: the whole catalog), printing
 // progress, so the first page view is a Redis hit.
 func (t *Topology) WaitWarm(ctx context.Context, limit time.Duration) error {
-	brokers := []string{Addr(t.cfg.Ports.Kafka)}
 	stdout := t.cfg.Progress
 	start := time.Now()
 	var first, last int64 = -1, -1
 	for {
 		pending, perr := outboxPending(ctx, URL(t.cfg.Ports.Source), t.cfg.AdminToken)
-		lag, err := kafka.GroupLag(ctx, brokers, syncer.GroupFor(SyncGroup, catalog.TopicHigh), catalog.TopicHigh)
-		if low, lerr := kafka.GroupLag(ctx, brokers, syncer.GroupFor(SyncGroup, catalog.TopicLow), catalog.TopicLow); lerr != nil {
-			err = lerr
-		} else {
-			lag += low + pending
-		}
+		lag, err := t.SyncLag(ctx)
+		lag += pending
 		if err == nil && perr == nil {
 			if first < 0 {
 				first = lag
