@@ -51,6 +51,7 @@ local xpcall = xpcall
 local io_open = io.open
 local str_match = string.match
 local str_sub = string.sub
+local unpack = unpack
 local traceback = debug.traceback
 
 local ERR = ngx.ERR
@@ -287,6 +288,32 @@ local function decode_doc(raw, what)
     return doc
 end
 
+-- unsegment returns the value a segment head stands for: values over 64 KB
+-- (large descriptions) are split by the writer into <key>:<version>:<i>,
+-- read back with one MGET (same hash tag). Returns nil when a segment is
+-- gone (replaced meanwhile): a miss, not a link failure.
+local function unsegment(red, key, raw)
+    local version, n = str_match(raw, '^{"version":(%d+),"segments":(%d+)')
+    if not version then
+        return raw
+    end
+    local keys = {}
+    for i = 0, tonumber(n) - 1 do
+        keys[#keys + 1] = key .. ":" .. version .. ":" .. i
+    end
+    local parts, err = red:mget(unpack(keys))
+    if not parts then
+        return nil, err
+    end
+    for i = 1, #parts do
+        if parts[i] == ngx_null then
+            log(WARN, "segment ", i - 1, " of ", key, " is gone; treating it as a miss")
+            return nil
+        end
+    end
+    return table.concat(parts)
+end
+
 -- read_replica returns item and shop documents (decoded), nil when the
 -- replica has no item, or nil and an error when the link failed.
 local function read_replica(id)
@@ -301,6 +328,16 @@ local function read_replica(id)
         return nil, nil, "get item: " .. tostring(gerr)
     end
     if raw == ngx_null then
+        release(red)
+        return nil
+    end
+    local uerr
+    raw, uerr = unsegment(red, "item:{" .. id .. "}", raw)
+    if uerr then
+        red:close()
+        return nil, nil, "get segments: " .. tostring(uerr)
+    end
+    if not raw then
         release(red)
         return nil
     end

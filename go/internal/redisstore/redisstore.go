@@ -7,6 +7,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -35,11 +36,25 @@ const NegativeTTL = 60 * time.Second
 // is "version" (see package catalog), so the current version is read from
 // the value's prefix without decoding it. ARGV[3] is a TTL in milliseconds
 // (0: none). Returns 1 when written, 0 when a newer or equal version stays.
+//
+// Segmented values (see Put): ARGV[4] is how many segments the new value has
+// at KEYS[1]:<version>:<i>. A refused write deletes them; an accepted one
+// deletes the segments of the value it replaces. Segment keys share KEYS[1]'s
+// hash tag, so they live in its slot on a Cluster.
 var casScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
+local newv = tonumber(ARGV[1])
+local nseg = tonumber(ARGV[4])
 if cur then
   local v = tonumber(string.match(cur, '^{"version":(%d+)'))
-  if v and v >= tonumber(ARGV[1]) then return 0 end
+  if v and v >= newv then
+    for i = 0, nseg - 1 do redis.call('DEL', KEYS[1] .. ':' .. ARGV[1] .. ':' .. i) end
+    return 0
+  end
+  local oldv, oldn = string.match(cur, '^{"version":(%d+),"segments":(%d+)')
+  if oldv then
+    for i = 0, tonumber(oldn) - 1 do redis.call('DEL', KEYS[1] .. ':' .. oldv .. ':' .. i) end
+  end
 end
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
@@ -49,6 +64,36 @@ else
 end
 return 1
 `)
+
+// MaxValueBytes is the largest value Put stores under one key; a larger one
+// is split into segments (seed 004, 分段加载) read back with one MGET.
+const MaxValueBytes = 64 << 10
+
+// segmentBytes is the size of each segment of a split value.
+const segmentBytes = 60 << 10
+
+// SegmentKey is the key of segment i of the value of key at version.
+func SegmentKey(key string, version int64, i int) string {
+	return key + ":" + strconv.FormatInt(version, 10) + ":" + strconv.Itoa(i)
+}
+
+// segmentHead is what a split value's own key holds.
+func segmentHead(version int64, segments, bytes int) []byte {
+	return fmt.Appendf(nil, `{"version":%d,"segments":%d,"bytes":%d}`, version, segments, bytes)
+}
+
+// parseHead reports whether v is a segment head, and its contents.
+func parseHead(v []byte) (version int64, segments, bytes int, ok bool) {
+	var h struct {
+		Version  int64 `json:"version"`
+		Segments int   `json:"segments"`
+		Bytes    int   `json:"bytes"`
+	}
+	if len(v) > 100 || !strings.Contains(string(v), `"segments":`) || json.Unmarshal(v, &h) != nil || h.Segments <= 0 {
+		return 0, 0, 0, false
+	}
+	return h.Version, h.Segments, h.Bytes, true
+}
 
 // Entry is one versioned value to write.
 type Entry struct {
@@ -125,7 +170,16 @@ func (s *Store) putOnce(ctx context.Context, entries []Entry) (int, error) {
 	cmds := make([]*redis.Cmd, len(entries))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, e := range entries {
-			cmds[i] = casScript.EvalSha(ctx, p, []string{e.Key}, e.Version, e.Value, e.TTL.Milliseconds())
+			value, nseg := e.Value, 0
+			if len(value) > MaxValueBytes {
+				// Segments first, then the head that points at them.
+				for start := 0; start < len(value); start += segmentBytes {
+					p.Set(ctx, SegmentKey(e.Key, e.Version, nseg), value[start:min(start+segmentBytes, len(value))], e.TTL)
+					nseg++
+				}
+				value = segmentHead(e.Version, nseg, len(e.Value))
+			}
+			cmds[i] = casScript.EvalSha(ctx, p, []string{e.Key}, e.Version, value, e.TTL.Milliseconds(), nseg)
 		}
 		return nil
 	})
@@ -143,7 +197,8 @@ func (s *Store) putOnce(ctx context.Context, entries []Entry) (int, error) {
 
 func isNoScript(err error) bool { return err != nil && strings.Contains(err.Error(), "NOSCRIPT") }
 
-// Get returns the value at key, or nil when there is none.
+// Get returns the value at key (reassembled when it was split), or nil
+// when there is none.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	b, err := s.rdb.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -152,7 +207,39 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: get %s: %w", key, err)
 	}
-	return b, nil
+	return s.unsegment(ctx, key, b)
+}
+
+// ErrSegmentMissing means a split value lost a segment (replaced meanwhile,
+// or evicted): callers treat it as a miss.
+var ErrSegmentMissing = errors.New("redis: segment of a split value missing")
+
+// unsegment returns v, or the value it is the head of.
+func (s *Store) unsegment(ctx context.Context, key string, v []byte) ([]byte, error) {
+	version, n, size, ok := parseHead(v)
+	if !ok {
+		return v, nil
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = SegmentKey(key, version, i)
+	}
+	parts, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: segments of %s: %w", key, err)
+	}
+	out := make([]byte, 0, size)
+	for _, p := range parts {
+		str, ok := p.(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrSegmentMissing, key)
+		}
+		out = append(out, str...)
+	}
+	if len(out) != size {
+		return nil, fmt.Errorf("%w: %s has %d of %d bytes", ErrSegmentMissing, key, len(out), size)
+	}
+	return out, nil
 }
 
 // MGet returns the values at keys (nil for a missing key). Keys must share a
@@ -268,6 +355,16 @@ func (s *Store) ProductValues(ctx context.Context, ids []int64) (map[int64]Store
 		for j, d := range catalog.ProductDimensions {
 			if str, ok := vals[j+1].(string); ok {
 				sp.Dims[d] = []byte(str)
+			}
+		}
+		// Split values (large descriptions) need a second read; a lost
+		// segment reads as absent, which makes the caller rebuild.
+		if sp.Item, err = s.unsegment(ctx, ItemKey(id), sp.Item); err != nil {
+			sp.Item = nil
+		}
+		for d, v := range sp.Dims {
+			if sp.Dims[d], err = s.unsegment(ctx, DimKey(id, d), v); err != nil {
+				delete(sp.Dims, d)
 			}
 		}
 		out[id] = sp
