@@ -542,9 +542,25 @@ local function serve(id)
         return send(404, not_found_page, "L2")
     end
 
+    -- Stale while revalidate (cache breakdown): with a usable expired copy
+    -- at hand, nobody waits on the levels below: the lock holder answers
+    -- with it at once and fetches after the response is complete, the
+    -- others get it while the holder fetches.
+    local usable = stale and stale.html and not outdated(stale) and (stale.v or 0) >= required(id)
     local locks = shared.dp_locks
     if not locks:add(id, true, config.lock_ttl) then
+        if usable then
+            count("stale")
+            return send(200, stale.html, "stale")
+        end
         return wait_for_holder(id, stale)
+    end
+    local answered = false
+    if usable then
+        count("stale")
+        send(200, stale.html, "stale")
+        ngx.eof()
+        answered = true
     end
     local ok, entry, level, err = pcall(function()
         local en, lv, lvl = fetch(id, stale)
@@ -554,6 +570,17 @@ local function serve(id)
         return nil, lvl, lv
     end)
     locks:delete(id)
+    if answered then
+        if ok and entry then
+            keep(id, entry)
+        elseif ok and err == "missing" then
+            shared.dp_pages:delete(id)
+            shared.dp_negative:set(id, true, jitter(config.negative_ttl))
+        else
+            log(WARN, "refresh of item ", id, " after its stale copy failed: ", ok and err or entry)
+        end
+        return
+    end
     if not ok then
         return serve_stale_or_503(id, stale, entry)
     end

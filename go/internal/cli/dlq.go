@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -17,8 +18,16 @@ import (
 // catalog.changes.high (the sync service fetches the current state, so an
 // old event is harmless) and leaves malformed ones where they are.
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stderr, "usage: detailpage dlq list|replay [flags]\n\n  list    print every dead-lettered change event with its reason\n  replay  put the valid ones back on "+catalog.TopicHigh+" (malformed ones stay)\n\nflags:")
+		f := newFlags("dlq", stderr)
+		f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
+		f.String("group", "DETAILPAGE_DLQ_GROUP", "detailpage-dlq-replay", "consumer group that remembers what was replayed")
+		f.PrintDefaults()
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
-		fmt.Fprintln(stderr, "usage: detailpage dlq list|replay [flags]")
+		fmt.Fprintln(stderr, "usage: detailpage dlq list|replay [flags] (detailpage dlq --help)")
 		return errUsage
 	}
 	action := args[0]

@@ -3,7 +3,20 @@
 // no app node answers. Lookup order: an in-process size-bounded cache →
 // Redis main → a rebuild from the source services (written back to Redis
 // main with versioned compare-and-set, so racing the sync service is
-// harmless). A burst of requests for one id rebuilds it once.
+// harmless).
+//
+// It is the last line before the source databases, so it carries the cache
+// protections (docs/protection.md), each of which can be turned off for
+// comparison:
+//   - penetration: a Bloom filter of the product ids that exist refuses
+//     ids that never existed without asking Redis or the source; missing
+//     ids get a short-lived negative entry here and in Redis.
+//   - avalanche: jittered TTLs; rebuilds run under a concurrency limit
+//     beyond which requests fail fast (503) instead of queueing; expired
+//     entries are kept as stale copies to serve while they are refreshed.
+//   - breakdown: a burst on one id rebuilds it once (single flight); hot
+//     entries are refreshed early in the background (XFetch), and an
+//     expired one is refreshed once while the others get the stale copy.
 package direct
 
 import (
@@ -13,11 +26,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,6 +49,10 @@ import (
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
+// RebuildCommand is the resilience command every rebuild from the source
+// runs as: its MaxConcurrent is the rebuild concurrency limit.
+const RebuildCommand = "direct.rebuild"
+
 // Config is the direct-data service's configuration.
 type Config struct {
 	Listen       string
@@ -43,6 +62,39 @@ type Config struct {
 	CacheSize    int           // entries in the local cache
 	CacheTTL     time.Duration // local TTL of a found document (jittered ±20%)
 	NegativeTTL  time.Duration // local TTL of a "does not exist" answer
+
+	// Bloom refuses ids the filter says never existed (404) without asking
+	// Redis or the source; the filter holds BloomCapacity ids at
+	// BloomFPRate false positives.
+	Bloom         bool
+	BloomCapacity uint
+	BloomFPRate   float64
+	// SingleFlight collapses concurrent lookups of one id into one.
+	SingleFlight bool
+	// XFetch refreshes entries early, in the background, with probability
+	// growing towards their expiry (β = XFetchBeta).
+	XFetch     bool
+	XFetchBeta float64
+	// Stale keeps a document StaleTTL past its expiry and serves it while
+	// one background refresh runs (also when that refresh fails).
+	Stale    bool
+	StaleTTL time.Duration
+	// RebuildConcurrency bounds concurrent rebuilds from the source; beyond
+	// it a request fails fast with 503. 0: no limit.
+	RebuildConcurrency int
+	// LoadTimeout bounds one lookup below the local cache (Redis + rebuild).
+	LoadTimeout time.Duration
+}
+
+// Defaults returns a configuration with every protection on.
+func Defaults() Config {
+	return Config{
+		Listen: "127.0.0.1:9103", Redis: "127.0.0.1:6380", SourceURL: "http://127.0.0.1:9101", TemplatesDir: "templates",
+		CacheSize: 50_000, CacheTTL: 2 * time.Second, NegativeTTL: 5 * time.Second,
+		Bloom: true, BloomCapacity: DefaultBloomCapacity, BloomFPRate: DefaultBloomFPRate,
+		SingleFlight: true, XFetch: true, XFetchBeta: 1, Stale: true, StaleTTL: time.Hour,
+		RebuildConcurrency: 16, LoadTimeout: 3 * time.Second,
+	}
 }
 
 // Validate checks the configuration.
@@ -60,6 +112,16 @@ func (c Config) Validate() error {
 		return errors.New("direct: cache size must be at least 1")
 	case c.CacheTTL <= 0 || c.NegativeTTL <= 0:
 		return errors.New("direct: cache TTLs must be positive")
+	case c.Bloom && (c.BloomCapacity == 0 || c.BloomFPRate <= 0 || c.BloomFPRate >= 1):
+		return errors.New("direct: bloom filter needs a capacity and a false-positive rate in (0, 1)")
+	case c.XFetch && (c.XFetchBeta <= 0 || math.IsInf(c.XFetchBeta, 0) || math.IsNaN(c.XFetchBeta)):
+		return errors.New("direct: xfetch beta must be a positive number")
+	case c.Stale && c.StaleTTL <= 0:
+		return errors.New("direct: stale TTL must be positive")
+	case c.RebuildConcurrency < 0:
+		return errors.New("direct: rebuild concurrency must be 0 (no limit) or more")
+	case c.LoadTimeout <= 0:
+		return errors.New("direct: load timeout must be positive")
 	}
 	return nil
 }
@@ -69,14 +131,32 @@ type Service struct {
 	cfg      Config
 	log      *slog.Logger
 	store    *redisstore.Store
+	src      *sourceclient.Client
 	asm      *pagedoc.Assembler
 	renderer *page.Renderer
 	ln       net.Listener
 	reg      *prometheus.Registry
-	items    *expirable.LRU[int64, []byte] // nil value: does not exist
-	shops    *expirable.LRU[int64, []byte]
+	items    *expirable.LRU[int64, *entry]
+	shops    *expirable.LRU[int64, *entry]
+	filter   *idFilter // nil: Bloom protection off
 	flight   singleflight.Group
-	served   *prometheus.CounterVec
+
+	refreshing sync.Map // int64 → struct{}: ids with a background refresh running
+	bg         context.Context
+	stop       context.CancelFunc
+	life       sync.Mutex // guards closed against wg.Add racing Close's wg.Wait
+	closed     bool
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+
+	// Injectable for tests.
+	now  func() time.Time
+	rand func() float64
+
+	served     *prometheus.CounterVec
+	refreshes  *prometheus.CounterVec
+	rejected   prometheus.Counter
+	bloomReady prometheus.Gauge
 }
 
 // Open builds the service and binds its listener.
@@ -100,18 +180,47 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 		Name: "redis.main.read", Timeout: 200 * time.Millisecond, MaxConcurrent: 256,
 		RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second,
 	})
-	s := &Service{
-		cfg: cfg, log: log, store: store, asm: pagedoc.New(src, store), renderer: renderer,
-		reg: server.NewRegistry(),
-		// The LRU's own TTL is the upper bound; each entry's jittered
-		// expiry is checked on read (see cached).
-		items: expirable.NewLRU[int64, []byte](cfg.CacheSize, nil, cfg.CacheTTL*2),
-		shops: expirable.NewLRU[int64, []byte](cfg.CacheSize/10+1, nil, cfg.CacheTTL*2),
-		served: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "detailpage_direct_lookups_total", Help: "Page document lookups by the level that answered.",
-		}, []string{"level"}),
+	if cfg.RebuildConcurrency > 0 {
+		// A bulkhead only: the source calls inside have their own circuits,
+		// so this one never opens (rejections count as errors in hystrix).
+		resilience.Configure(resilience.Command{
+			Name: RebuildCommand, Timeout: cfg.LoadTimeout + time.Second, MaxConcurrent: cfg.RebuildConcurrency,
+			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
+		})
 	}
-	s.reg.MustRegister(s.served)
+	staleFor := time.Duration(0)
+	if cfg.Stale {
+		staleFor = cfg.StaleTTL
+	}
+	s := &Service{
+		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer,
+		reg: server.NewRegistry(),
+		// The LRU's own TTL is the upper bound (longest jittered TTL plus
+		// the stale period); each entry's expiry is checked on read.
+		items: expirable.NewLRU[int64, *entry](cfg.CacheSize, nil, jittered(max(cfg.CacheTTL, cfg.NegativeTTL), 1)+staleFor),
+		shops: expirable.NewLRU[int64, *entry](cfg.CacheSize/10+1, nil, jittered(cfg.CacheTTL, 1)+staleFor),
+		now:   time.Now, rand: rand.Float64,
+		served: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "detailpage_direct_lookups_total", Help: "Page document lookups by the level that answered (bloom: refused by the filter, rejected: over the rebuild limit).",
+		}, []string{"level"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "detailpage_direct_refreshes_total", Help: "Background refreshes of local entries by reason (early: XFetch, stale: expired entry served stale).",
+		}, []string{"reason"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "detailpage_direct_rebuilds_rejected_total", Help: "Rebuilds refused because the rebuild concurrency limit was reached.",
+		}),
+		bloomReady: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "detailpage_direct_bloom_ready", Help: "1 once the Bloom filter of product ids is loaded and refusing unknown ids.",
+		}),
+	}
+	s.bg, s.stop = context.WithCancel(context.Background())
+	s.reg.MustRegister(s.served, s.refreshes, s.rejected, s.bloomReady)
+	if cfg.Bloom {
+		s.filter = newIDFilter(cfg.BloomCapacity, cfg.BloomFPRate)
+		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "detailpage_direct_bloom_ids", Help: "Product ids added to the Bloom filter.",
+		}, func() float64 { return float64(s.filter.added.Load()) }))
+	}
 	if s.ln, err = server.Listen(cfg.Listen); err != nil {
 		store.Close()
 		return nil, err
@@ -122,13 +231,48 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 // Addr is the address the service listens on.
 func (s *Service) Addr() string { return s.ln.Addr().String() }
 
-// Run serves until ctx is done.
+// Run serves until ctx is done. The Bloom filter loads from the source in
+// the background meanwhile; until it is ready it refuses nothing.
 func (s *Service) Run(ctx context.Context) error {
+	s.Start(ctx)
 	return server.Serve(ctx, s.ln, s.Handler(), s.log)
 }
 
-// Close releases the Redis client.
-func (s *Service) Close() error { return s.store.Close() }
+// Start runs the background work without serving (Run does both): the
+// Bloom filter load and the invalidation stream follower.
+func (s *Service) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(s.bg, cancel) // Close ends it too
+	if s.filter != nil {
+		s.background(func() { s.loadIDs(ctx) })
+	}
+	s.background(func() { s.followInvalidations(ctx) })
+}
+
+// background runs fn in a goroutine Close waits for; false once closed.
+func (s *Service) background(fn func()) bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Go(fn)
+	return true
+}
+
+// Close stops background work and releases the Redis client.
+func (s *Service) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.life.Lock()
+		s.closed = true
+		s.life.Unlock()
+		s.stop()
+		s.wg.Wait()
+		err = s.store.Close()
+	})
+	return err
+}
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
@@ -138,51 +282,39 @@ func (s *Service) Handler() http.Handler {
 	return e
 }
 
-// envelope stamps a cached value with its own jittered expiry, so entries
-// cached together do not expire together.
-func (s *Service) envelope(v []byte, ttl time.Duration) []byte {
-	jitter := time.Duration(float64(ttl) * (0.8 + 0.4*rand.Float64()))
-	exp := time.Now().Add(jitter).UnixMilli()
-	return append(strconv.AppendInt(nil, exp, 10), append([]byte{'|'}, v...)...)
-}
-
-func cached(c *expirable.LRU[int64, []byte], id int64) (value []byte, ok bool) {
-	raw, ok := c.Get(id)
-	if !ok {
-		return nil, false
-	}
-	expStr, v, _ := bytes.Cut(raw, []byte{'|'})
-	exp, _ := strconv.ParseInt(string(expStr), 10, 64)
-	if time.Now().UnixMilli() > exp {
-		c.Remove(id)
-		return nil, false
-	}
-	return v, true
-}
-
 // errMissing is a lookup's answer for an id that does not exist.
 var errMissing = fmt.Errorf("product: %w", catalog.ErrNotFound)
 
-// Item returns the page document of id and the level that answered.
+// errRejected is the answer beyond the rebuild concurrency limit.
+var errRejected = fmt.Errorf("rebuild limit reached: %w", server.ErrUnavailable)
+
+// Item returns the page document of id and the level that answered:
+// local, stale, redis, source, or bloom (refused by the filter).
 func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
-	if v, ok := cached(s.items, id); ok {
-		s.served.WithLabelValues("local").Inc()
-		if len(v) == 0 {
-			return nil, "local", errMissing
+	now := s.now()
+	if e, ok := s.items.Get(id); ok {
+		switch {
+		case now.Before(e.expires):
+			if s.cfg.XFetch && e.doc != nil && xfetch(now, e.expires, e.delta, s.cfg.XFetchBeta, s.rand()) {
+				s.refresh(id, e, "early")
+			}
+			s.served.WithLabelValues("local").Inc()
+			if e.doc == nil {
+				return nil, "local", errMissing
+			}
+			return e.doc, "local", nil
+		case s.cfg.Stale && e.doc != nil:
+			s.refresh(id, e, "stale")
+			s.served.WithLabelValues("stale").Inc()
+			return e.doc, "stale", nil
 		}
-		return v, "local", nil
 	}
-	v, err, _ := s.flight.Do(strconv.FormatInt(id, 10), func() (any, error) {
-		doc, level, err := s.lookup(ctx, id)
-		if err == nil {
-			s.items.Add(id, s.envelope(doc, s.cfg.CacheTTL))
-		} else if errors.Is(err, catalog.ErrNotFound) {
-			s.items.Add(id, s.envelope(nil, s.cfg.NegativeTTL))
-		}
-		s.served.WithLabelValues(level).Inc()
-		return lookupResult{doc, level}, err
-	})
-	r, _ := v.(lookupResult)
+	if s.filter != nil && !s.filter.MayContain(id) {
+		s.served.WithLabelValues("bloom").Inc()
+		return nil, "bloom", errMissing
+	}
+	r, err := s.load(ctx, id)
+	s.served.WithLabelValues(r.level).Inc()
 	return r.doc, r.level, err
 }
 
@@ -190,6 +322,69 @@ type lookupResult struct {
 	doc   []byte
 	level string
 }
+
+// load looks id up below the local cache — once per id at a time when
+// single flight is on — and caches the answer. The lookup runs on the
+// service's context, so a caller that gives up does not fail the others
+// waiting on the same flight.
+func (s *Service) load(ctx context.Context, id int64) (lookupResult, error) {
+	if !s.cfg.SingleFlight {
+		return s.loadOnce(id)
+	}
+	ch := s.flight.DoChan(strconv.FormatInt(id, 10), func() (any, error) { return s.loadOnce(id) })
+	select {
+	case res := <-ch:
+		r, _ := res.Val.(lookupResult)
+		return r, res.Err
+	case <-ctx.Done():
+		return lookupResult{level: "waiting"}, ctx.Err()
+	}
+}
+
+func (s *Service) loadOnce(id int64) (lookupResult, error) {
+	ctx, cancel := context.WithTimeout(s.bg, s.cfg.LoadTimeout)
+	defer cancel()
+	start := time.Now() // δ is a real duration, whatever clock expiries use
+	doc, level, err := s.lookup(ctx, id)
+	delta, now := time.Since(start), s.now()
+	switch {
+	case err == nil:
+		s.items.Add(id, &entry{doc: doc, version: docVersion(doc), expires: now.Add(jittered(s.cfg.CacheTTL, s.rand())), delta: delta})
+		if s.filter != nil {
+			s.filter.Add(id)
+		}
+	case errors.Is(err, catalog.ErrNotFound):
+		s.items.Add(id, &entry{expires: now.Add(jittered(s.cfg.NegativeTTL, s.rand()))})
+	}
+	return lookupResult{doc, level}, err
+}
+
+// refresh reloads id in the background unless a refresh of it is already
+// running or the last one failed moments ago: one refresh per id.
+func (s *Service) refresh(id int64, e *entry, reason string) {
+	if s.now().UnixNano() < e.retryAt.Load() {
+		return
+	}
+	if _, running := s.refreshing.LoadOrStore(id, struct{}{}); running {
+		return
+	}
+	started := s.background(func() {
+		defer s.refreshing.Delete(id)
+		if _, err := s.load(s.bg, id); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			e.retryAt.Store(s.now().Add(refreshRetry).UnixNano())
+			s.log.Debug("background refresh failed; serving the stale copy", "id", id, "error", err)
+		}
+	})
+	if !started {
+		s.refreshing.Delete(id)
+		return
+	}
+	s.refreshes.WithLabelValues(reason).Inc()
+}
+
+// refreshRetry is how long a stale entry is served before another refresh
+// is tried after one failed.
+const refreshRetry = time.Second
 
 // lookup reads Redis main, then rebuilds from the source services.
 func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) {
@@ -209,12 +404,13 @@ func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) 
 		}
 		return doc, "redis", nil
 	}
-	res, err := s.asm.Products(ctx, []int64{id})
+	res, err := rebuild(ctx, s, func(ctx context.Context) (pagedoc.Result, error) {
+		return s.asm.Products(ctx, []int64{id})
+	})
+	if errors.Is(err, errRejected) {
+		return nil, "rejected", err
+	}
 	if err != nil {
-		// The rebuild read the source but Redis refused the write: serve it anyway.
-		if res.Docs != nil {
-			return res.Docs[id], "source", nil
-		}
 		return nil, "source", fmt.Errorf("%w: %v", server.ErrUnavailable, err)
 	}
 	if d, ok := res.Docs[id]; ok {
@@ -223,34 +419,86 @@ func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) 
 	return nil, "source", errMissing
 }
 
+// rebuild runs a rebuild from the source under the rebuild concurrency
+// limit: beyond it, errRejected at once rather than a queue.
+func rebuild(ctx context.Context, s *Service, run func(context.Context) (pagedoc.Result, error)) (pagedoc.Result, error) {
+	once := func(ctx context.Context) (pagedoc.Result, error) {
+		res, err := run(ctx)
+		if err != nil && res.Docs != nil {
+			// The rebuild read the source but Redis main refused the write
+			// (it is down): serve it anyway. The versioned write makes the
+			// lost write harmless; the sync service or the next rebuild
+			// writes it when main is back.
+			s.log.Debug("rebuild not written back to Redis", "error", err)
+			return res, nil
+		}
+		return res, err
+	}
+	if s.cfg.RebuildConcurrency == 0 {
+		return once(ctx)
+	}
+	res, err := resilience.Do(ctx, RebuildCommand, once, nil)
+	if errors.Is(err, resilience.ErrRejected) {
+		s.rejected.Inc()
+		return res, errRejected
+	}
+	return res, err
+}
+
 func isMissing(doc []byte) bool {
 	return bytes.HasPrefix(doc, catalog.MissingJSON[:len(catalog.MissingJSON)-1])
 }
 
 // Shop returns the shop document (nil when unavailable: the page copes).
+// An expired shop is served stale when it cannot be refreshed.
 func (s *Service) Shop(ctx context.Context, id int64) []byte {
-	if v, ok := cached(s.shops, id); ok {
-		return v
+	e, ok := s.shops.Get(id)
+	if ok && s.now().Before(e.expires) {
+		return e.doc
 	}
-	v, err, _ := s.flight.Do("s"+strconv.FormatInt(id, 10), func() (any, error) {
+	ch := s.flight.DoChan("s"+strconv.FormatInt(id, 10), func() (any, error) {
+		ctx, cancel := context.WithTimeout(s.bg, s.cfg.LoadTimeout)
+		defer cancel()
 		doc, err := resilience.Do(ctx, "redis.main.read", func(ctx context.Context) ([]byte, error) {
 			return s.store.Get(ctx, redisstore.ShopKey(id))
 		}, func(context.Context, error) ([]byte, error) { return nil, nil })
 		if err == nil && doc == nil {
-			res, rerr := s.asm.Shops(ctx, []int64{id})
-			doc, err = res.Docs[id], rerr
+			var res pagedoc.Result
+			res, err = rebuild(ctx, s, func(ctx context.Context) (pagedoc.Result, error) {
+				return s.asm.Shops(ctx, []int64{id})
+			})
+			doc = res.Docs[id]
 		}
 		if err == nil && doc != nil {
-			s.shops.Add(id, s.envelope(doc, s.cfg.CacheTTL))
+			s.shops.Add(id, &entry{doc: doc, version: docVersion(doc), expires: s.now().Add(jittered(s.cfg.CacheTTL, s.rand()))})
 		}
 		return doc, err
 	})
-	if err != nil {
-		s.log.Warn("shop unavailable; page rendered without it", "shop", id, "error", err)
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		res.Err = ctx.Err()
+	}
+	if res.Err != nil {
+		if ok && e.doc != nil {
+			return e.doc
+		}
+		s.log.Warn("shop unavailable; page rendered without it", "shop", id, "error", res.Err)
 		return nil
 	}
-	b, _ := v.([]byte)
+	b, _ := res.Val.([]byte)
 	return b
+}
+
+// unavailable logs a failed lookup: quietly when it is the rebuild limit
+// shedding load (that can be thousands a second).
+func (s *Service) unavailable(id int64, level string, err error) {
+	if errors.Is(err, errRejected) {
+		s.log.Debug("page unavailable", "id", id, "level", level, "error", err)
+		return
+	}
+	s.log.Warn("page unavailable", "id", id, "level", level, "error", err)
 }
 
 func (s *Service) getItemJSON(c *gin.Context) {
@@ -262,6 +510,12 @@ func (s *Service) getItemJSON(c *gin.Context) {
 	doc, level, err := s.Item(c.Request.Context(), id)
 	c.Header("X-Cache", level)
 	if err != nil {
+		if !errors.Is(err, catalog.ErrNotFound) {
+			s.unavailable(id, level, err)
+			c.Header("Retry-After", "2")
+			c.AbortWithStatusJSON(server.Status(err), gin.H{"error": err.Error()})
+			return
+		}
 		server.Error(c, s.log, err)
 		return
 	}
@@ -298,7 +552,7 @@ func (s *Service) getItemHTML(c *gin.Context) {
 		c.Data(http.StatusNotFound, "text/html; charset=utf-8", s.renderer.NotFound())
 		return
 	case err != nil:
-		s.log.Warn("page unavailable", "id", id, "level", level, "error", err)
+		s.unavailable(id, level, err)
 		c.Header("Retry-After", "2")
 		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", s.renderer.Unavailable())
 		return

@@ -18,6 +18,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
@@ -31,9 +32,27 @@ type Assembler struct {
 	Workers int
 }
 
+// Commands of the Redis calls made here (a service's own Configure wins).
+const (
+	CmdRedisWrite = "redis.main.write"
+	CmdRedisRead  = "redis.main.read"
+)
+
 // New returns an Assembler.
 func New(src *sourceclient.Client, store *redisstore.Store) *Assembler {
+	w := resilience.Defaults(CmdRedisWrite)
+	w.Timeout, w.MaxConcurrent = 3*time.Second, 64 // pipelines of a few thousand writes
+	r := resilience.Defaults(CmdRedisRead)
+	r.Timeout, r.MaxConcurrent = time.Second, 64
+	resilience.Declare(w, r)
 	return &Assembler{src: src, store: store, Now: time.Now, Workers: 4}
+}
+
+// put writes entries to Redis main as command redis.main.write.
+func (a *Assembler) put(ctx context.Context, entries []redisstore.Entry) (int, error) {
+	return resilience.Do(ctx, CmdRedisWrite, func(ctx context.Context) (int, error) {
+		return a.store.Put(ctx, entries...)
+	}, nil)
 }
 
 // Result is the outcome of a rebuild: the encoded documents of the ids that
@@ -44,9 +63,18 @@ type Result struct {
 	Written int // Redis values actually replaced (others were newer already)
 }
 
+// collapseBelow is the batch size under which ids join the request
+// collapser's batches instead of making a call of their own: many
+// concurrent one-page rebuilds (the direct-data service under a miss storm)
+// then share batch calls.
+const collapseBelow = 10
+
 // fetchAll fetches one source service's records for ids in chunks of
 // catalog.MaxBatch, at most a.Workers chunks at a time.
 func fetchAll[T any](ctx context.Context, a *Assembler, service string, ids []int64) (map[int64]T, error) {
+	if len(ids) < collapseBelow {
+		return sourceclient.LookupMany[T](ctx, a.src, service, ids)
+	}
 	if len(ids) <= catalog.MaxBatch {
 		return sourceclient.Batch[T](ctx, a.src, service, ids)
 	}
@@ -255,7 +283,7 @@ func missingEntry(id int64) redisstore.Entry {
 
 // write stores entries, then invalidates what changed.
 func (a *Assembler) write(ctx context.Context, res Result, entries []redisstore.Entry, changed []redisstore.Changed) (Result, error) {
-	n, err := a.store.Put(ctx, entries...)
+	n, err := a.put(ctx, entries)
 	if err != nil {
 		return res, fmt.Errorf("pagedoc: %w", err)
 	}
@@ -306,7 +334,7 @@ func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimen
 		}
 		entries = append(entries, de...)
 	}
-	if _, err := a.store.Put(ctx, entries...); err != nil {
+	if _, err := a.put(ctx, entries); err != nil {
 		return Result{}, fmt.Errorf("pagedoc: %w", err)
 	}
 	return a.aggregate(ctx, ids, d, changes)
@@ -315,7 +343,9 @@ func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimen
 // aggregate rebuilds page documents from Redis after dimensions were
 // written.
 func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, changes map[int64][]catalog.Dimension) (Result, error) {
-	stored, err := a.store.ProductValues(ctx, ids)
+	stored, err := resilience.Do(ctx, CmdRedisRead, func(ctx context.Context) (map[int64]redisstore.StoredProduct, error) {
+		return a.store.ProductValues(ctx, ids)
+	}, nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("pagedoc: aggregate: %w", err)
 	}
@@ -443,7 +473,10 @@ func (a *Assembler) invalidate(ctx context.Context, written int, changed []redis
 	if written == 0 {
 		return nil
 	}
-	if err := a.store.Invalidate(ctx, changed); err != nil {
+	_, err := resilience.Do(ctx, CmdRedisWrite, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, a.store.Invalidate(ctx, changed)
+	}, nil)
+	if err != nil {
 		return fmt.Errorf("pagedoc: %w", err)
 	}
 	return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 )
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -79,10 +80,11 @@ func hystrixStream() http.Handler {
 }
 
 // NewRegistry returns a Prometheus registry with the Go and process
-// collectors.
+// collectors and the resilience commands' metrics.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	resilience.MustRegister(reg)
 	return reg
 }
 

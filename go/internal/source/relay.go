@@ -10,11 +10,21 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/detailpage/detailpage/go/internal/kafka"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/sqlite"
 )
 
 // relayBatch is how many outbox rows one publish carries.
 const relayBatch = 500
+
+// cmdPublish is the command of the relay's writes to Kafka.
+const cmdPublish = "kafka.produce.outbox"
+
+func init() {
+	c := resilience.Defaults(cmdPublish)
+	c.Timeout, c.MaxConcurrent = 15*time.Second, 1 // one relay; the writer retries a restarting broker itself
+	resilience.Declare(c)
+}
 
 // Relay publishes the outbox to Kafka. A row is marked sent only after the
 // broker acknowledged it (acks from all in-sync replicas), so a crash or a
@@ -92,7 +102,9 @@ func (r *Relay) publishOnce(ctx context.Context) (int, error) {
 	for i, row := range rows {
 		msgs[i] = kafkago.Message{Topic: row.Topic, Key: []byte(row.Key), Value: row.Payload}
 	}
-	err = r.w.WriteMessages(ctx, msgs...)
+	_, err = resilience.Do(ctx, cmdPublish, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, r.w.WriteMessages(ctx, msgs...)
+	}, nil)
 	sent := make([]int64, 0, len(rows))
 	var werrs kafkago.WriteErrors
 	switch {

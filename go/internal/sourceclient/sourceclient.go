@@ -6,7 +6,6 @@ package sourceclient
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,24 +31,40 @@ var Services = map[string]string{
 
 // Client is a source API client.
 type Client struct {
-	base string
-	http *http.Client
+	base       string
+	http       *http.Client
+	collapsers map[string]*resilience.Collapser[int64, json.RawMessage]
 }
 
 // New returns a client for the source API at base (e.g. http://127.0.0.1:9101)
-// and registers its resilience commands.
+// and declares its resilience commands (settings a service configured
+// already win).
 func New(base string) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("sourceclient: base URL %q: want http://host:port", base)
 	}
-	for name := range Services {
-		resilience.Configure(resilience.Defaults(CommandName(name, "get")), resilience.Defaults(CommandName(name, "batch")))
-	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: 10 * time.Second}}, nil
+	c := &Client{
+		base:       strings.TrimRight(base, "/"),
+		http:       &http.Client{Transport: tr, Timeout: 10 * time.Second},
+		collapsers: make(map[string]*resilience.Collapser[int64, json.RawMessage], len(Services)),
+	}
+	for name := range Services {
+		resilience.Declare(resilience.Defaults(CommandName(name, "get")), resilience.Defaults(CommandName(name, "batch")))
+		c.collapsers[name] = resilience.NewCollapser(resilience.CollapserConfig{Name: CommandName(name, "lookup")},
+			func(ctx context.Context, ids []int64) (map[int64]json.RawMessage, error) {
+				return resilience.Do(ctx, CommandName(name, "batch"), func(ctx context.Context) (map[int64]json.RawMessage, error) {
+					return c.batchRaw(ctx, name, ids)
+				}, nil)
+			})
+	}
+	return c, nil
 }
+
+// CloseIdleConnections closes the client's idle keep-alive connections.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // CommandName is the resilience command of one operation on one service.
 func CommandName(service, op string) string { return "source." + service + "." + op }
@@ -94,32 +109,92 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// Get fetches one record of service; catalog.ErrNotFound when it does not
-// exist.
+// Get fetches one record of service with a single GET through command
+// source.<service>.get; catalog.ErrNotFound when it does not exist. With a
+// request cache in ctx (resilience.WithRequestCache) a record is fetched
+// once per request, shared with Lookup.
 func Get[T any](ctx context.Context, c *Client, service string, id int64) (T, error) {
-	return resilience.Do(ctx, CommandName(service, "get"), func(ctx context.Context) (T, error) {
-		var v T
-		body, err := c.fetch(ctx, "/api/"+Services[service]+"/"+strconv.FormatInt(id, 10))
-		if err != nil {
-			return v, err
-		}
-		if err := json.Unmarshal(body, &v); err != nil {
-			return v, fmt.Errorf("decode %s %d: %w", service, id, err)
-		}
-		return v, nil
-	}, nil)
+	var v T
+	seg, ok := Services[service]
+	if !ok {
+		return v, fmt.Errorf("sourceclient: unknown service %q", service)
+	}
+	raw, err := resilience.Cached(ctx, cacheKey(service, id), func(ctx context.Context) (json.RawMessage, error) {
+		return resilience.Do(ctx, CommandName(service, "get"), func(ctx context.Context) (json.RawMessage, error) {
+			return c.fetch(ctx, "/api/"+seg+"/"+strconv.FormatInt(id, 10))
+		}, nil)
+	})
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("decode %s %d: %w", service, id, err)
+	}
+	return v, nil
+}
+
+// Lookup fetches one record of service through the service's request
+// collapser: concurrent lookups within 2ms (up to catalog.MaxBatch ids) go
+// out as one batch call (command source.<service>.batch), answers are
+// matched by the id inside each record, and an id the batch does not
+// return is catalog.ErrNotFound. The caller's context is honoured on its
+// own; giving up does not fail the batch for the others. With a request
+// cache in ctx a record is fetched once per request.
+func Lookup[T any](ctx context.Context, c *Client, service string, id int64) (T, error) {
+	var v T
+	col, ok := c.collapsers[service]
+	if !ok {
+		return v, fmt.Errorf("sourceclient: unknown service %q", service)
+	}
+	raw, err := resilience.Cached(ctx, cacheKey(service, id), func(ctx context.Context) (json.RawMessage, error) {
+		return col.Get(ctx, id)
+	})
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("decode %s %d: %w", service, id, err)
+	}
+	return v, nil
+}
+
+// LookupMany is Batch through the request collapser: the ids join the
+// batches concurrent callers are forming, so many small concurrent
+// rebuilds (one page each) share batch calls. It returns the records that
+// exist, keyed by id, like Batch.
+func LookupMany[T any](ctx context.Context, c *Client, service string, ids []int64) (map[int64]T, error) {
+	col, ok := c.collapsers[service]
+	if !ok {
+		return nil, fmt.Errorf("sourceclient: unknown service %q", service)
+	}
+	raws, err := col.GetMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	return decodeAll[T](service, raws)
+}
+
+func cacheKey(service string, id int64) string {
+	return "source/" + service + "/" + strconv.FormatInt(id, 10)
 }
 
 // Batch fetches records of service for ids, in chunks of catalog.MaxBatch,
 // and returns those that exist keyed by their id. Results are matched to ids
 // by the id inside each record, never by position.
 func Batch[T any](ctx context.Context, c *Client, service string, ids []int64) (map[int64]T, error) {
+	if _, ok := Services[service]; !ok {
+		return nil, fmt.Errorf("sourceclient: unknown service %q", service)
+	}
 	out := make(map[int64]T, len(ids))
 	for start := 0; start < len(ids); start += catalog.MaxBatch {
 		chunk := ids[start:min(start+catalog.MaxBatch, len(ids))]
-		got, err := resilience.Do(ctx, CommandName(service, "batch"), func(ctx context.Context) (map[int64]T, error) {
-			return batchOnce[T](ctx, c, service, chunk)
+		raws, err := resilience.Do(ctx, CommandName(service, "batch"), func(ctx context.Context) (map[int64]json.RawMessage, error) {
+			return c.batchRaw(ctx, service, chunk)
 		}, nil)
+		if err != nil {
+			return nil, err
+		}
+		got, err := decodeAll[T](service, raws)
 		if err != nil {
 			return nil, err
 		}
@@ -130,12 +205,32 @@ func Batch[T any](ctx context.Context, c *Client, service string, ids []int64) (
 	return out, nil
 }
 
-func batchOnce[T any](ctx context.Context, c *Client, service string, ids []int64) (map[int64]T, error) {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = strconv.FormatInt(id, 10)
+func decodeAll[T any](service string, raws map[int64]json.RawMessage) (map[int64]T, error) {
+	out := make(map[int64]T, len(raws))
+	for id, raw := range raws {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, fmt.Errorf("decode %s %d: %w", service, id, err)
+		}
+		out[id] = v
 	}
-	body, err := c.fetch(ctx, "/api/"+Services[service]+"?ids="+strings.Join(parts, ","))
+	return out, nil
+}
+
+// batchRaw makes one batch call and returns each record's JSON keyed by the
+// id inside it (product_id for per-product dimensions, else id).
+func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map[int64]json.RawMessage, error) {
+	if len(ids) == 0 {
+		return map[int64]json.RawMessage{}, nil
+	}
+	buf := make([]byte, 0, 8*len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, id, 10)
+	}
+	body, err := c.fetch(ctx, "/api/"+Services[service]+"?ids="+string(buf))
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +244,7 @@ func batchOnce[T any](ctx context.Context, c *Client, service string, ids []int6
 	for _, id := range ids {
 		asked[id] = true
 	}
-	out := make(map[int64]T, len(resp.Items))
+	out := make(map[int64]json.RawMessage, len(resp.Items))
 	for _, raw := range resp.Items {
 		var key struct {
 			ID        int64 `json:"id"`
@@ -163,13 +258,9 @@ func batchOnce[T any](ctx context.Context, c *Client, service string, ids []int6
 			id = key.ID
 		}
 		if !asked[id] {
-			return nil, errors.New("source batch answered an id that was not asked for")
+			return nil, fmt.Errorf("source %s batch answered id %d that was not asked for", service, id)
 		}
-		var v T
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("decode %s %d: %w", service, id, err)
-		}
-		out[id] = v
+		out[id] = raw
 	}
 	return out, nil
 }

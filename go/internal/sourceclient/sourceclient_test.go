@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -428,4 +429,144 @@ func TestCallerCancel(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestLookupCollapsesAndMatchesByID(t *testing.T) {
+	exists := func(id int64) bool { return id%4 != 0 }
+	fake, base := MustFakeSource(t, func(ids []int64) []any {
+		var items []any
+		for _, id := range ids {
+			if exists(id) {
+				items = append(items, catalog.Price{Version: id, ProductID: id, Amount: strconv.FormatInt(id, 10) + ".00", Currency: "CNY"})
+			}
+		}
+		rand.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+		return items
+	})
+	c := MustClient(t, base)
+	t.Cleanup(c.CloseIdleConnections)
+	tests := []struct {
+		name string
+		call func(ctx context.Context, ids []int64) (map[int64]catalog.Price, error)
+	}{
+		{"Lookup", func(ctx context.Context, ids []int64) (map[int64]catalog.Price, error) {
+			out := map[int64]catalog.Price{}
+			for _, id := range ids {
+				p, err := sourceclient.Lookup[catalog.Price](ctx, c, "price", id)
+				if errors.Is(err, catalog.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				out[id] = p
+			}
+			return out, nil
+		}},
+		{"LookupMany", func(ctx context.Context, ids []int64) (map[int64]catalog.Price, error) {
+			return sourceclient.LookupMany[catalog.Price](ctx, c, "price", ids)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(fake.seen())
+			const callers = 50
+			var wg sync.WaitGroup
+			for i := range callers {
+				ids := []int64{int64(i%20 + 1), int64(i%7 + 30), 250}
+				wg.Go(func() {
+					got, err := tt.call(t.Context(), ids)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					for _, id := range ids {
+						p, ok := got[id]
+						if ok != exists(id) || (ok && (p.ProductID != id || p.Amount != strconv.FormatInt(id, 10)+".00")) {
+							t.Errorf("id %d: got %+v (found %v)", id, p, ok)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n := len(fake.seen()) - before; n == 0 || n >= callers {
+				t.Fatalf("%d batch calls for %d callers: want fewer than one per caller", n, callers)
+			}
+		})
+	}
+}
+
+// BenchmarkPageFetch fetches the six per-product dimensions of one page,
+// as the direct-data service's rebuild of one id does, from many
+// goroutines at once against the real source service, with Batch (one call
+// per dimension per page) and with LookupMany (through the collapsers),
+// and reports source calls per page.
+func BenchmarkPageFetch(b *testing.B) {
+	base, _ := testutil.MustSourceServer(b)
+	c := MustClient(b, base)
+	b.Cleanup(c.CloseIdleConnections)
+	dims := []string{"product", "description", "spec", "price", "stock", "recommendation"}
+	tests := []struct {
+		name  string
+		fetch func(ctx context.Context, service string, ids []int64) error
+	}{
+		{"Batch", func(ctx context.Context, service string, ids []int64) error {
+			_, err := sourceclient.Batch[json.RawMessage](ctx, c, service, ids)
+			return err
+		}},
+		{"LookupMany", func(ctx context.Context, service string, ids []int64) error {
+			_, err := sourceclient.LookupMany[json.RawMessage](ctx, c, service, ids)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			for _, d := range dims {
+				cmd := resilience.Defaults(sourceclient.CommandName(d, "batch"))
+				cmd.MaxConcurrent = 1024
+				resilience.Configure(cmd)
+			}
+			before := sourceRequests(b, base)
+			var pages atomic.Int64
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					id := rand.Int64N(testutil.SourceProducts) + 1
+					for _, d := range dims {
+						if err := tt.fetch(ctx, d, []int64{id}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					pages.Add(1)
+				}
+			})
+			b.ReportMetric(float64(sourceRequests(b, base)-before)/float64(pages.Load()), "source-calls/page")
+		})
+	}
+}
+
+func sourceRequests(tb testing.TB, base string) int64 {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/_admin/stats", nil)
+	req.Header.Set("Authorization", "Bearer "+testutil.SourceToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Services map[string]struct {
+			Requests int64 `json:"requests"`
+		} `json:"services"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		tb.Fatal(err)
+	}
+	var n int64
+	for _, s := range st.Services {
+		n += s.Requests
+	}
+	return n
 }

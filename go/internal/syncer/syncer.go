@@ -30,6 +30,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
@@ -126,6 +127,9 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 		},
 	}
 	s.reg.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
+	kp := resilience.Defaults(CmdKafkaProduce)
+	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
+	resilience.Configure(kp)
 	if s.ln, err = server.Listen(cfg.Listen); err != nil {
 		store.Close()
 		return nil, err
@@ -171,6 +175,18 @@ func (s *Service) Run(ctx context.Context) error {
 // Close releases the clients.
 func (s *Service) Close() error {
 	return errors.Join(s.producer.Close(), s.store.Close())
+}
+
+// CmdKafkaProduce is the command of the sync service's writes to Kafka (the
+// retry topic and the DLQ).
+const CmdKafkaProduce = "kafka.produce"
+
+// produce writes msgs to Kafka as command kafka.produce.
+func (s *Service) produce(ctx context.Context, msgs ...kafkago.Message) error {
+	_, err := resilience.Do(ctx, CmdKafkaProduce, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.producer.WriteMessages(ctx, msgs...)
+	}, nil)
+	return err
 }
 
 func (s *Service) reader(topic string) *kafkago.Reader {
@@ -306,7 +322,7 @@ func planBatch(msgs []kafkago.Message, log *slog.Logger) plan {
 func (s *Service) handle(ctx context.Context, topic string, msgs []kafkago.Message) error {
 	p := planBatch(msgs, s.log)
 	if len(p.poison) > 0 {
-		if err := s.producer.WriteMessages(ctx, p.poison...); err != nil {
+		if err := s.produce(ctx, p.poison...); err != nil {
 			return fmt.Errorf("sync: dead-letter: %w", err)
 		}
 		s.m.events.WithLabelValues(topic, "dead_lettered").Add(float64(len(p.poison)))
@@ -400,7 +416,7 @@ func (s *Service) toRetry(ctx context.Context, msgs []kafkago.Message, attempt i
 			},
 		})
 	}
-	return s.producer.WriteMessages(ctx, out...)
+	return s.produce(ctx, out...)
 }
 
 // consumeRetries handles catalog.retry: each event waits until it is due,

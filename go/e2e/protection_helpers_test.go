@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detailpage/detailpage/go/internal/topology"
+)
+
+// protectedConfig is what a protection test changes in its own topology.
+type protectedConfig struct {
+	products   int
+	l1, l2     time.Duration
+	directArgs []string
+}
+
+// MustStartProtected starts a topology of its own for one test and stops
+// it when the test ends.
+func MustStartProtected(tb testing.TB, pc protectedConfig) *topology.Topology {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "detailpage-e2e-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ports, err := topology.FreePorts()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	topo, err := topology.New(topology.Config{
+		Root: repoRoot(), VarDir: dir, Binary: builtBinary, Ports: ports, AdminToken: token,
+		SeedProducts: pc.products, SeedShops: 50, Progress: os.Stderr,
+		AppL1TTL: pc.l1, AppL2TTL: pc.l2, DirectArgs: pc.directArgs,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := topo.Start(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		topo.Stop()
+		os.RemoveAll(dir)
+	})
+	if err := topo.WaitWarm(ctx, 3*time.Minute); err != nil {
+		tb.Fatal(err)
+	}
+	return topo
+}
+
+// sourceStats is GET (or, resetting first, DELETE) /_admin/stats of the
+// source service, per service.
+type serviceStats struct {
+	Requests    int64 `json:"requests"`
+	Lookups     int64 `json:"lookups"`
+	Missing     int64 `json:"missing"`
+	InFlight    int64 `json:"in_flight"`
+	MaxInFlight int64 `json:"max_in_flight"`
+}
+
+func MustSourceStats(tb testing.TB, topo *topology.Topology, method string) map[string]serviceStats {
+	tb.Helper()
+	req, _ := http.NewRequest(method, topology.URL(topo.Config().Ports.Source)+"/_admin/stats", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Services map[string]serviceStats `json:"services"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		tb.Fatalf("source stats: %s %v", resp.Status, err)
+	}
+	return body.Services
+}
+
+func totalLookups(st map[string]serviceStats) (lookups, missing int64) {
+	for _, s := range st {
+		lookups += s.Lookups
+		missing += s.Missing
+	}
+	return lookups, missing
+}
+
+// directMetric reads one sample of the direct-data service's /metrics
+// ("name" or `name{label="v"}`); 0 when absent.
+func directMetric(tb testing.TB, topo *topology.Topology, sample string) float64 {
+	tb.Helper()
+	resp, err := client.Get(topology.URL(topo.Config().Ports.Direct) + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+func MustBloomReady(tb testing.TB, topo *topology.Topology) {
+	tb.Helper()
+	Eventually(tb, 30*time.Second, func() error {
+		if directMetric(tb, topo, "detailpage_direct_bloom_ready") != 1 {
+			return fmt.Errorf("the direct-data service's Bloom filter is not ready")
+		}
+		return nil
+	})
+}
+
+// result is one request of a load run.
+type result struct {
+	id      int64
+	status  int // 0: transport error
+	cache   string
+	at      time.Duration // since the run started
+	latency time.Duration
+}
+
+// load sends rate requests a second for d, open loop (each at its
+// scheduled time, whatever earlier ones are doing), to url(id) for ids from
+// next, and returns every result.
+func load(tb testing.TB, rate int, d time.Duration, url func(int64) string, next func() int64) []result {
+	tb.Helper()
+	tr := &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	n := int(float64(rate) * d.Seconds())
+	results := make([]result, n)
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 512)
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		if w := time.Until(at); w > 0 {
+			time.Sleep(w) // pacing the load, not waiting for a condition
+		}
+		id := next()
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			t0 := time.Now()
+			r := result{id: id, at: t0.Sub(start)}
+			resp, err := c.Get(url(id))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				r.status, r.cache = resp.StatusCode, resp.Header.Get("X-Cache")
+			}
+			r.latency = time.Since(t0)
+			results[i] = r
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > d+d/5+time.Second {
+		tb.Logf("load: %d requests took %s, want about %s: this machine could not keep the rate", n, took, d)
+	}
+	return results
+}
+
+// summary is a short human line about a load run.
+func summary(rs []result) string {
+	statuses, caches := map[int]int{}, map[string]int{}
+	lat := make([]time.Duration, 0, len(rs))
+	for _, r := range rs {
+		statuses[r.status]++
+		caches[r.cache]++
+		lat = append(lat, r.latency)
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return "no requests"
+	}
+	p := func(q float64) time.Duration { return lat[int(float64(len(lat)-1)*q)].Round(10 * time.Microsecond) }
+	return fmt.Sprintf("%d requests; status %v; X-Cache %v; latency p50 %s p90 %s p99 %s max %s",
+		len(rs), statuses, caches, p(0.5), p(0.9), p(0.99), lat[len(lat)-1].Round(10*time.Microsecond))
+}
+
+// zipf draws ids 1..n with a Zipf distribution (s = 1.1): a few hot ids
+// and a long tail, as shoppers do.
+func zipf(seed uint64, n int) func() int64 {
+	var mu sync.Mutex
+	z := rand.NewZipf(rand.New(rand.NewPCG(seed, seed+1)), 1.1, 1, uint64(n-1))
+	return func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return int64(z.Uint64()) + 1
+	}
+}
+
+func itemURL(topo *topology.Topology) func(int64) string {
+	base := topology.URL(topo.Config().Ports.Dist) + "/item/"
+	return func(id int64) string { return base + strconv.FormatInt(id, 10) + ".html" }
+}

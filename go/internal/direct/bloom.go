@@ -1,0 +1,203 @@
+package direct
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/sourceclient"
+)
+
+// Bloom filter defaults: sized for 10M product ids at 1% false positives
+// (about 96M bits = 12 MB, 7 hash functions).
+const (
+	DefaultBloomCapacity = 10_000_000
+	DefaultBloomFPRate   = 0.01
+)
+
+// idFilter is a Bloom filter of the product ids that exist, safe for
+// concurrent use. Until the first full load from the source it is not
+// ready and refuses nothing: a half-built filter would turn real products
+// into 404s.
+type idFilter struct {
+	mu    sync.RWMutex
+	f     *bloom.BloomFilter
+	ready atomic.Bool
+	added atomic.Int64 // Add calls, an upper bound on the ids it holds
+}
+
+func newIDFilter(capacity uint, fpRate float64) *idFilter {
+	return &idFilter{f: bloom.NewWithEstimates(capacity, fpRate)}
+}
+
+func idKey(id int64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(id))
+	return b[:]
+}
+
+// Add records that id exists.
+func (f *idFilter) Add(id int64) {
+	k := idKey(id)
+	f.mu.RLock()
+	known := f.f.Test(k)
+	f.mu.RUnlock()
+	if known {
+		return
+	}
+	f.mu.Lock()
+	f.f.Add(k)
+	f.mu.Unlock()
+	f.added.Add(1)
+}
+
+// MayContain reports whether id may exist: false means it certainly does
+// not (once the filter is ready).
+func (f *idFilter) MayContain(id int64) bool {
+	if !f.ready.Load() {
+		return true
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.f.Test(idKey(id))
+}
+
+// Bits and hash functions of the filter (for tests and metrics).
+func (f *idFilter) params() (m, k uint) { return f.f.Cap(), f.f.K() }
+
+// bloomEndRun is how many consecutive empty batches end the probe of the
+// source's id space.
+const bloomEndRun = 20
+
+// productID is the part of a product record the filter needs.
+type productID struct {
+	ID int64 `json:"id"`
+}
+
+// loadIDs fills the filter from the source and marks it ready. The source
+// API has no listing of ids, so it asks for ids 1, 2, … in batches of
+// catalog.MaxBatch until bloomEndRun consecutive batches find none; a gap of
+// more than that many ids in the catalog would be missed (see
+// docs/protection.md). Ids learnt meanwhile (rebuilds, the invalidation
+// stream) are added as they come. It retries until ctx ends.
+func (s *Service) loadIDs(ctx context.Context) {
+	start := time.Now()
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		n, err := s.probeIDs(ctx)
+		if err == nil {
+			s.filter.ready.Store(true)
+			s.bloomReady.Set(1)
+			m, k := s.filter.params()
+			s.log.Info("bloom filter ready", "ids", n, "bits", m, "hashes", k, "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		s.log.Warn("bloom filter: loading ids from the source failed; retrying", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Service) probeIDs(ctx context.Context) (int, error) {
+	found, empty := 0, 0
+	ids := make([]int64, catalog.MaxBatch)
+	for next := int64(1); empty < bloomEndRun; next += catalog.MaxBatch {
+		for i := range ids {
+			ids[i] = next + int64(i)
+		}
+		got, err := sourceclient.Batch[productID](ctx, s.src, "product", ids)
+		if err != nil {
+			return found, fmt.Errorf("bloom: ids %d-%d: %w", next, next+catalog.MaxBatch-1, err)
+		}
+		if len(got) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		for id := range got {
+			s.filter.Add(id)
+		}
+		found += len(got)
+	}
+	return found, nil
+}
+
+// followInvalidations reads the invalidation stream on Redis main (what
+// the sync service and rebuilds append after writing a new version): every
+// product named there exists, so the filter learns products created after
+// it was built, and local copies of what changed are dropped.
+func (s *Service) followInvalidations(ctx context.Context) {
+	last := "$"
+	for ctx.Err() == nil {
+		res, err := s.store.Client().XRead(ctx, &redis.XReadArgs{
+			Streams: []string{redisstore.InvalidationStream, last}, Count: 512, Block: time.Second,
+		}).Result()
+		if err == redis.Nil {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Debug("invalidation stream unavailable", "error", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		for _, st := range res {
+			for _, msg := range st.Messages {
+				last = msg.ID
+				ids, _ := msg.Values["ids"].(string)
+				s.applyInvalidation(ids)
+			}
+		}
+	}
+}
+
+// applyInvalidation handles one stream entry: "p:<id>:<version>,s:<id>:<version>,…".
+func (s *Service) applyInvalidation(ids string) {
+	for part := range strings.SplitSeq(ids, ",") {
+		kind, rest, ok := strings.Cut(part, ":")
+		if !ok {
+			continue
+		}
+		idStr, vStr, _ := strings.Cut(rest, ":")
+		id, err := strconv.ParseInt(idStr, 10, 64)
+		if err != nil {
+			continue
+		}
+		version, _ := strconv.ParseInt(vStr, 10, 64)
+		switch kind {
+		case "p":
+			if s.filter != nil {
+				s.filter.Add(id)
+			}
+			dropOlder(s.items, id, version)
+		case "s":
+			dropOlder(s.shops, id, version)
+		}
+	}
+}
+
+// dropOlder removes the local copy of id if it is older than version (a
+// copy this service just rebuilt and wrote is kept).
+func dropOlder(c *expirable.LRU[int64, *entry], id, version int64) {
+	if e, ok := c.Peek(id); ok && e.version < version {
+		c.Remove(id)
+	}
+}

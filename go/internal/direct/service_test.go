@@ -1,0 +1,244 @@
+package direct
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/testutil"
+)
+
+// fakeClock is a settable clock.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+type harness struct {
+	svc   *Service
+	src   string
+	clock *fakeClock
+	r     atomic.Uint64 // math.Float64bits of what rand returns
+}
+
+// MustService opens a direct-data service over a real Redis and an
+// in-process source service (testutil.SourceProducts products), with an
+// injected clock and rand, and waits for its Bloom filter.
+func MustService(tb testing.TB, edit func(*Config)) *harness {
+	tb.Helper()
+	src, _ := testutil.MustSourceServer(tb)
+	cfg := Defaults()
+	_, file, _, _ := runtime.Caller(0)
+	cfg.Listen, cfg.Redis, cfg.SourceURL = "127.0.0.1:0", testutil.MustRedis(tb), src
+	cfg.TemplatesDir = filepath.Join(filepath.Dir(file), "..", "..", "..", "templates")
+	if edit != nil {
+		edit(&cfg)
+	}
+	svc, err := Open(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { svc.Close() })
+	h := &harness{svc: svc, src: src, clock: &fakeClock{}}
+	h.clock.ns.Store(time.Unix(1_000_000, 0).UnixNano())
+	h.setRand(0.999999)
+	svc.now = h.clock.now
+	svc.rand = func() float64 { return mathFloat(h.r.Load()) }
+	svc.Start(tb.Context())
+	if cfg.Bloom {
+		testutil.Eventually(tb, 10*time.Second, func() error {
+			if !svc.filter.ready.Load() {
+				return errors.New("bloom filter not ready")
+			}
+			return nil
+		})
+	}
+	return h
+}
+
+func (h *harness) setRand(r float64) { h.r.Store(floatBits(r)) }
+
+// sourceStats resets (reset) or reads the source's per-service stats.
+func (h *harness) sourceStats(tb testing.TB, method string) map[string]map[string]int64 {
+	tb.Helper()
+	req, _ := http.NewRequest(method, h.src+"/_admin/stats", nil)
+	req.Header.Set("Authorization", "Bearer "+testutil.SourceToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Services map[string]map[string]int64 `json:"services"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		tb.Fatal(err)
+	}
+	return body.Services
+}
+
+func (h *harness) fault(tb testing.TB, service string, latencyMS int) {
+	tb.Helper()
+	b, _ := json.Marshal(map[string]any{"service": service, "latency_ms": latencyMS})
+	req, _ := http.NewRequest(http.MethodPost, h.src+"/_admin/faults", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+testutil.SourceToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("inject fault: %s", resp.Status)
+	}
+}
+
+func TestBloomRefusesUnknownIDsWithoutTheSource(t *testing.T) {
+	h := MustService(t, nil)
+	h.sourceStats(t, http.MethodDelete)
+	for id := int64(testutil.SourceProducts + 1000); id < testutil.SourceProducts+1100; id++ {
+		_, level, err := h.svc.Item(t.Context(), id)
+		if !errors.Is(err, catalog.ErrNotFound) || level != "bloom" {
+			t.Fatalf("id %d: level %q err %v, want refused by the bloom filter", id, level, err)
+		}
+	}
+	for name, st := range h.sourceStats(t, http.MethodGet) {
+		if st["lookups"] != 0 {
+			t.Errorf("source %s saw %d lookups, want 0", name, st["lookups"])
+		}
+	}
+	// Products the filter holds are found.
+	if _, _, err := h.svc.Item(t.Context(), 7); err != nil {
+		t.Fatalf("existing id 7: %v", err)
+	}
+	// A product created later is learnt from the invalidation stream.
+	h.svc.applyInvalidation("p:900001:5,s:3:9")
+	if !h.svc.filter.MayContain(900001) {
+		t.Errorf("the filter did not learn a product from the invalidation stream")
+	}
+}
+
+// A hot id that expires is refreshed once in the background while every
+// request gets the stale copy at once; XFetch refreshes it before expiry.
+func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
+	h := MustService(t, nil)
+	const id = 11
+	h.sourceStats(t, http.MethodDelete)
+	doc, level, err := h.svc.Item(t.Context(), id)
+	if err != nil || level != "source" {
+		t.Fatalf("first lookup: level %q err %v, want a rebuild from source", level, err)
+	}
+	if n := h.sourceStats(t, http.MethodGet)["stock"]["lookups"]; n != 1 {
+		t.Fatalf("stock lookups after one rebuild = %d, want 1", n)
+	}
+
+	// Past expiry: 200 concurrent requests all get the stale copy, one
+	// background refresh runs (a Redis hit: the rebuild wrote it back).
+	h.clock.advance(time.Minute)
+	var wg sync.WaitGroup
+	var slow, stale atomic.Int64
+	for range 200 {
+		wg.Go(func() {
+			start := time.Now()
+			got, level, err := h.svc.Item(t.Context(), id)
+			// stale until the refresh lands, then local
+			if err != nil || (level != "stale" && level != "local") || !bytes.Equal(got, doc) {
+				t.Errorf("expired entry: level %q err %v, want the stale copy", level, err)
+			}
+			if level == "stale" {
+				stale.Add(1)
+			}
+			if time.Since(start) > 50*time.Millisecond {
+				slow.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if stale.Load() == 0 {
+		t.Errorf("no request got the stale copy")
+	}
+	if slow.Load() > 0 {
+		t.Errorf("%d requests for the stale copy took over 50ms", slow.Load())
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, level, _ := h.svc.Item(t.Context(), id); level != "local" {
+			return fmt.Errorf("level %q after the refresh, want local", level)
+		}
+		return nil
+	})
+	if n := counterValue(t, h.svc.refreshes.WithLabelValues("stale")); n != 1 {
+		t.Errorf("stale refreshes = %v, want 1", n)
+	}
+
+	// Just before expiry with a small r: XFetch refreshes early, once.
+	e, _ := h.svc.items.Peek(id)
+	h.clock.ns.Store(e.expires.Add(-time.Millisecond).UnixNano())
+	h.setRand(1e-12)
+	for range 50 {
+		if _, level, err := h.svc.Item(t.Context(), id); err != nil || level != "local" {
+			t.Fatalf("level %q err %v, want the local entry while it refreshes", level, err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if e2, _ := h.svc.items.Peek(id); e2 == e {
+			return errors.New("entry not refreshed yet")
+		}
+		return nil
+	})
+	if n := counterValue(t, h.svc.refreshes.WithLabelValues("early")); n < 1 || n > 2 {
+		t.Errorf("early refreshes = %v, want 1 (2 if the first finished in between)", n)
+	}
+	if n := h.sourceStats(t, http.MethodGet)["stock"]["lookups"]; n != 1 {
+		t.Errorf("stock lookups = %d, want still 1: refreshes read Redis", n)
+	}
+}
+
+// Beyond the rebuild limit a request fails fast instead of queueing.
+func TestRebuildLimitFailsFast(t *testing.T) {
+	h := MustService(t, func(c *Config) { c.RebuildConcurrency = 1 })
+	h.fault(t, "stock", 400)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := h.svc.Item(t.Context(), 21)
+		done <- err
+	}()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if n := h.sourceStats(t, http.MethodGet)["stock"]["in_flight"]; n != 1 {
+			return fmt.Errorf("stock in flight = %d, want the rebuild of 21 waiting there", n)
+		}
+		return nil
+	})
+	start := time.Now()
+	_, level, err := h.svc.Item(t.Context(), 22)
+	if level != "rejected" || !errors.Is(err, errRejected) {
+		t.Errorf("level %q err %v, want rejected while 21 rebuilds", level, err)
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("rejection took %s, want it at once", d)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the rebuild within the limit failed: %v", err)
+	}
+}
+
+func mathFloat(b uint64) float64 { return math.Float64frombits(b) }
+func floatBits(f float64) uint64 { return math.Float64bits(f) }
+
+func counterValue(tb testing.TB, c prometheus.Collector) float64 {
+	tb.Helper()
+	return promtest.ToFloat64(c)
+}

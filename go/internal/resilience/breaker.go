@@ -1,0 +1,114 @@
+package resilience
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Circuit states, as the detailpage_resilience_circuit_state gauge reports
+// them.
+const (
+	StateClosed   = 0
+	StateOpen     = 1
+	StateHalfOpen = 2
+)
+
+const windowBuckets = 10
+
+// breaker is a circuit breaker: closed, it counts calls and errors in a
+// rolling window of windowBuckets buckets and opens when the window holds
+// at least RequestVolumeThreshold calls of which ErrorPercentThreshold
+// percent failed. Open, it short-circuits every call for SleepWindow, then
+// turns half-open and lets exactly one probe through; the probe's success
+// closes it, its failure opens it for another SleepWindow. Results of calls
+// that started before the circuit opened do not change its state.
+//
+// Time comes from the caller (time.Now), so testing/synctest drives it.
+type breaker struct {
+	state atomic.Int32
+
+	mu       sync.Mutex
+	openedAt time.Time
+	buckets  [windowBuckets]bucket
+}
+
+type bucket struct {
+	slot   int64 // which bucket-sized slice of time it counts
+	total  int64
+	errors int64
+}
+
+// allow says whether a call may run now, and whether it is the probe of a
+// half-open circuit.
+func (b *breaker) allow(now time.Time, s *Command) (probe, ok bool) {
+	switch b.state.Load() {
+	case StateClosed:
+		return false, true
+	case StateHalfOpen:
+		return false, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state.Load() != StateOpen || now.Sub(b.openedAt) < s.SleepWindow {
+		return false, false
+	}
+	b.state.Store(StateHalfOpen)
+	return true, true
+}
+
+// result records the outcome of a call allowed by allow.
+func (b *breaker) result(probe bool, oc outcome, now time.Time, s *Command) {
+	failed := oc.failed()
+	if probe {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		switch {
+		case oc == outcomeCancelled:
+			// No verdict: the next call probes again.
+			b.state.Store(StateOpen)
+		case failed:
+			b.openedAt = now
+			b.state.Store(StateOpen)
+		default:
+			b.reset()
+			b.state.Store(StateClosed)
+		}
+		return
+	}
+	if oc == outcomeCancelled || b.state.Load() != StateClosed {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state.Load() != StateClosed {
+		return
+	}
+	width := int64(s.Window / windowBuckets)
+	if width <= 0 {
+		width = 1
+	}
+	slot := now.UnixNano() / width
+	bk := &b.buckets[slot%windowBuckets]
+	if bk.slot != slot {
+		*bk = bucket{slot: slot}
+	}
+	bk.total++
+	if failed {
+		bk.errors++
+	}
+	var total, errs int64
+	for i := range b.buckets {
+		if x := &b.buckets[i]; x.slot > slot-windowBuckets {
+			total += x.total
+			errs += x.errors
+		}
+	}
+	if total >= int64(s.RequestVolumeThreshold) && errs*100 >= int64(s.ErrorPercentThreshold)*total {
+		b.openedAt = now
+		b.reset()
+		b.state.Store(StateOpen)
+	}
+}
+
+func (b *breaker) reset() { b.buckets = [windowBuckets]bucket{} }

@@ -1,0 +1,34 @@
+// Package resiliencetest holds test helpers for code that runs resilience
+// commands.
+package resiliencetest
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// LeakOptions are the goleak options for a process that uses resilience:
+// hystrix-go starts two goroutines per command name that never end (its
+// metric monitors, bounded by the number of names, not of calls) and the
+// dashboard stream's loop.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/afex/hystrix-go/hystrix.(*metricExchange).Monitor"),
+		goleak.IgnoreAnyFunction("github.com/afex/hystrix-go/hystrix.(*poolMetrics).Monitor"),
+		goleak.IgnoreAnyFunction("github.com/afex/hystrix-go/hystrix.(*StreamHandler).loop"),
+	}
+}
+
+// VerifyNoLeaks checks, when the test ends and after every cleanup
+// registered after this call has run, that no goroutine started since the
+// call is still running. Call it first in a test.
+func VerifyNoLeaks(tb testing.TB) {
+	tb.Helper()
+	opts := append(LeakOptions(), goleak.IgnoreCurrent())
+	tb.Cleanup(func() {
+		if err := goleak.Find(opts...); err != nil {
+			tb.Errorf("goroutines left behind: %v", err)
+		}
+	})
+}
