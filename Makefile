@@ -15,9 +15,13 @@ run: deps build
 test: test-deps build lint unit lua e2e
 
 ## bench: throughput of the page path (wrk) next to nginx serving a static file;
-##        then source lookups per 1,000 requests under cache attacks, defences on and off
+##        the write path (events/s into Redis, edit-to-page latency, edits behind a
+##        refresh backlog); the resilience layer's overhead per command; source
+##        lookups per 1,000 requests under cache attacks, defences on and off
 bench: test-deps build
 	./scripts/bench.sh
+	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./go/e2e/
+	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/
 	$(GO) run ./go/internal/benchprotect --bin $(BIN) --root $(CURDIR)
 
 build:

@@ -86,6 +86,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	attempts := f.Int("max-attempts", "DETAILPAGE_SYNC_MAX_ATTEMPTS", 10, "tries of a failed change before it goes to catalog.dlq")
 	retryBase := f.Duration("retry-base", "DETAILPAGE_SYNC_RETRY_BASE", 500*time.Millisecond, "first retry delay; doubles with each attempt")
 	retryMax := f.Duration("retry-max", "DETAILPAGE_SYNC_RETRY_MAX", 30*time.Second, "longest retry delay")
+	pipeline := f.Int("pipeline", "DETAILPAGE_SYNC_PIPELINE", 3, "batches of one topic handled at once (offsets still committed in order)")
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -100,7 +101,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	svc, err := syncer.Open(syncer.Config{
 		Listen: *listen, Brokers: bl, Redis: *rds, SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
-		MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax,
+		MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
 	}, log)
 	if err != nil {
 		return err

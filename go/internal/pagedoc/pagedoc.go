@@ -8,12 +8,12 @@ package pagedoc
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	json "github.com/goccy/go-json" // faster than encoding/json on the sync hot path (profiled)
 	"golang.org/x/sync/errgroup"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"

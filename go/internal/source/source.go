@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -267,12 +268,8 @@ func (s *Service) get(service string) gin.HandlerFunc {
 	}
 }
 
-// batchResponse is the answer of a batch lookup: the records found, in the
-// order asked, and the ids that do not exist. Callers match by id.
-type batchResponse struct {
-	Items   []json.RawMessage `json:"items"`
-	Missing []int64           `json:"missing"`
-}
+// A batch lookup answers {"items":[...],"missing":[...]}: the records found,
+// in the order asked, and the ids that do not exist. Callers match by id.
 
 func (s *Service) batch(service string) gin.HandlerFunc {
 	kind := serviceKinds[service]
@@ -292,18 +289,38 @@ func (s *Service) batch(service string) gin.HandlerFunc {
 			server.Error(c, s.log, err)
 			return
 		}
-		resp := batchResponse{Items: make([]json.RawMessage, 0, len(docs)), Missing: []int64{}}
+		// Written by hand: the stored documents are valid JSON already, and
+		// re-encoding them was most of this endpoint's CPU.
+		size := 32
+		for _, d := range docs {
+			size += len(d) + 1
+		}
+		out := append(make([]byte, 0, size), `{"items":[`...)
+		missing := 0
+		first := true
 		for _, id := range ids {
 			if d, ok := docs[id]; ok {
-				resp.Items = append(resp.Items, d)
-			} else {
-				resp.Missing = append(resp.Missing, id)
+				if !first {
+					out = append(out, ',')
+				}
+				out, first = append(out, d...), false
 			}
 		}
+		out = append(out, `],"missing":[`...)
+		for _, id := range ids {
+			if _, ok := docs[id]; !ok {
+				if missing > 0 {
+					out = append(out, ',')
+				}
+				out = strconv.AppendInt(out, id, 10)
+				missing++
+			}
+		}
+		out = append(out, "]}"...)
 		st := s.stats[service]
 		st.Lookups.Add(int64(len(ids)))
-		st.Missing.Add(int64(len(resp.Missing)))
-		c.JSON(http.StatusOK, resp)
+		st.Missing.Add(int64(missing))
+		c.Data(http.StatusOK, "application/json; charset=utf-8", out)
 	}
 }
 

@@ -344,25 +344,29 @@ func (db *DB) Unsent(ctx context.Context, limit int) ([]OutboxRow, error) {
 	return out, rows.Err()
 }
 
-// MarkSent records that the broker acknowledged rows up to and including
-// seq, and forgets rows acknowledged more than an hour ago.
+// MarkSent records that the broker acknowledged the rows seqs, and forgets
+// rows acknowledged more than an hour ago.
 func (db *DB) MarkSent(ctx context.Context, seqs []int64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
 	now := db.Now().UnixMilli()
 	return db.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE outbox SET sent_at = ? WHERE seq = ?`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, s := range seqs {
-			if _, err := stmt.ExecContext(ctx, now, s); err != nil {
+		// One statement per chunk, not one per row: this was a sixth of the
+		// source's CPU during a bulk refresh.
+		for start := 0; start < len(seqs); start += 500 {
+			chunk := seqs[start:min(start+500, len(seqs))]
+			args := make([]any, 0, len(chunk)+1)
+			args = append(args, now)
+			marks := make([]string, len(chunk))
+			for i, s := range chunk {
+				args, marks[i] = append(args, s), "?"
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox SET sent_at = ? WHERE seq IN (`+strings.Join(marks, ",")+`)`, args...); err != nil {
 				return fmt.Errorf("sqlite: outbox mark sent: %w", err)
 			}
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?`, now-time.Hour.Milliseconds())
+		_, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?`, now-time.Hour.Milliseconds())
 		return err
 	})
 }

@@ -47,6 +47,7 @@ type Config struct {
 	MaxAttempts int           // tries before an event goes to the DLQ
 	RetryBase   time.Duration // first retry delay; doubles each attempt
 	RetryMax    time.Duration // longest retry delay
+	Pipeline    int           // batches of one topic in hand at once
 }
 
 // Validate checks the configuration.
@@ -70,6 +71,8 @@ func (c Config) Validate() error {
 		return errors.New("sync: max attempts: want 1 to 100")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return errors.New("sync: retry delays: want 0 < base <= max")
+	case c.Pipeline < 1 || c.Pipeline > 16:
+		return errors.New("sync: pipeline: want 1 to 16 batches")
 	}
 	return nil
 }
@@ -193,12 +196,38 @@ func (s *Service) reader(topic string) *kafkago.Reader {
 	return kafkago.NewReader(kafka.ReaderConfig(s.cfg.Brokers, GroupFor(s.cfg.Group, topic), topic))
 }
 
-// consume handles one change topic. A failed batch goes to the retry topic;
+// consume handles one change topic. Up to Pipeline batches are handled at
+// once (fetching from the source, writing Redis); their offsets are
+// committed strictly in the order they were read, so a crash never commits
+// past a batch that was not done. A failed batch goes to the retry topic;
 // only if that fails too is the batch retried here, uncommitted.
 func (s *Service) consume(ctx context.Context, topic string) {
 	r := s.reader(topic)
 	defer r.Close()
 	log := s.log.With("topic", topic)
+	type job struct {
+		msgs []kafkago.Message
+		done chan bool // true: handled, commit it
+	}
+	jobs := make(chan *job, max(s.cfg.Pipeline-1, 0))
+	var committer sync.WaitGroup
+	committer.Go(func() {
+		ok := true
+		for j := range jobs {
+			handled := <-j.done
+			ok = ok && handled // after an unhandled batch, commit nothing more
+			if !ok {
+				continue
+			}
+			if err := r.CommitMessages(context.WithoutCancel(ctx), j.msgs...); err != nil {
+				log.Warn("commit failed; the batch will be handled again", "error", err)
+			}
+		}
+	})
+	defer func() {
+		close(jobs)
+		committer.Wait()
+	}()
 	for ctx.Err() == nil {
 		msgs, err := s.fetchBatch(ctx, r)
 		if err != nil {
@@ -211,28 +240,33 @@ func (s *Service) consume(ctx context.Context, topic string) {
 		if len(msgs) == 0 {
 			continue
 		}
-		dctx := context.WithoutCancel(ctx) // a started batch finishes on shutdown
-		backoff := 100 * time.Millisecond
-		for {
-			err := s.handle(dctx, topic, msgs)
-			if err == nil {
-				break
-			}
-			log.Warn("batch failed; handing it to the retry topic", "events", len(msgs), "error", err)
-			if rerr := s.toRetry(dctx, msgs, 1, err); rerr == nil {
-				s.m.events.WithLabelValues(topic, "retried").Add(float64(len(msgs)))
-				break
-			} else {
-				log.Warn("retry topic unavailable; retrying the batch here", "error", rerr, "retry_in", backoff.String())
-			}
-			if !sleep(ctx, backoff) {
-				return // not committed: the group replays it
-			}
-			backoff = min(backoff*2, 5*time.Second)
+		j := &job{msgs: msgs, done: make(chan bool, 1)}
+		go func() { j.done <- s.handleOrRetry(ctx, topic, msgs, log) }()
+		jobs <- j // blocks while Pipeline batches are in hand
+	}
+}
+
+// handleOrRetry handles a batch, or hands it to the retry topic; it
+// reports whether the batch may be committed.
+func (s *Service) handleOrRetry(ctx context.Context, topic string, msgs []kafkago.Message, log *slog.Logger) bool {
+	dctx := context.WithoutCancel(ctx) // a started batch finishes on shutdown
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.handle(dctx, topic, msgs)
+		if err == nil {
+			return true
 		}
-		if err := r.CommitMessages(dctx, msgs...); err != nil {
-			log.Warn("commit failed; the batch will be handled again", "error", err)
+		log.Warn("batch failed; handing it to the retry topic", "events", len(msgs), "error", err)
+		rerr := s.toRetry(dctx, msgs, 1, err)
+		if rerr == nil {
+			s.m.events.WithLabelValues(topic, "retried").Add(float64(len(msgs)))
+			return true
 		}
+		log.Warn("retry topic unavailable; retrying the batch here", "error", rerr, "retry_in", backoff.String())
+		if !sleep(ctx, backoff) {
+			return false // not committed: the group replays it
+		}
+		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -31,7 +31,9 @@ func (t *Topology) specs() []spec {
 				}
 				argv := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 					"--dir", dir(name), "--daemonize", "no", "--save", "", "--appendonly", "yes",
-					"--appendfsync", "everysec", "--protected-mode", "no", "--loglevel", "warning"}
+					"--appendfsync", "everysec", "--protected-mode", "no", "--loglevel", "warning",
+					// a replica (re)syncs at once instead of after the default 5 s delay
+					"--repl-diskless-sync-delay", "0"}
 				return append(argv, extra...), nil
 			},
 			healthy: healthy,
