@@ -14,9 +14,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
-	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
 // Bloom filter defaults: sized for 10M product ids at 1% false positives
@@ -76,26 +74,15 @@ func (f *idFilter) MayContain(id int64) bool {
 // Bits and hash functions of the filter (for tests and metrics).
 func (f *idFilter) params() (m, k uint) { return f.f.Cap(), f.f.K() }
 
-// bloomEndRun is how many consecutive empty batches end the probe of the
-// source's id space.
-const bloomEndRun = 20
-
-// productID is the part of a product record the filter needs.
-type productID struct {
-	ID int64 `json:"id"`
-}
-
-// loadIDs fills the filter from the source and marks it ready. The source
-// API has no listing of ids, so it asks for ids 1, 2, … in batches of
-// catalog.MaxBatch until bloomEndRun consecutive batches find none; a gap of
-// more than that many ids in the catalog would be missed (see
-// docs/protection.md). Ids learnt meanwhile (rebuilds, the invalidation
-// stream) are added as they come. It retries until ctx ends.
+// loadIDs fills the filter from the source's id listing
+// (GET /api/products/ids, in pages) and marks it ready. Ids learnt meanwhile
+// (rebuilds, the invalidation stream) are added as they come. It retries
+// until ctx ends.
 func (s *Service) loadIDs(ctx context.Context) {
 	start := time.Now()
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
-		n, err := s.probeIDs(ctx)
+		n, err := s.listIDs(ctx)
 		if err == nil {
 			s.filter.ready.Store(true)
 			s.bloomReady.Set(1)
@@ -112,28 +99,25 @@ func (s *Service) loadIDs(ctx context.Context) {
 	}
 }
 
-func (s *Service) probeIDs(ctx context.Context) (int, error) {
-	found, empty := 0, 0
-	ids := make([]int64, catalog.MaxBatch)
-	for next := int64(1); empty < bloomEndRun; next += catalog.MaxBatch {
-		for i := range ids {
-			ids[i] = next + int64(i)
-		}
-		got, err := sourceclient.Batch[productID](ctx, s.src, "product", ids)
+// idPage is how many ids one page of the listing carries.
+const idPage = 20_000
+
+func (s *Service) listIDs(ctx context.Context) (int, error) {
+	found := 0
+	for after := int64(0); ; {
+		ids, next, err := s.src.ProductIDs(ctx, after, idPage)
 		if err != nil {
-			return found, fmt.Errorf("bloom: ids %d-%d: %w", next, next+catalog.MaxBatch-1, err)
+			return found, fmt.Errorf("bloom: ids after %d: %w", after, err)
 		}
-		if len(got) == 0 {
-			empty++
-			continue
-		}
-		empty = 0
-		for id := range got {
+		for _, id := range ids {
 			s.filter.Add(id)
 		}
-		found += len(got)
+		found += len(ids)
+		if next == 0 {
+			return found, nil
+		}
+		after = next
 	}
-	return found, nil
 }
 
 // followInvalidations reads the invalidation stream on Redis main (what

@@ -194,6 +194,7 @@ func (s *Service) Handler() http.Handler {
 		return err
 	})
 	api := e.Group("/api")
+	api.GET("/products/ids", s.productIDs)
 	for seg, name := range pathServices {
 		api.GET("/"+seg, s.batch(name))
 		api.GET("/"+seg+"/:id", s.get(name))
@@ -322,6 +323,35 @@ func (s *Service) batch(service string) gin.HandlerFunc {
 		st.Missing.Add(int64(missing))
 		c.Data(http.StatusOK, "application/json; charset=utf-8", out)
 	}
+}
+
+// maxIDPage bounds one page of the product id listing.
+const maxIDPage = 100_000
+
+// productIDs lists product ids in pages: GET /api/products/ids?after=0&limit=10000
+// answers {"ids":[...],"next":N}; next is 0 on the last page. The
+// direct-data service builds its Bloom filter of existing ids from it.
+func (s *Service) productIDs(c *gin.Context) {
+	after, err := strconv.ParseInt(c.DefaultQuery("after", "0"), 10, 64)
+	if err != nil || after < 0 {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "after: want a non-negative id"})
+		return
+	}
+	limit, err := strconv.Atoi(c.DefaultQuery("limit", "10000"))
+	if err != nil || limit < 1 || limit > maxIDPage {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": fmt.Sprintf("limit: want 1 to %d", maxIDPage)})
+		return
+	}
+	ids, err := s.db.ProductIDs(c.Request.Context(), after, limit)
+	if err != nil {
+		server.Error(c, s.log, err)
+		return
+	}
+	next := int64(0)
+	if len(ids) == limit {
+		next = ids[len(ids)-1]
+	}
+	c.JSON(http.StatusOK, gin.H{"ids": ids, "next": next})
 }
 
 // maxEditBody bounds an edit's body: the largest record is a description.

@@ -669,3 +669,30 @@ func TestRunPublishesOutbox(t *testing.T) {
 		t.Fatalf("Run: %v", runErr)
 	}
 }
+
+// The id listing pages through every product once, in order.
+func TestProductIDListing(t *testing.T) {
+	t.Parallel()
+	base, _ := testutil.MustSourceServer(t)
+	type page struct {
+		IDs  []int64 `json:"ids"`
+		Next int64   `json:"next"`
+	}
+	var all []int64
+	after := int64(0)
+	for range 10 {
+		r := MustStatus(t, 200, "GET", fmt.Sprintf("%s/api/products/ids?after=%d&limit=15", base, after), "", nil)
+		p := mustDecode[page](t, r.Body)
+		all = append(all, p.IDs...)
+		if p.Next == 0 {
+			break
+		}
+		after = p.Next
+	}
+	if len(all) != 50 || all[0] != 1 || all[49] != 50 {
+		t.Fatalf("listing gave %d ids (%v…), want 1..50", len(all), all[:min(3, len(all))])
+	}
+	for _, bad := range []string{"after=-1", "after=x", "limit=0", "limit=100001", "limit=abc"} {
+		MustStatus(t, 400, "GET", base+"/api/products/ids?"+bad, "", nil)
+	}
+}

@@ -265,3 +265,25 @@ func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map
 	}
 	return out, nil
 }
+
+// ProductIDs reads one page of the source's product id listing (ids above
+// after, at most limit); next is the after of the following page, 0 after
+// the last one. Command source.product.ids.
+func (c *Client) ProductIDs(ctx context.Context, after int64, limit int) (ids []int64, next int64, err error) {
+	type page struct {
+		IDs  []int64 `json:"ids"`
+		Next int64   `json:"next"`
+	}
+	p, err := resilience.Do(ctx, CommandName("product", "ids"), func(ctx context.Context) (page, error) {
+		var p page
+		body, err := c.fetch(ctx, "/api/products/ids?after="+strconv.FormatInt(after, 10)+"&limit="+strconv.Itoa(limit))
+		if err != nil {
+			return p, err
+		}
+		if err := json.Unmarshal(body, &p); err != nil {
+			return p, fmt.Errorf("decode product ids: %w", err)
+		}
+		return p, nil
+	}, nil)
+	return p.IDs, p.Next, err
+}

@@ -202,6 +202,24 @@ func (db *DB) GetMany(ctx context.Context, kind Kind, ids []int64) (map[int64]js
 	return out, rows.Err()
 }
 
+// ProductIDs returns up to limit product ids greater than after, in order.
+func (db *DB) ProductIDs(ctx context.Context, after int64, limit int) ([]int64, error) {
+	rows, err := db.ro.QueryContext(ctx, `SELECT id FROM products WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: product ids: %w", err)
+	}
+	defer rows.Close()
+	ids := make([]int64, 0, limit)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: product ids: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // Count returns how many records of a kind exist.
 func (db *DB) Count(ctx context.Context, kind Kind) (int64, error) {
 	var n int64
