@@ -302,7 +302,7 @@ func TestGarbageInRedisIsAMiss(t *testing.T) {
 // pages seen before are served stale and the others get the 503 page; the
 // error log shows nothing but the expected link failures.
 func TestReplicaAndDirectDownServesStale(t *testing.T) {
-	topo, err := startTopologyWith(builtBinary, 300, 20, time.Second, time.Second)
+	topo, err := startTopologyWith(300, 20, time.Second, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

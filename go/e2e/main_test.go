@@ -31,13 +31,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	bin, cleanup, err := binary()
+	_, cleanup, err := binary() // sets builtBinary
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	defer cleanup()
-	t, err := startTopology(bin, 0, 0)
+	t, err := startTopology(0, 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -82,12 +82,18 @@ func repoRoot() string {
 
 // startTopology starts a topology on free ports in a new temp dir and waits
 // until the catalog is in Redis. products 0 means the default catalog.
-func startTopology(bin string, products, shops int) (*topology.Topology, error) {
-	return startTopologyWith(bin, products, shops, 0, 0)
+func startTopology(products, shops int) (*topology.Topology, error) {
+	return startTopologyWith(products, shops, 0, 0)
 }
 
 // startTopologyWith is startTopology with the app nodes' L1 and L2 TTLs.
-func startTopologyWith(bin string, products, shops int, l1, l2 time.Duration) (*topology.Topology, error) {
+func startTopologyWith(products, shops int, l1, l2 time.Duration) (*topology.Topology, error) {
+	return startTopologyOpts(topology.Config{SeedProducts: products, SeedShops: shops, AppL1TTL: l1, AppL2TTL: l2})
+}
+
+// startTopologyOpts starts a topology of cfg (root, dirs, ports, binary and
+// token filled in) and waits until the catalog is in Redis.
+func startTopologyOpts(cfg topology.Config) (*topology.Topology, error) {
 	dir, err := os.MkdirTemp("", "detailpage-e2e-")
 	if err != nil {
 		return nil, err
@@ -96,11 +102,8 @@ func startTopologyWith(bin string, products, shops int, l1, l2 time.Duration) (*
 	if err != nil {
 		return nil, err
 	}
-	t, err := topology.New(topology.Config{
-		Root: repoRoot(), VarDir: dir, Binary: bin, Ports: ports, AdminToken: token,
-		SeedProducts: products, SeedShops: shops, Progress: os.Stderr,
-		AppL1TTL: l1, AppL2TTL: l2,
-	})
+	cfg.Root, cfg.VarDir, cfg.Binary, cfg.Ports, cfg.AdminToken, cfg.Progress = repoRoot(), dir, builtBinary, ports, token, os.Stderr
+	t, err := topology.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,34 +29,17 @@ type protectedConfig struct {
 // it when the test ends.
 func MustStartProtected(tb testing.TB, pc protectedConfig) *topology.Topology {
 	tb.Helper()
-	dir, err := os.MkdirTemp("", "detailpage-e2e-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ports, err := topology.FreePorts()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	topo, err := topology.New(topology.Config{
-		Root: repoRoot(), VarDir: dir, Binary: builtBinary, Ports: ports, AdminToken: token,
-		SeedProducts: pc.products, SeedShops: 50, Progress: os.Stderr,
+	topo, err := startTopologyOpts(topology.Config{
+		SeedProducts: pc.products, SeedShops: 50,
 		AppL1TTL: pc.l1, AppL2TTL: pc.l2, DirectArgs: pc.directArgs,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	if err := topo.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
 	tb.Cleanup(func() {
 		topo.Stop()
-		os.RemoveAll(dir)
+		os.RemoveAll(topo.Config().VarDir)
 	})
-	if err := topo.WaitWarm(ctx, 3*time.Minute); err != nil {
-		tb.Fatal(err)
-	}
 	return topo
 }
 

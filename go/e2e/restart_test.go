@@ -10,7 +10,7 @@ import (
 // Stop the whole topology and start it again on the same data dir: an edit
 // made before the stop is still on the page.
 func TestRestartKeepsEdits(t *testing.T) {
-	topo, err := startTopology(builtBinary, 300, 20)
+	topo, err := startTopology(300, 20)
 	if err != nil {
 		t.Fatal(err)
 	}

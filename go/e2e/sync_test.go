@@ -49,32 +49,6 @@ func TestSyncPipeline(t *testing.T) {
 	t.Run("a rebuild racing edits never leaves an older version", func(t *testing.T) { testRebuildRace(t, topo, ed) })
 }
 
-func startTopologyOpts(cfg topology.Config) (*topology.Topology, error) {
-	dir, err := os.MkdirTemp("", "detailpage-e2e-")
-	if err != nil {
-		return nil, err
-	}
-	ports, err := topology.FreePorts()
-	if err != nil {
-		return nil, err
-	}
-	cfg.Root, cfg.VarDir, cfg.Binary, cfg.Ports, cfg.AdminToken, cfg.Progress = repoRoot(), dir, builtBinary, ports, token, os.Stderr
-	t, err := topology.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	if err := t.Start(ctx); err != nil {
-		return nil, err
-	}
-	if err := t.WaitWarm(ctx, 3*time.Minute); err != nil {
-		t.Stop()
-		return nil, err
-	}
-	return t, nil
-}
-
 // editor makes random edits through the source API and remembers which
 // products it touched.
 type editor struct {
