@@ -371,3 +371,35 @@ func (s *Store) ProductValues(ctx context.Context, ids []int64) (map[int64]Store
 	}
 	return out, nil
 }
+
+// Dimensions reads the named dimensions of each product: one pipelined MGET
+// per product (its keys share a hash tag).
+func (s *Store) Dimensions(ctx context.Context, ids []int64, dims ...catalog.Dimension) (map[int64]StoredProduct, error) {
+	cmds := make([]*redis.SliceCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			keys := make([]string, len(dims))
+			for j, d := range dims {
+				keys[j] = DimKey(id, d)
+			}
+			cmds[i] = p.MGet(ctx, keys...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: dimensions: %w", err)
+	}
+	out := make(map[int64]StoredProduct, len(ids))
+	for i, id := range ids {
+		sp := StoredProduct{Dims: map[catalog.Dimension][]byte{}}
+		for j, v := range cmds[i].Val() {
+			if str, ok := v.(string); ok {
+				if b, err := s.unsegment(ctx, DimKey(id, dims[j]), []byte(str)); err == nil {
+					sp.Dims[dims[j]] = b
+				}
+			}
+		}
+		out[id] = sp
+	}
+	return out, nil
+}
