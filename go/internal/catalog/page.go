@@ -31,7 +31,11 @@ type PageDoc struct {
 	DescriptionHTML string        `json:"description_html"`
 	Specs           []SpecGroup   `json:"specs"`
 	Recommendations []PageRecItem `json:"recommendations"`
-	UpdatedAt       string        `json:"updated_at"` // RFC 3339, UTC
+	// RecsVersion is the version of the recommendation list the
+	// recommendations were resolved from; a rebuild reuses them only while
+	// that list is current.
+	RecsVersion int64  `json:"recs_version,omitempty"`
+	UpdatedAt   string `json:"updated_at"` // RFC 3339, UTC
 }
 
 // PagePrice is the price as the page shows it.
@@ -117,6 +121,7 @@ func BuildPage(p Parts, now time.Time) PageDoc {
 	doc.Recommendations = []PageRecItem{}
 	if p.Recommend != nil {
 		bump(p.Recommend.Version)
+		doc.RecsVersion = p.Recommend.Version
 		for _, id := range p.Recommend.IDs {
 			b, ok := p.RecBases[id]
 			if !ok || id == p.Base.ID {

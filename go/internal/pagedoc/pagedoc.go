@@ -243,24 +243,28 @@ type dimValue struct {
 	value   any
 }
 
-// fetchedParts are the dimensions of id this fetch brought, the base
-// included only if it was fetched (Base.ID 0 otherwise).
-func (d *dims) fetchedParts(id int64) catalog.Parts {
+// fetchedParts are the dimensions of id this fetch brought, limited to
+// only (all when only is empty); the base is included only if it was
+// fetched and wanted (Base.ID 0 otherwise).
+func (d *dims) fetchedParts(id int64, only []catalog.Dimension) catalog.Parts {
+	want := func(dim catalog.Dimension) bool { return len(only) == 0 || slices.Contains(only, dim) }
 	var p catalog.Parts
-	p.Base = d.base[id]
-	if v, ok := d.desc[id]; ok {
+	if want(catalog.DimBase) {
+		p.Base = d.base[id]
+	}
+	if v, ok := d.desc[id]; ok && want(catalog.DimDescription) {
 		p.Desc = &v
 	}
-	if v, ok := d.spec[id]; ok {
+	if v, ok := d.spec[id]; ok && want(catalog.DimSpec) {
 		p.Spec = &v
 	}
-	if v, ok := d.price[id]; ok {
+	if v, ok := d.price[id]; ok && want(catalog.DimPrice) {
 		p.Price = &v
 	}
-	if v, ok := d.stock[id]; ok {
+	if v, ok := d.stock[id]; ok && want(catalog.DimStock) {
 		p.Stock = &v
 	}
-	if v, ok := d.recs[id]; ok {
+	if v, ok := d.recs[id]; ok && want(catalog.DimRecommend) {
 		p.Recommend = &v
 	}
 	return p
@@ -388,7 +392,10 @@ func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimen
 	}
 	var entries []redisstore.Entry
 	for _, id := range ids {
-		de, err := dimEntries(id, d.fetchedParts(id))
+		// Only what this id changed: the batch fetched the union of every
+		// id's dimensions, and rewriting another id's unchanged (possibly
+		// large) dimension at its current version is wasted work.
+		de, err := dimEntries(id, d.fetchedParts(id, changes[id]))
 		if err != nil {
 			return Result{}, err
 		}
@@ -434,9 +441,15 @@ func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, c
 		var old struct { // only what is reused: decoding the whole page was a fifth of this step
 			ID              int64                 `json:"id"`
 			Recommendations []catalog.PageRecItem `json:"recommendations"`
+			RecsVersion     int64                 `json:"recs_version"`
 		}
+		// The old page's recommendations are reused only if they were
+		// resolved from the list Redis holds now: a list change whose page
+		// build failed (and went to the retry topic) must not be masked by
+		// a later edit's page, which would outrank the retried one.
 		recsChanged := slices.Contains(changes[id], catalog.DimRecommend) || len(changes[id]) == 0
-		if !recsChanged && v.Item != nil && json.Unmarshal(v.Item, &old) == nil && old.ID == id {
+		if !recsChanged && v.Item != nil && json.Unmarshal(v.Item, &old) == nil && old.ID == id &&
+			old.RecsVersion == cur.recs[id].Version {
 			oldRecs[id] = old.Recommendations
 		} else {
 			needRecs = append(needRecs, cur.recs[id])

@@ -37,26 +37,29 @@ const NegativeTTL = 60 * time.Second
 // the value's prefix without decoding it. ARGV[3] is a TTL in milliseconds
 // (0: none). Returns 1 when written, 0 when a newer or equal version stays.
 //
-// Segmented values (see Put): ARGV[4] is how many segments the new value has
-// at KEYS[1]:<version>:<i>. A refused write deletes them; an accepted one
-// deletes the segments of the value it replaces. Segment keys share KEYS[1]'s
-// hash tag, so they live in its slot on a Cluster.
+// Segmented values (see Put): ARGV[4] is how many segments the value has;
+// they follow as ARGV[5..] and are stored at KEYS[1]:<version>:<i> only
+// when the write is accepted, after the segments of the value it replaces
+// are deleted. A refused write touches nothing, so a replay at the same
+// version cannot disturb the segments the live head points to. Segment keys
+// share KEYS[1]'s hash tag, so they live in its slot on a Cluster.
 var casScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 local newv = tonumber(ARGV[1])
-local nseg = tonumber(ARGV[4])
 if cur then
   local v = tonumber(string.match(cur, '^{"version":(%d+)'))
-  if v and v >= newv then
-    for i = 0, nseg - 1 do redis.call('DEL', KEYS[1] .. ':' .. ARGV[1] .. ':' .. i) end
-    return 0
-  end
+  if v and v >= newv then return 0 end
   local oldv, oldn = string.match(cur, '^{"version":(%d+),"segments":(%d+)')
   if oldv then
     for i = 0, tonumber(oldn) - 1 do redis.call('DEL', KEYS[1] .. ':' .. oldv .. ':' .. i) end
   end
 end
 local ttl = tonumber(ARGV[3])
+local nseg = tonumber(ARGV[4])
+for i = 0, nseg - 1 do
+  local k = KEYS[1] .. ':' .. ARGV[1] .. ':' .. i
+  if ttl > 0 then redis.call('SET', k, ARGV[5 + i], 'PX', ttl) else redis.call('SET', k, ARGV[5 + i]) end
+end
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 else
@@ -170,16 +173,17 @@ func (s *Store) putOnce(ctx context.Context, entries []Entry) (int, error) {
 	cmds := make([]*redis.Cmd, len(entries))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, e := range entries {
-			value, nseg := e.Value, 0
-			if len(value) > MaxValueBytes {
-				// Segments first, then the head that points at them.
-				for start := 0; start < len(value); start += segmentBytes {
-					p.Set(ctx, SegmentKey(e.Key, e.Version, nseg), value[start:min(start+segmentBytes, len(value))], e.TTL)
-					nseg++
+			args := []any{e.Version, e.Value, e.TTL.Milliseconds(), 0}
+			if len(e.Value) > MaxValueBytes {
+				// The script stores the segments itself, and only when it
+				// accepts the version.
+				args[1] = segmentHead(e.Version, (len(e.Value)+segmentBytes-1)/segmentBytes, len(e.Value))
+				for start := 0; start < len(e.Value); start += segmentBytes {
+					args = append(args, e.Value[start:min(start+segmentBytes, len(e.Value))])
 				}
-				value = segmentHead(e.Version, nseg, len(e.Value))
+				args[3] = len(args) - 4
 			}
-			cmds[i] = casScript.EvalSha(ctx, p, []string{e.Key}, e.Version, value, e.TTL.Milliseconds(), nseg)
+			cmds[i] = casScript.EvalSha(ctx, p, []string{e.Key}, args...)
 		}
 		return nil
 	})

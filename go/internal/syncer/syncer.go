@@ -209,7 +209,8 @@ func (s *Service) consume(ctx context.Context, topic string) {
 		msgs []kafkago.Message
 		done chan bool // true: handled, commit it
 	}
-	jobs := make(chan *job, max(s.cfg.Pipeline-1, 0))
+	jobs := make(chan *job, s.cfg.Pipeline)
+	inHand := make(chan struct{}, s.cfg.Pipeline) // batches being handled
 	var committer sync.WaitGroup
 	committer.Go(func() {
 		ok := true
@@ -219,7 +220,7 @@ func (s *Service) consume(ctx context.Context, topic string) {
 			if !ok {
 				continue
 			}
-			if err := r.CommitMessages(context.WithoutCancel(ctx), j.msgs...); err != nil {
+			if err := commit(ctx, r, j.msgs...); err != nil {
 				log.Warn("commit failed; the batch will be handled again", "error", err)
 			}
 		}
@@ -241,8 +242,12 @@ func (s *Service) consume(ctx context.Context, topic string) {
 			continue
 		}
 		j := &job{msgs: msgs, done: make(chan bool, 1)}
-		go func() { j.done <- s.handleOrRetry(ctx, topic, msgs, log) }()
-		jobs <- j // blocks while Pipeline batches are in hand
+		inHand <- struct{}{} // blocks while Pipeline batches are in hand
+		go func() {
+			defer func() { <-inHand }()
+			j.done <- s.handleOrRetry(ctx, topic, msgs, log)
+		}()
+		jobs <- j
 	}
 }
 
@@ -257,7 +262,7 @@ func (s *Service) handleOrRetry(ctx context.Context, topic string, msgs []kafkag
 			return true
 		}
 		log.Warn("batch failed; handing it to the retry topic", "events", len(msgs), "error", err)
-		rerr := s.toRetry(dctx, msgs, 1, err)
+		rerr := s.toRetry(dctx, valid(msgs), 1, err) // malformed ones are in the DLQ already
 		if rerr == nil {
 			s.m.events.WithLabelValues(topic, "retried").Add(float64(len(msgs)))
 			return true
@@ -388,6 +393,17 @@ func (s *Service) handle(ctx context.Context, topic string, msgs []kafkago.Messa
 	return nil
 }
 
+// valid drops the events that do not decode (handle dead-letters those).
+func valid(msgs []kafkago.Message) []kafkago.Message {
+	out := make([]kafkago.Message, 0, len(msgs))
+	for _, m := range msgs {
+		if _, err := catalog.DecodeChange(m.Value); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // Headers of a retried event.
 const (
 	hdrAttempt = "attempt"
@@ -425,15 +441,15 @@ func (s *Service) delay(attempt int) time.Duration {
 	return min(d, s.cfg.RetryMax)
 }
 
-// toRetry hands msgs to the retry topic as attempt n, or to the DLQ when
-// they have had MaxAttempts tries. The value (with the original change
+// toRetry hands msgs to the retry topic after their attempt-th failed try,
+// or to the DLQ when that was the MaxAttempts-th. The value (with the original change
 // time) is kept as it is.
 func (s *Service) toRetry(ctx context.Context, msgs []kafkago.Message, attempt int, cause error) error {
 	out := make([]kafkago.Message, 0, len(msgs))
 	due := time.Now().Add(s.delay(attempt)).UnixMilli()
 	for _, m := range msgs {
-		if attempt > s.cfg.MaxAttempts {
-			out = append(out, deadLetter(m, fmt.Sprintf("gave up after %d attempts: %v", s.cfg.MaxAttempts, cause)))
+		if attempt >= s.cfg.MaxAttempts {
+			out = append(out, deadLetter(m, fmt.Sprintf("gave up after %d attempts: %v", attempt, cause)))
 			continue
 		}
 		src := header(m, hdrTopic)
@@ -482,15 +498,24 @@ func (s *Service) consumeRetries(ctx context.Context) {
 				}
 			}
 			outcome := "retried"
-			if attempt+1 > s.cfg.MaxAttempts {
+			if attempt+1 >= s.cfg.MaxAttempts {
 				outcome = "dead_lettered"
 			}
 			s.m.events.WithLabelValues(catalog.TopicRetry, outcome).Inc()
 		}
-		if err := r.CommitMessages(dctx, m); err != nil {
+		if err := commit(ctx, r, m); err != nil {
 			log.Warn("commit failed; the event will be handled again", "error", err)
 		}
 	}
+}
+
+// commit commits offsets even while shutting down, but not forever: with
+// the broker gone a commit never answers, and a lost commit only means the
+// events are handled again (at least once).
+func commit(ctx context.Context, r *kafkago.Reader, msgs ...kafkago.Message) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return r.CommitMessages(cctx, msgs...)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
