@@ -223,19 +223,33 @@ local function keep(id, e)
     l1:set(id, e, jitter(config.l1_ttl))
 end
 
--- drop forgets every local copy of a product; version, if given, is the
--- lowest version a copy may have from now on.
+-- drop retires local copies of a product older than version: from now on
+-- no copy below it is served as fresh. The L2 entry stays as the stale copy
+-- (the last resort when every level below fails); a copy already at the
+-- version is kept (an invalidation can be read after the page it announced
+-- was cached). Without a version (an operator purge) every copy goes.
 function _M.drop(id, version)
     id = tostring(id)
-    l1:delete(id)
-    shared.dp_pages:delete(id)
     shared.dp_negative:delete(id)
-    if version then
-        local cur = shared.dp_versions:get(id)
-        if not cur or cur < version then
-            shared.dp_versions:set(id, version, config.stale_ttl)
-        end
+    if not version then
+        l1:delete(id)
+        shared.dp_pages:delete(id)
+        return
     end
+    local e = l1:get(id)
+    if e and e.v < version then
+        l1:delete(id)
+    end
+    local cur = shared.dp_versions:get(id)
+    if not cur or cur < version then
+        shared.dp_versions:set(id, version, config.stale_ttl)
+    end
+end
+
+-- current reports whether an entry may be served as fresh: not expired, not
+-- older than an invalidation said, not built from an outdated shop.
+local function current(id, e)
+    return e.exp > ngx_now() and e.v >= required(id) and not outdated(e)
 end
 
 -- drop_local forgets this worker's L1 copy only (the others' workers do
@@ -503,7 +517,7 @@ local function wait_for_holder(id, stale)
         step = step < 0.02 and step * 2 or step
         local raw = pages:get(id)
         local e = raw and decode_entry(raw)
-        if e and e.exp > ngx_now() and not outdated(e) then
+        if e and current(id, e) then
             l1:set(id, e, jitter(config.l1_ttl))
             count("L2")
             return send(200, e.html, "L2")
@@ -530,7 +544,7 @@ local function serve(id)
     local raw = shared.dp_pages:get(id)
     if raw then
         local l2 = decode_entry(raw)
-        if l2 and l2.exp > ngx_now() and not outdated(l2) then
+        if l2 and current(id, l2) then
             l1:set(id, l2, jitter(config.l1_ttl))
             count("L2")
             return send(200, l2.html, "L2")
