@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -377,5 +378,43 @@ func TestRenderErrorIsNever500(t *testing.T) {
 	}
 	if strings.Contains(got.body, "stack traceback") || strings.Contains(got.body, ".lua:") {
 		t.Errorf("the response shows a Lua trace")
+	}
+}
+
+// POST /_admin/purge drops a page from every worker of the node, needs the
+// token, and refuses bad ids.
+func TestPurgeDropsLocalCopies(t *testing.T) {
+	const node = topology.App1
+	id := coldIDs(1)[0]
+	url := appURL(shared, node) + "/item/" + id + ".html"
+	for range 10 { // into L1 of both workers and L2
+		MustGetPage(t, url)
+	}
+	if code, _ := admin(t, shared, node, http.MethodPost, "/_admin/purge", "", map[string]any{"ids": []string{id}}); code != http.StatusUnauthorized {
+		t.Fatalf("purge without token: %d, want 401", code)
+	}
+	if got := MustGetPage(t, url).cache; got != "L1" && got != "L2" {
+		t.Fatalf("an unauthorized purge dropped the page (X-Cache %q)", got)
+	}
+	for _, bad := range []any{map[string]any{"ids": []int{}}, map[string]any{"ids": []any{"x"}}, map[string]any{"ids": []int{-1}}, map[string]any{}} {
+		if code, body := admin(t, shared, node, http.MethodPost, "/_admin/purge", token, bad); code != http.StatusBadRequest {
+			t.Errorf("purge %v: %d %s, want 400", bad, code, body)
+		}
+	}
+	before := MustStatus(t, shared, node).Below.RedisReads
+	n, _ := strconv.Atoi(id)
+	if code, body := admin(t, shared, node, http.MethodPost, "/_admin/purge", token, map[string]any{"ids": []int{n}}); code != http.StatusOK {
+		t.Fatalf("purge: %d %s", code, body)
+	}
+	// With a 10-minute local TTL, only the purge sends the page below the
+	// node again (every worker drops its L1 copy when its follower runs).
+	Eventually(t, 2*time.Second, func() error {
+		if got := MustGetPage(t, url).cache; got != "redis" {
+			return fmt.Errorf("X-Cache %q after the purge", got)
+		}
+		return nil
+	})
+	if after := MustStatus(t, shared, node).Below.RedisReads; after <= before {
+		t.Errorf("Redis reads %d → %d: the purged page was not fetched again", before, after)
 	}
 }

@@ -73,6 +73,24 @@ local function read_json()
     return doc
 end
 
+-- post_body checks method and token and reads the JSON body; it answers
+-- the request itself (405, 401, 400) and returns nil when that failed.
+local function post_body()
+    if ngx.req.get_method() ~= "POST" then
+        reply(405, { error = "use POST" })
+        return nil
+    end
+    if not authorized() then
+        return nil
+    end
+    local doc, err = read_json()
+    if not doc then
+        reply(400, { error = err })
+        return nil
+    end
+    return doc
+end
+
 local function dict_stats(dict)
     return { capacity = dict:capacity(), free_bytes = dict:free_space() }
 end
@@ -111,15 +129,9 @@ function _M.status()
 end
 
 function _M.degrade()
-    if ngx.req.get_method() ~= "POST" then
-        return reply(405, { error = "use POST" })
-    end
-    if not authorized() then
-        return
-    end
-    local doc, err = read_json()
+    local doc = post_body()
     if not doc then
-        return reply(400, { error = err })
+        return
     end
     if not LINKS[doc.link] then
         return reply(400, { error = 'link: want "replica" or "direct"' })
@@ -133,15 +145,9 @@ function _M.degrade()
 end
 
 function _M.purge()
-    if ngx.req.get_method() ~= "POST" then
-        return reply(405, { error = "use POST" })
-    end
-    if not authorized() then
-        return
-    end
-    local doc, err = read_json()
+    local doc = post_body()
     if not doc then
-        return reply(400, { error = err })
+        return
     end
     local ids = doc.ids
     if type(ids) ~= "table" or #ids == 0 or #ids > MAX_PURGE then
