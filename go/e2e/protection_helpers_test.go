@@ -4,17 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/detailpage/detailpage/go/internal/loadgen"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -109,65 +107,28 @@ func MustBloomReady(tb testing.TB, topo *topology.Topology) {
 	})
 }
 
-// result is one request of a load run.
-type result struct {
-	id      int64
-	status  int // 0: transport error
-	cache   string
-	at      time.Duration // since the run started
-	latency time.Duration
-}
-
-// load sends rate requests a second for d, open loop (each at its
-// scheduled time, whatever earlier ones are doing), to url(id) for ids from
-// next, and returns every result.
-func load(tb testing.TB, rate int, d time.Duration, url func(int64) string, next func() int64) []result {
+// load sends rate requests a second for d, open loop, to url(id) for ids
+// from next, and returns every result.
+func load(tb testing.TB, rate int, d time.Duration, url func(int64) string, next func() int64) []loadgen.Result {
 	tb.Helper()
-	tr := &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	n := int(float64(rate) * d.Seconds())
-	results := make([]result, n)
-	interval := time.Second / time.Duration(rate)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 512)
+	c := loadgen.NewClient()
+	defer c.CloseIdleConnections()
 	start := time.Now()
-	for i := range n {
-		at := start.Add(time.Duration(i) * interval)
-		if w := time.Until(at); w > 0 {
-			time.Sleep(w) // pacing the load, not waiting for a condition
-		}
-		id := next()
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			t0 := time.Now()
-			r := result{id: id, at: t0.Sub(start)}
-			resp, err := c.Get(url(id))
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				r.status, r.cache = resp.StatusCode, resp.Header.Get("X-Cache")
-			}
-			r.latency = time.Since(t0)
-			results[i] = r
-		})
-	}
-	wg.Wait()
+	results := loadgen.Run(c, rate, d, url, next)
 	if took := time.Since(start); took > d+d/5+time.Second {
-		tb.Logf("load: %d requests took %s, want about %s: this machine could not keep the rate", n, took, d)
+		tb.Logf("load: %d requests took %s, want about %s: this machine could not keep the rate", len(results), took, d)
 	}
 	return results
 }
 
 // summary is a short human line about a load run.
-func summary(rs []result) string {
+func summary(rs []loadgen.Result) string {
 	statuses, caches := map[int]int{}, map[string]int{}
 	lat := make([]time.Duration, 0, len(rs))
 	for _, r := range rs {
-		statuses[r.status]++
-		caches[r.cache]++
-		lat = append(lat, r.latency)
+		statuses[r.Status]++
+		caches[r.Cache]++
+		lat = append(lat, r.Latency)
 	}
 	slices.Sort(lat)
 	if len(lat) == 0 {
@@ -176,18 +137,6 @@ func summary(rs []result) string {
 	p := func(q float64) time.Duration { return lat[int(float64(len(lat)-1)*q)].Round(10 * time.Microsecond) }
 	return fmt.Sprintf("%d requests; status %v; X-Cache %v; latency p50 %s p90 %s p99 %s max %s",
 		len(rs), statuses, caches, p(0.5), p(0.9), p(0.99), lat[len(lat)-1].Round(10*time.Microsecond))
-}
-
-// zipf draws ids 1..n with a Zipf distribution (s = 1.1): a few hot ids
-// and a long tail, as shoppers do.
-func zipf(seed uint64, n int) func() int64 {
-	var mu sync.Mutex
-	z := rand.NewZipf(rand.New(rand.NewPCG(seed, seed+1)), 1.1, 1, uint64(n-1))
-	return func() int64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return int64(z.Uint64()) + 1
-	}
 }
 
 func itemURL(topo *topology.Topology) func(int64) string {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detailpage/detailpage/go/internal/loadgen"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
@@ -39,8 +40,8 @@ func TestPenetrationNoSourceLookups(t *testing.T) {
 	rs := load(t, 2000, 5*time.Second, itemURL(shared), next)
 	t.Logf("penetration: %s", summary(rs))
 	for _, r := range rs {
-		if r.status != http.StatusNotFound {
-			t.Fatalf("id %d: status %d, want 404", r.id, r.status)
+		if r.Status != http.StatusNotFound {
+			t.Fatalf("id %d: status %d, want 404", r.ID, r.Status)
 		}
 	}
 	if got := MustGetPage(t, pageURL(shared, fmt.Sprint(ids[0]))); !strings.Contains(got.body, "Product not found") {
@@ -90,12 +91,12 @@ func TestBreakdownOneRebuild(t *testing.T) {
 	t.Logf("breakdown: %s", summary(rs))
 	var slow int
 	for _, r := range rs {
-		if r.status != http.StatusOK {
-			t.Fatalf("status %d (X-Cache %q), want 200", r.status, r.cache)
+		if r.Status != http.StatusOK {
+			t.Fatalf("status %d (X-Cache %q), want 200", r.Status, r.Cache)
 		}
-		if r.latency > 50*time.Millisecond {
+		if r.Latency > 50*time.Millisecond {
 			slow++
-			t.Logf("slow: request at +%s took %s (X-Cache %s)", r.at.Round(time.Millisecond), r.latency.Round(time.Millisecond), r.cache)
+			t.Logf("slow: request at +%s took %s (X-Cache %s)", r.At.Round(time.Millisecond), r.Latency.Round(time.Millisecond), r.Cache)
 		}
 	}
 	if slow > 0 {
@@ -134,14 +135,14 @@ func TestAvalancheRedisDown(t *testing.T) {
 		directArgs: []string{fmt.Sprintf("--rebuild-concurrency=%d", limit)},
 	})
 	url := itemURL(topo)
-	next := zipf(7, zipfIDs)
+	next := loadgen.Zipf(7, zipfIDs)
 
 	warm := load(t, rate, 3*time.Second, url, next)
 	t.Logf("before the outage: %s", summary(warm))
 	seen := map[int64]bool{}
 	for _, r := range warm {
-		if r.status == http.StatusOK {
-			seen[r.id] = true
+		if r.Status == http.StatusOK {
+			seen[r.ID] = true
 		}
 	}
 
@@ -156,11 +157,11 @@ func TestAvalancheRedisDown(t *testing.T) {
 	var seen5xx, unseen, unseen5xx int
 	for _, r := range down {
 		switch {
-		case seen[r.id] && (r.status >= 500 || r.status == 0):
+		case seen[r.ID] && (r.Status >= 500 || r.Status == 0):
 			seen5xx++
-		case !seen[r.id]:
+		case !seen[r.ID]:
 			unseen++
-			if r.status >= 500 || r.status == 0 {
+			if r.Status >= 500 || r.Status == 0 {
 				unseen5xx++
 			}
 		}

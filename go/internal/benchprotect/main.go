@@ -38,6 +38,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/detailpage/detailpage/go/internal/loadgen"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
@@ -142,7 +143,7 @@ func runSetting(o options, directArgs []string) (map[string]outcome, error) {
 	if err := waitBloom(ctx, topo, directArgs); err != nil {
 		return nil, err
 	}
-	b := &bench{o: o, topo: topo, client: newClient()}
+	b := &bench{o: o, topo: topo, client: loadgen.NewClient()}
 	out := map[string]outcome{}
 	for _, a := range attacks {
 		var r outcome
@@ -167,10 +168,6 @@ type bench struct {
 	o      options
 	topo   *topology.Topology
 	client *http.Client
-}
-
-func newClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}, Timeout: 5 * time.Second}
 }
 
 func (b *bench) pageURL(port int) func(int64) string {
@@ -233,7 +230,7 @@ func (b *bench) breakdown(ctx context.Context) (outcome, error) {
 
 // avalanche: Zipf traffic, Redis main and replica stopped after a warm-up.
 func (b *bench) avalanche(ctx context.Context) (outcome, error) {
-	next := zipf(3, b.o.products)
+	next := loadgen.Zipf(3, b.o.products)
 	url := b.pageURL(b.topo.Config().Ports.Dist)
 	warm := b.o.duration / 3
 	if _, err := b.load(url, next, warm); err != nil {
@@ -266,10 +263,10 @@ func (b *bench) attack(url func(int64) string, next func() int64) (outcome, erro
 	}
 	lat := make([]time.Duration, 0, len(rs))
 	for _, r := range rs {
-		if r.status == 0 || r.status >= 500 {
+		if r.Status == 0 || r.Status >= 500 {
 			o.fails++
 		}
-		lat = append(lat, r.latency)
+		lat = append(lat, r.Latency)
 	}
 	slices.Sort(lat)
 	if len(lat) > 0 {
@@ -278,39 +275,9 @@ func (b *bench) attack(url func(int64) string, next func() int64) (outcome, erro
 	return o, nil
 }
 
-type result struct {
-	status  int
-	latency time.Duration
-}
-
 // load sends o.rate requests a second for d, open loop.
-func (b *bench) load(url func(int64) string, next func() int64, d time.Duration) ([]result, error) {
-	n := int(float64(b.o.rate) * d.Seconds())
-	rs := make([]result, n)
-	interval := time.Second / time.Duration(b.o.rate)
-	sem := make(chan struct{}, 512)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range n {
-		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
-			time.Sleep(w)
-		}
-		id := next()
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			t0 := time.Now()
-			resp, err := b.client.Get(url(id))
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				rs[i].status = resp.StatusCode
-			}
-			rs[i].latency = time.Since(t0)
-		})
-	}
-	wg.Wait()
-	return rs, nil
+func (b *bench) load(url func(int64) string, next func() int64, d time.Duration) ([]loadgen.Result, error) {
+	return loadgen.Run(b.client, b.o.rate, d, url, next), nil
 }
 
 type serviceStats struct {
@@ -361,15 +328,4 @@ func containsLine(text, line string) bool {
 		}
 	}
 	return false
-}
-
-// zipf draws ids 1..n (s = 1.1).
-func zipf(seed uint64, n int) func() int64 {
-	var mu sync.Mutex
-	z := rand.NewZipf(rand.New(rand.NewPCG(seed, seed+1)), 1.1, 1, uint64(n-1))
-	return func() int64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return int64(z.Uint64()) + 1
-	}
 }
