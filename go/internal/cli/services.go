@@ -173,8 +173,10 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	modules := f.String("modules-dir", "DETAILPAGE_NGINX_MODULES", "/usr/lib/nginx/modules", "dynamic modules dir; \"none\" when lua is built in (OpenResty)")
 	workers := f.Int("workers", "DETAILPAGE_NGINX_WORKERS", 2, "worker processes (0: one per core)")
 	resolver := f.String("resolver", "DETAILPAGE_NGINX_RESOLVER", "", "app: DNS server for the replica's host name (compose: 127.0.0.11); empty for IP addresses")
-	l1TTL := f.Duration("l1-ttl", "DETAILPAGE_L1_TTL", 10*time.Minute, "app: how long a page stays in a worker's L1 (±20% jitter)")
-	l2TTL := f.Duration("l2-ttl", "DETAILPAGE_L2_TTL", 10*time.Minute, "app: how long a page stays fresh in the node's L2 (±20% jitter)")
+	// The app tier's defaults live in DEFAULTS in lua/detailpage/app.lua;
+	// a flag left at 0 passes nothing, so that default applies.
+	l1TTL := f.Duration("l1-ttl", "DETAILPAGE_L1_TTL", 0, "app: how long a page stays in a worker's L1, ±20% jitter (0: the default in lua/detailpage/app.lua)")
+	l2TTL := f.Duration("l2-ttl", "DETAILPAGE_L2_TTL", 0, "app: how long a page stays fresh in the node's L2, ±20% jitter (0: the default in lua/detailpage/app.lua)")
 	render := f.Bool("render-only", false, "write the config, print its path and exit")
 	if err := f.parse(args); err != nil {
 		return err

@@ -85,8 +85,8 @@ type Config struct {
 	SeedProducts  int
 	SeedShops     int
 	Progress      io.Writer     // start and stop progress for humans; nil: silent
-	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the nginx default)
-	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the nginx default)
+	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the default in lua/detailpage/app.lua)
+	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the default in lua/detailpage/app.lua)
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
 	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
 }
