@@ -626,6 +626,12 @@ local function serve(id)
         end
         return wait_for_holder(id, stale)
     end
+    -- Another request may have stored the result and released the lock
+    -- between the look at L2 above and the add (as mlcache checks again).
+    if answer_from_node(id) then
+        locks:delete(id)
+        return
+    end
     local answered = false
     if usable then
         count("stale")
