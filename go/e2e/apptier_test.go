@@ -272,7 +272,7 @@ func TestForceDegradedNeedsTokenAndReachesAllWorkers(t *testing.T) {
 // stored the page answered 503; many rounds of the stampede, each on a new
 // cold id, give that window many chances (lua/spec/app_spec.lua forces it).
 func TestDogPileOneReadPerNode(t *testing.T) {
-	const rounds, perRound = 20, 200
+	const rounds, perRound = 50, 200
 	nodes := []string{topology.App1, topology.App2}
 	tr := &http.Transport{MaxIdleConnsPerHost: perRound}
 	defer tr.CloseIdleConnections()
