@@ -199,6 +199,16 @@ function _M.flush_hits()
     end
 end
 
+-- node_hits returns the node's answers per level, as flushed so far.
+function _M.node_hits()
+    local state = shared.dp_state
+    local out = {}
+    for _, level in ipairs(LEVELS) do
+        out[level] = state:get("hits:" .. level) or 0
+    end
+    return out
+end
+
 local function bump(name)
     shared.dp_state:incr("count:" .. name, 1, 0)
 end
