@@ -169,6 +169,8 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	directAddr := f.String("direct", "DETAILPAGE_DIRECT", "127.0.0.1:9103", "direct-data service host:port")
 	apps := f.String("apps", "DETAILPAGE_APPS", "127.0.0.1:8081,127.0.0.1:8082", "dist: app nodes, comma-separated host:port")
 	src := f.String("source", "DETAILPAGE_SOURCE_ADDR", "127.0.0.1:9101", "dist: source service host:port (pictures)")
+	adminListen := f.String("admin-listen", "DETAILPAGE_DIST_ADMIN_LISTEN", "127.0.0.1:8070", "dist: internal admin port, host:port (GET /_admin/status with the admin token)")
+	workerUser := f.String("user", "DETAILPAGE_NGINX_USER", "www-data", "user the nginx workers run as when started as root (ignored otherwise)")
 	bin := f.String("nginx", "DETAILPAGE_NGINX_BIN", "", "nginx binary (default: openresty if installed, else nginx)")
 	modules := f.String("modules-dir", "DETAILPAGE_NGINX_MODULES", "/usr/lib/nginx/modules", "dynamic modules dir; \"none\" when lua is built in (OpenResty)")
 	workers := f.Int("workers", "DETAILPAGE_NGINX_WORKERS", 2, "worker processes (0: one per core)")
@@ -183,8 +185,12 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	n := topology.Nginx{
 		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
-		Direct: *directAddr, Source: *src, Workers: *workers, RunAsRoot: os.Geteuid() == 0, Resolver: *resolver,
+		Direct: *directAddr, Source: *src, AdminListen: *adminListen, Workers: *workers, Resolver: *resolver,
 		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(),
+	}
+	if os.Geteuid() == 0 {
+		// Workers drop root; without root there is no user to switch to.
+		n.User = *workerUser
 	}
 	for _, a := range strings.Split(*apps, ",") {
 		if a = strings.TrimSpace(a); a != "" {

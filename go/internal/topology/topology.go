@@ -41,6 +41,7 @@ var Order = []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, App1
 // Ports are the loopback ports of every component.
 type Ports struct {
 	Dist, App1, App2        int
+	DistAdmin               int // the dist tier's internal admin port
 	RedisMain, RedisReplica int
 	Kafka                   int
 	Source, Sync, Direct    int
@@ -49,7 +50,7 @@ type Ports struct {
 
 // DefaultPorts are the ports of the contract (docs/ARCHITECTURE).
 func DefaultPorts() Ports {
-	return Ports{Dist: 8080, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Sync2: 9104}
+	return Ports{Dist: 8080, DistAdmin: 8070, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Sync2: 9104}
 }
 
 // FreePorts picks unused loopback ports (for tests).
@@ -68,7 +69,7 @@ func FreePorts() (Ports, error) {
 		ls = append(ls, l)
 		return l.Addr().(*net.TCPAddr).Port
 	}
-	p := Ports{Dist: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next()}
+	p := Ports{Dist: next(), DistAdmin: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next()}
 	if p.Direct == 0 || p.Dist == 0 {
 		return Ports{}, errors.New("topology: no free loopback ports")
 	}
