@@ -186,7 +186,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	n := topology.Nginx{
 		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
 		Direct: *directAddr, Source: *src, AdminListen: *adminListen, Workers: *workers, Resolver: *resolver,
-		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(),
+		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(), RenderOnly: *render,
 	}
 	if os.Geteuid() == 0 {
 		// Workers drop root; without root there is no user to switch to.
@@ -214,6 +214,9 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if *render {
 		fmt.Fprintln(stdout, conf)
 		return nil
+	}
+	if err := topology.PrepareForUser(n); err != nil {
+		return err
 	}
 	if path == "" {
 		return errors.New("nginx not found: install nginx and libnginx-mod-http-lua (scripts/install-deps.sh) or pass --nginx")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +37,11 @@ type Nginx struct {
 	Resolver    string   // DNS server for host names Lua connects to (compose: 127.0.0.11)
 	L1TTL       float64  // app: seconds a page stays in a worker's L1 (0: DEFAULTS in lua/detailpage/app.lua)
 	L2TTL       float64  // app: seconds a page stays fresh in the node's L2 (0: DEFAULTS in lua/detailpage/app.lua)
+
+	// RenderOnly: the config is only written, for reading (no nginx
+	// starts): an app node whose name does not resolve here is written by
+	// name instead of failing.
+	RenderOnly bool
 
 	// Peers are the dist tier's app nodes with their IP addresses, which
 	// ngx.balancer needs: filled by RenderNginx from Apps.
@@ -122,18 +128,13 @@ func RenderNginx(n Nginx) (string, error) {
 		return "", fmt.Errorf("nginx: %w", err)
 	}
 	if n.Tier == "dist" {
-		if n.Peers, err = resolvePeers(n.Apps); err != nil {
+		if n.Peers, err = resolvePeers(n.Apps, n.RenderOnly); err != nil {
 			return "", err
 		}
 	}
 	for _, d := range []string{"logs", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(n.Prefix, d), 0o755); err != nil {
 			return "", fmt.Errorf("nginx: %w", err)
-		}
-	}
-	if n.User != "" {
-		if err := prepareForUser(n); err != nil {
-			return "", err
 		}
 	}
 	var buf bytes.Buffer
@@ -150,8 +151,8 @@ func RenderNginx(n Nginx) (string, error) {
 // resolvePeers turns the app nodes' host:port into IP addresses for
 // ngx.balancer (which takes no host names). A host name (compose: app1) is
 // resolved once, here, as nginx resolves an upstream's server names once
-// at start.
-func resolvePeers(apps []string) ([]Peer, error) {
+// at start. With lenient, a name that does not resolve is kept as it is.
+func resolvePeers(apps []string, lenient bool) ([]Peer, error) {
 	peers := make([]Peer, 0, len(apps))
 	for _, a := range apps {
 		host, port, err := net.SplitHostPort(a)
@@ -166,21 +167,33 @@ func resolvePeers(apps []string) ([]Peer, error) {
 		if net.ParseIP(host) == nil {
 			addrs, err := net.LookupHost(host)
 			if err != nil || len(addrs) == 0 {
+				if lenient {
+					peers = append(peers, Peer{Name: a, Host: host, Port: p})
+					continue
+				}
 				return nil, fmt.Errorf("nginx: resolve app node %q: %w", a, err)
 			}
+			// an IPv4 address when there is one (localhost: 127.0.0.1, not ::1)
 			ip = addrs[0]
+			if i := slices.IndexFunc(addrs, func(a string) bool { return net.ParseIP(a).To4() != nil }); i >= 0 {
+				ip = addrs[i]
+			}
 		}
 		peers = append(peers, Peer{Name: a, Host: ip, Port: p})
 	}
 	return peers, nil
 }
 
-// prepareForUser readies the prefix for workers running as n.User (the
-// master being root): the temp and log dirs belong to that user alone
-// (mode 0700), and what the workers read — the Lua modules, the templates,
-// their way to the temp dir — must be open to them. It fails with the
-// path to fix rather than let a worker fail on its first request.
-func prepareForUser(n Nginx) error {
+// PrepareForUser readies a rendered prefix for workers running as n.User
+// (the master being root) before nginx starts: the temp and log dirs
+// belong to that user alone (mode 0700), and what the workers read — the
+// Lua modules, the templates, their way to the temp dir — must be open to
+// them. It fails with the path to fix rather than let a worker fail on its
+// first request. Without a user it does nothing.
+func PrepareForUser(n Nginx) error {
+	if n.User == "" {
+		return nil
+	}
 	u, err := user.Lookup(n.User)
 	if err != nil {
 		return fmt.Errorf("nginx: worker user: %w", err)
