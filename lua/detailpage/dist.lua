@@ -203,16 +203,21 @@ end
 
 -- balance sets the peer: the id's node, and on a retry (proxy_next_upstream)
 -- the next in the ranking made for this request (at most a read timeout
--- ago: a node that went down since costs the retry, not a 5xx).
+-- ago: a node that went down since costs the retry, not a 5xx). nginx
+-- does not count an error on a kept-alive connection as a try (the node
+-- may just have closed it), so it can ask for more peers than the ranking
+-- has: those go to the last node again, on a new connection, not back to
+-- the first, which failed first (nginx's tries and
+-- proxy_next_upstream_timeout bound the whole).
 function _M.balance()
     local ctx = ngx.ctx
     local order = ctx.dp_order
-    local i = (ctx.dp_try or 0) + 1
-    local name = order and order[i]
-    if not name then
-        log(ERR, "balancer without a node for ", ngx.var.uri) -- a bug: route() ran first
+    if not order then
+        log(ERR, "balancer without a route for ", ngx.var.uri) -- a bug: route() runs first
         return ngx.exit(ngx.ERROR)
     end
+    local i = (ctx.dp_try or 0) + 1
+    local name = order[i] or order[#order]
     ctx.dp_try = i
     if i == 1 and #order > 1 then
         local ok, err = balancer.set_more_tries(#order - 1)
