@@ -15,16 +15,19 @@
 -- for connect, send and the status line (timers cannot use
 -- ngx.location.capture, and Debian packages no lua-resty-http); every node
 -- is probed in its own light thread, so a hung node does not delay the
--- others. A failed probe is tried once more at once, so a lost packet or a
--- scheduling hiccup on a busy machine is not a failure. A hung node
--- (the kernel still accepts its connections) fails on the read timeout.
+-- others. A hung node (the kernel still accepts its connections) fails on
+-- the read timeout; `fall` failures in a row mark it down, so one slow
+-- probe on a busy machine does not.
 --
--- Health (detailpage.health, in the dp_health shared dict) is the only
--- thing routing looks at: a request that is slow on a node does not mark
--- it down, since a slow page (a rebuild below the app tier) is not a sick
--- node. The request in flight when a node hangs is covered by nginx's
--- proxy_next_upstream, which calls balance() again for the next node.
-
+-- Health (detailpage.health, in the dp_health shared dict) decides
+-- routing; requests never mark a node down. A page normally takes a few
+-- ms, so a try gets a short read timeout (nginx config). When it runs out
+-- the balancer asks: did the node answer a probe since this try began?
+-- Then it is alive and this page is slow (the app tier waiting below it,
+-- where it keeps the stale copy), so the same node gets the request once
+-- more with `slow_timeout`. If not, the node may be hung: the next node in
+-- the ranking takes the request. That is why probes run every 100 ms: a
+-- live node always has answered one within a try's 200 ms.
 local route = require "detailpage.route"
 local health = require "detailpage.health"
 local bearer = require "detailpage.bearer"
@@ -54,10 +57,11 @@ local LOCK_KEY = "probe:lock"
 -- The one place the dist tier's probe settings have values; the config
 -- passes only what differs.
 local DEFAULTS = {
-    interval = 0.5,   -- seconds between probes of each node
-    timeout = 0.1,    -- seconds for connect, send and the status line
-    fall = 1,         -- consecutive failed probes before a node is down
-    rise = 2,         -- consecutive good probes before it is up again
+    interval = 0.1,   -- seconds between probes of each node
+    timeout = 0.1,    -- seconds for a probe's connect, send and status line
+    fall = 2,         -- failed probes in a row before a node is down
+    rise = 2,         -- good probes in a row before it is up again
+    slow_timeout = 2, -- read timeout when a node that answers probes is slow
     path = "/_health",
 }
 
@@ -142,12 +146,10 @@ local function probe_once(peer)
 end
 
 local function check(name)
-    local peer = peers[name]
-    local ok, err = probe_once(peer)
-    if not ok then
-        ok, err = probe_once(peer)
-    end
-    local changed = tracker:record(name, ok, err)
+    ngx.update_time()
+    local started = ngx_now()
+    local ok, err = probe_once(peers[name])
+    local changed = tracker:record(name, ok, err, started)
     if changed == "down" then
         log(WARN, "app node ", name, " is down: ", err)
     elseif changed == "up" then
@@ -201,14 +203,13 @@ function _M.route(id)
     ngx.ctx.dp_order = order
 end
 
--- balance sets the peer: the id's node, and on a retry (proxy_next_upstream)
--- the next in the ranking made for this request (at most a read timeout
--- ago: a node that went down since costs the retry, not a 5xx). nginx
--- does not count an error on a kept-alive connection as a try (the node
--- may just have closed it), so it can ask for more peers than the ranking
--- has: those go to the last node again, on a new connection, not back to
--- the first, which failed first (nginx's tries and
--- proxy_next_upstream_timeout bound the whole).
+-- balance sets the peer of each try: first the id's node; after a
+-- failure (proxy_next_upstream) the same node once more with the long
+-- read timeout when it has answered a probe since that try began (alive,
+-- this page is slow), else the next node in the ranking made for this
+-- request. nginx does not count an error on a kept-alive connection as a
+-- try, so it may ask past the ranking's end: the last node again, on a new
+-- connection. proxy_next_upstream_tries and _timeout bound the whole.
 function _M.balance()
     local ctx = ngx.ctx
     local order = ctx.dp_order
@@ -216,20 +217,34 @@ function _M.balance()
         log(ERR, "balancer without a route for ", ngx.var.uri) -- a bug: route() runs first
         return ngx.exit(ngx.ERROR)
     end
-    local i = (ctx.dp_try or 0) + 1
-    local name = order[i] or order[#order]
-    ctx.dp_try = i
-    if i == 1 and #order > 1 then
-        local ok, err = balancer.set_more_tries(#order - 1)
+    local k = ctx.dp_k
+    local again = false
+    if not k then
+        k = 1
+        -- the other nodes, and the same node once more
+        local ok, err = balancer.set_more_tries(#order)
         if not ok then
             log(WARN, "set more tries: ", err)
         end
+    elseif not ctx.dp_again and tracker:ok_since(order[k], ctx.dp_try_start) then
+        again = true
+        ctx.dp_again = true
+    elseif k < #order then
+        k = k + 1
     end
-    local peer = peers[name]
+    ctx.dp_k = k
+    ctx.dp_try_start = ngx_now()
+    local peer = peers[order[k]]
     local ok, err = balancer.set_current_peer(peer.host, peer.port)
     if not ok then
-        log(ERR, "set peer ", name, ": ", err)
+        log(ERR, "set peer ", order[k], ": ", err)
         return ngx.exit(ngx.ERROR)
+    end
+    if again then
+        ok, err = balancer.set_timeouts(nil, nil, config.slow_timeout)
+        if not ok then
+            log(WARN, "set timeouts: ", err)
+        end
     end
 end
 
@@ -247,6 +262,7 @@ function _M.status()
         st.node = name
         st.healthy = tracker:is_up(name)
         st.last_probe = st.last_probe or cjson.null
+        st.last_ok = st.last_ok or cjson.null
         st.last_probe_age_ms = st.last_probe_age_ms or cjson.null
         st.since = st.since or cjson.null
         st.last_error = st.last_error or cjson.null
@@ -259,11 +275,10 @@ function _M.status()
             timeout_ms = config.timeout * 1000,
             fall = config.fall,
             rise = config.rise,
+            slow_timeout_ms = config.slow_timeout * 1000,
             path = config.path,
         },
     })
 end
-
-_M._config = function() return config end -- for tests
 
 return _M

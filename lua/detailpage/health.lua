@@ -52,15 +52,28 @@ function _M.is_up(self, node)
     return self.dict:get(key(node, "state")) ~= "down"
 end
 
--- record takes one probe's outcome. It returns the new state when this
--- probe changed it ("up" or "down"), else nil.
-function _M.record(self, node, ok, err)
+-- ok_since tells whether a probe that started at or after t succeeded:
+-- the node was alive then, whatever a request to it is doing.
+function _M.ok_since(self, node, t)
+    local last_ok = self.dict:get(key(node, "ok_start"))
+    return last_ok ~= nil and last_ok >= t
+end
+
+-- record takes one probe's outcome; started is when the probe began
+-- (default: now). It returns the new state when this probe changed it
+-- ("up" or "down"), else nil.
+function _M.record(self, node, ok, err, started)
     local d = self.dict
     local now = self.now()
     d:set(key(node, "last"), now)
     d:incr(key(node, "probes"), 1, 0)
     local state = self:state(node)
     if ok then
+        local k = key(node, "ok_start")
+        local t = started or now
+        if (d:get(k) or 0) < t then
+            d:set(k, t)
+        end
         d:set(key(node, "fails"), 0)
         local oks = d:incr(key(node, "oks"), 1, 0)
         if state == "unknown" or (state == "down" and oks >= self.rise) then
@@ -89,6 +102,7 @@ function _M.status(self, node)
     return {
         state = self:state(node),
         last_probe = last,
+        last_ok = d:get(key(node, "ok_start")),
         last_probe_age_ms = last and math.floor((self.now() - last) * 1000 + 0.5) or nil,
         since = d:get(key(node, "since")),
         failures = d:get(key(node, "fails")) or 0,

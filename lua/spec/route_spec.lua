@@ -161,6 +161,18 @@ describe("health", function()
         assert.equal(0, h:status("a").failures)
     end)
 
+    it("knows whether a probe that started after a moment succeeded", function()
+        assert.is_false(h:ok_since("a", 999))
+        h:record("a", true, nil, 1000.1)
+        assert.is_true(h:ok_since("a", 1000.1))
+        assert.is_false(h:ok_since("a", 1000.2))
+        -- an older probe finishing late does not move it back
+        h:record("a", true, nil, 1000.05)
+        assert.is_true(h:ok_since("a", 1000.1))
+        h:record("a", nil, "timeout", 1000.3)
+        assert.is_false(h:ok_since("a", 1000.2))
+    end)
+
     it("keeps nodes apart", function()
         h:record("a", nil, "x")
         h:record("b", true)

@@ -123,6 +123,7 @@ func RenderNginx(n Nginx) (string, error) {
 		"host": func(addr string) string { h, _, _ := net.SplitHostPort(addr); return h },
 		"port": func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p },
 		"lua":  func(s string) string { return fmt.Sprintf("%q", s) },
+		"inc":  func(i int) int { return i + 1 },
 	}).ParseFiles(src)
 	if err != nil {
 		return "", fmt.Errorf("nginx: %w", err)

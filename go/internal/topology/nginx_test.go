@@ -37,7 +37,7 @@ func TestRenderDist(t *testing.T) {
 		`{ name = "localhost:8082", host = "127.0.0.1", port = 8082 },`, // resolved for ngx.balancer
 		"listen 127.0.0.1:18070;",
 		"balancer_by_lua_block",
-		"proxy_next_upstream_tries 2;",
+		"proxy_next_upstream_tries 3;",
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("rendered dist config lacks %q", want)
