@@ -118,8 +118,8 @@ function _M.init(opts)
     tracker = health.new(dict, { fall = config.fall, rise = config.rise }, ngx_now)
 end
 
--- probe_once sends one GET and reads the status line.
-local function probe_once(peer)
+-- probe sends one GET and reads the status line.
+local function probe(peer)
     local t = config.timeout * 1000
     local sock = tcp()
     sock:settimeouts(t, t, t)
@@ -148,7 +148,7 @@ end
 local function check(name)
     ngx.update_time()
     local started = ngx_now()
-    local ok, err = probe_once(peers[name])
+    local ok, err = probe(peers[name])
     local changed = tracker:record(name, ok, err, started)
     if changed == "down" then
         log(WARN, "app node ", name, " is down: ", err)
@@ -217,20 +217,18 @@ function _M.balance()
         log(ERR, "balancer without a route for ", ngx.var.uri) -- a bug: route() runs first
         return ngx.exit(ngx.ERROR)
     end
-    local k = ctx.dp_k
-    local again = false
-    if not k then
-        k = 1
-        -- the other nodes, and the same node once more
+    local last = ctx.dp_k
+    local k, again = route.next_try(#order, last, ctx.dp_again,
+        last ~= nil and tracker:ok_since(order[last], ctx.dp_try_start))
+    if not last then
+        -- the other nodes, and one node once more
         local ok, err = balancer.set_more_tries(#order)
         if not ok then
             log(WARN, "set more tries: ", err)
         end
-    elseif not ctx.dp_again and tracker:ok_since(order[k], ctx.dp_try_start) then
-        again = true
+    end
+    if again then
         ctx.dp_again = true
-    elseif k < #order then
-        k = k + 1
     end
     ctx.dp_k = k
     ctx.dp_try_start = ngx_now()

@@ -5,7 +5,8 @@
 -- among those that are up. An id keeps its node while that node is up;
 -- when a node goes down only its ids move (each to its own second choice,
 -- so they spread over the others), and they move back when it returns.
--- The ranking also gives the order of retries for the request in flight.
+-- The ranking also gives the order of retries for the request in flight
+-- (next_try).
 --
 -- Pure Lua (LuaJIT's bit library), no ngx: unit-tested with busted.
 
@@ -84,6 +85,30 @@ function _M.rank(names, id, up)
         end
     end
     return out
+end
+
+-- next_try picks the node of a request's next try, as an index into its
+-- ranking of n nodes.
+--   k            index of the node of the last try (nil: the first try)
+--   asked_again  whether the request already went to a node a second time
+--   alive        whether that node answered a health probe that started
+--                after the last try began
+-- A node that is alive but slow is asked once more (the caller gives that
+-- try a long timeout): it holds the page or its stale copy. Otherwise the
+-- next node. Past the end (nginx asks again after an error on a kept-alive
+-- connection, which it does not count as a try): the last node again.
+-- Returns the index and whether this is the second ask of the same node.
+function _M.next_try(n, k, asked_again, alive)
+    if not k then
+        return 1, false
+    end
+    if not asked_again and alive then
+        return k, true
+    end
+    if k < n then
+        return k + 1, false
+    end
+    return n, false
 end
 
 return _M

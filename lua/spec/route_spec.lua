@@ -105,6 +105,28 @@ describe("route.rank", function()
     end)
 end)
 
+describe("route.next_try", function()
+    it("starts with the id's node", function()
+        assert.same({ 1, false }, { route.next_try(2, nil, false, false) })
+    end)
+
+    it("asks a node that still answers probes once more", function()
+        assert.same({ 1, true }, { route.next_try(2, 1, false, true) })
+        -- only once: then the next node
+        assert.same({ 2, false }, { route.next_try(2, 1, true, true) })
+    end)
+
+    it("moves on from a node that answered no probe since (hung)", function()
+        assert.same({ 2, false }, { route.next_try(2, 1, false, false) })
+        assert.same({ 3, false }, { route.next_try(3, 2, false, false) })
+    end)
+
+    it("stays on the last node past the end of the ranking", function()
+        assert.same({ 2, false }, { route.next_try(2, 2, true, false) })
+        assert.same({ 1, false }, { route.next_try(1, 1, true, true) })
+    end)
+end)
+
 -- fake_dict implements the shdict calls health uses.
 local function fake_dict()
     local data = {}
