@@ -298,6 +298,62 @@ func TestBothAppNodesHungServedByDirect(t *testing.T) {
 	}
 }
 
+// A slow page is not a hung node: a page the app tier takes longer than
+// the dist tier's 200 ms try to build (rebuilt from a slow source) stays
+// on its node, which answers health probes meanwhile, instead of moving
+// to the other node or the direct-data service. (With Redis down that
+// node is the one holding the stale copy.)
+func TestSlowPageStaysOnItsNode(t *testing.T) {
+	id := coldIDs(1)[0]
+	key := "item:{" + id + "}"
+	main := redisClient(t, shared.Config().Ports.RedisMain)
+	replica := redisClient(t, shared.Config().Ports.RedisReplica)
+	if err := main.Del(t.Context(), key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 3*time.Second, func() error {
+		if n := replica.Exists(t.Context(), key).Val(); n != 0 {
+			return fmt.Errorf("the replica still has %s", key)
+		}
+		return nil
+	})
+	faults := topology.URL(shared.Config().Ports.Source) + "/_admin/faults"
+	sourceAdmin := func(method, body string) {
+		t.Helper()
+		req, err := http.NewRequest(method, faults, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s: %s", method, faults, resp.Status)
+		}
+	}
+	sourceAdmin(http.MethodPost, `{"service":"product","latency_ms":400}`)
+	t.Cleanup(func() { sourceAdmin(http.MethodDelete, "") })
+
+	start := time.Now()
+	slow := MustGetPage(t, pageURL(shared, id))
+	took := time.Since(start)
+	sourceAdmin(http.MethodDelete, "")
+	t.Logf("slow page: %s, status %d from %s (X-Cache %s)", took.Round(time.Millisecond), slow.status, slow.servedBy, slow.cache)
+	if slow.status != http.StatusOK {
+		t.Fatalf("status %d, want 200", slow.status)
+	}
+	if took < 300*time.Millisecond {
+		t.Fatalf("the page took %s: the source's 400 ms latency did not make it slow, nothing tested", took)
+	}
+	owner := MustGetPage(t, pageURL(shared, id)).servedBy
+	if slow.servedBy != owner {
+		t.Errorf("the slow page came from %q, its node is %q: a slow page moved as if its node were hung", slow.servedBy, owner)
+	}
+}
+
 // The dist admin port answers only with the token; the public port has no
 // admin at all.
 func TestDistAdminNeedsToken(t *testing.T) {
