@@ -23,7 +23,8 @@ const MaxID = 999_999_999_999_999_999
 // MaxBatch is the most ids one batch lookup may name.
 const MaxBatch = 100
 
-// Dimension names one part of a product, each owned by one source service.
+// Dimension names one part of a product, each owned by one source service
+// (see Kinds): the name in change events and the Redis key suffix.
 type Dimension string
 
 const (
@@ -34,9 +35,6 @@ const (
 	DimStock       Dimension = "stock"     // stock service
 	DimRecommend   Dimension = "recommend" // recommendation service
 )
-
-// ProductDimensions lists the dimensions a page document is built from.
-var ProductDimensions = []Dimension{DimBase, DimDescription, DimSpec, DimPrice, DimStock, DimRecommend}
 
 // Valid reports whether d is a known product dimension.
 func (d Dimension) Valid() bool {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
 )
 
 // Fault is what an operator injects into one source service to rehearse
@@ -20,8 +22,8 @@ type Fault struct {
 }
 
 func (f *Fault) validate() error {
-	if _, ok := serviceKinds[f.Service]; !ok {
-		return fmt.Errorf("service: unknown %q (want one of %s)", f.Service, serviceNames())
+	if _, ok := catalog.KindByName(f.Service); !ok {
+		return fmt.Errorf("service: unknown %q (want one of %s)", f.Service, catalog.KindNames())
 	}
 	if f.LatencyMS < 0 || f.LatencyMS > 60_000 {
 		return fmt.Errorf("latency_ms: want 0 to 60000")
@@ -57,7 +59,7 @@ func (f *faults) list() []Fault {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := []Fault{}
-	for _, name := range serviceNames() {
+	for _, name := range catalog.KindNames() {
 		if x, ok := f.m[name]; ok {
 			out = append(out, x)
 		}

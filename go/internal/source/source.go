@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,38 +58,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// serviceKinds maps the service names used by faults and stats (and in
-// URLs, pluralised) to their record kinds.
-var serviceKinds = map[string]sqlite.Kind{
-	"product":        sqlite.KindProduct,
-	"shop":           sqlite.KindShop,
-	"description":    sqlite.KindDescription,
-	"spec":           sqlite.KindSpec,
-	"price":          sqlite.KindPrice,
-	"stock":          sqlite.KindStock,
-	"recommendation": sqlite.KindRecommend,
-}
-
-// pathServices maps the URL segment after /api/ to a service name.
-var pathServices = map[string]string{
-	"products":        "product",
-	"shops":           "shop",
-	"descriptions":    "description",
-	"specs":           "spec",
-	"prices":          "price",
-	"stock":           "stock",
-	"recommendations": "recommendation",
-}
-
-func serviceNames() []string {
-	names := make([]string, 0, len(serviceKinds))
-	for n := range serviceKinds {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // Service is a running source service.
 type Service struct {
 	cfg      Config
@@ -116,8 +83,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), reg: server.NewRegistry()}
-	for name := range serviceKinds {
-		s.stats[name] = &serviceStats{}
+	for _, k := range catalog.Kinds {
+		s.stats[k.Name] = &serviceStats{}
 	}
 	if err := s.seedOnce(ctx); err != nil {
 		db.Close()
@@ -150,7 +117,7 @@ func (s *Service) seedOnce(ctx context.Context) error {
 		for id := int64(1); id <= n; id++ {
 			b := seed.Item(id, shops, n)
 			b.Desc.HTML = s.sanitize.Sanitize(b.Desc.HTML)
-			if !yield(sqlite.ProductRecords{Product: b.Product, Desc: b.Desc, Spec: b.Spec, Price: b.Price, Stock: b.Stock, Recommend: b.Recommend}) {
+			if !yield(b.Records()) {
 				return
 			}
 		}
@@ -190,15 +157,15 @@ func (s *Service) Close() error {
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
 	e := server.NewEngine(s.log, s.reg, func(ctx context.Context) error {
-		_, err := s.db.Count(ctx, sqlite.KindShop)
+		_, err := s.db.Count(ctx, catalog.KindShop)
 		return err
 	})
 	api := e.Group("/api")
 	api.GET("/products/ids", s.productIDs)
-	for seg, name := range pathServices {
-		api.GET("/"+seg, s.batch(name))
-		api.GET("/"+seg+"/:id", s.get(name))
-		api.PUT("/"+seg+"/:id", s.put(name))
+	for _, k := range catalog.Kinds {
+		api.GET("/"+k.Segment, s.batch(k))
+		api.GET("/"+k.Segment+"/:id", s.get(k))
+		api.PUT("/"+k.Segment+"/:id", s.put(k))
 	}
 	admin := e.Group("/_admin", server.RequireToken(s.cfg.AdminToken))
 	admin.GET("/faults", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"faults": s.faults.list()}) })
@@ -241,8 +208,8 @@ func (s *Service) begin(c *gin.Context, service string) func() {
 	return st.leave
 }
 
-func (s *Service) get(service string) gin.HandlerFunc {
-	kind := serviceKinds[service]
+func (s *Service) get(kind *catalog.Kind) gin.HandlerFunc {
+	service := kind.Name
 	return func(c *gin.Context) {
 		id, err := catalog.ParseID(c.Param("id"))
 		if err != nil {
@@ -272,8 +239,8 @@ func (s *Service) get(service string) gin.HandlerFunc {
 // A batch lookup answers {"items":[...],"missing":[...]}: the records found,
 // in the order asked, and the ids that do not exist. Callers match by id.
 
-func (s *Service) batch(service string) gin.HandlerFunc {
-	kind := serviceKinds[service]
+func (s *Service) batch(kind *catalog.Kind) gin.HandlerFunc {
+	service := kind.Name
 	return func(c *gin.Context) {
 		ids, err := catalog.ParseIDList(c.Query("ids"))
 		if err != nil {
@@ -357,8 +324,8 @@ func (s *Service) productIDs(c *gin.Context) {
 // maxEditBody bounds an edit's body: the largest record is a description.
 const maxEditBody = 2 << 20
 
-func (s *Service) put(service string) gin.HandlerFunc {
-	kind := serviceKinds[service]
+func (s *Service) put(kind *catalog.Kind) gin.HandlerFunc {
+	service := kind.Name
 	return func(c *gin.Context) {
 		id, err := catalog.ParseID(c.Param("id"))
 		if err != nil {
@@ -389,24 +356,8 @@ func (s *Service) put(service string) gin.HandlerFunc {
 
 // decodeEdit parses a full JSON record strictly (unknown fields, trailing
 // data and wrong types are errors) and validates it.
-func (s *Service) decodeEdit(kind sqlite.Kind, body io.Reader) (any, error) {
-	var rec interface{ Validate() error }
-	switch kind {
-	case sqlite.KindProduct:
-		rec = &catalog.Product{}
-	case sqlite.KindShop:
-		rec = &catalog.Shop{}
-	case sqlite.KindDescription:
-		rec = &catalog.Description{}
-	case sqlite.KindSpec:
-		rec = &catalog.Spec{}
-	case sqlite.KindPrice:
-		rec = &catalog.Price{}
-	case sqlite.KindStock:
-		rec = &catalog.Stock{}
-	case sqlite.KindRecommend:
-		rec = &catalog.Recommendations{}
-	}
+func (s *Service) decodeEdit(kind *catalog.Kind, body io.Reader) (catalog.Record, error) {
+	rec := kind.New()
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(rec); err != nil {
