@@ -3,8 +3,9 @@
 // that cancels the call's context, a circuit breaker, a fallback with its
 // own concurrency bound, panic recovery, and metrics for Prometheus and the
 // Hystrix dashboard. Beside commands it offers a request collapser
-// (Collapser), a per-request memo (WithRequestCache, Cached) and fallback
-// chains that record which link served (Chain).
+// (Collapser), a per-request memo (WithRequestCache, Cached, CachedMany;
+// every page aggregation in pagedoc runs under one) and fallback chains
+// that record which link served (Chain).
 //
 // # What is ours and what is hystrix-go's
 //
