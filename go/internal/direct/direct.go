@@ -3,7 +3,10 @@
 // no app node answers. Lookup order: an in-process size-bounded cache →
 // Redis main → a rebuild from the source services (written back to Redis
 // main with versioned compare-and-set, so racing the sync service is
-// harmless).
+// harmless). Below the local cache the lookup is a fallback chain
+// (resilience.Chain, ItemChain and ShopChain): fresh (Redis main, else a
+// rebuild) → the last good local copy, however old → a clear 503; the
+// chain metric counts which link served.
 //
 // It is the last line before the source databases, so it carries the cache
 // protections (docs/protection.md), each of which can be turned off for
@@ -53,6 +56,16 @@ import (
 // runs as: its MaxConcurrent is the rebuild concurrency limit.
 const RebuildCommand = "direct.rebuild"
 
+// The fallback chains of the read path, as counted in
+// detailpage_resilience_fallback_chain_served_total{chain, link}: link
+// fresh (Redis main, else a rebuild from the source), last_good (the local
+// copy, however old; only with Config.Stale), or none (every link failed:
+// 503 for a page, a page without its shop for a shop).
+const (
+	ItemChain = "direct.item"
+	ShopChain = "direct.shop"
+)
+
 // Config is the direct-data service's configuration.
 type Config struct {
 	Listen       string
@@ -75,8 +88,10 @@ type Config struct {
 	// growing towards their expiry (β = XFetchBeta).
 	XFetch     bool
 	XFetchBeta float64
-	// Stale keeps a document StaleTTL past its expiry and serves it while
-	// one background refresh runs (also when that refresh fails).
+	// Stale keeps expired documents: for StaleTTL past its expiry one is
+	// served at once while one background refresh runs (also when that
+	// refresh fails); after that it is kept (until the cache's size pushes
+	// it out) as the last good copy, served when a fresh read fails.
 	Stale    bool
 	StaleTTL time.Duration
 	// RebuildConcurrency bounds concurrent rebuilds from the source; beyond
@@ -188,20 +203,21 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
 		})
 	}
-	staleFor := time.Duration(0)
+	// With stale copies on, entries leave the local caches only by size
+	// (expiry is checked on read): an expired one is the stale copy, and
+	// later the last good copy. Without, they go at their longest TTL.
+	itemsTTL, shopsTTL := jittered(max(cfg.CacheTTL, cfg.NegativeTTL), 1), jittered(cfg.CacheTTL, 1)
 	if cfg.Stale {
-		staleFor = cfg.StaleTTL
+		itemsTTL, shopsTTL = 0, 0 // no expiry
 	}
 	s := &Service{
 		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer,
 		reg: server.NewRegistry(),
-		// The LRU's own TTL is the upper bound (longest jittered TTL plus
-		// the stale period); each entry's expiry is checked on read.
-		items: expirable.NewLRU[int64, *entry](cfg.CacheSize, nil, jittered(max(cfg.CacheTTL, cfg.NegativeTTL), 1)+staleFor),
-		shops: expirable.NewLRU[int64, *entry](cfg.CacheSize/10+1, nil, jittered(cfg.CacheTTL, 1)+staleFor),
+		items: expirable.NewLRU[int64, *entry](cfg.CacheSize, nil, itemsTTL),
+		shops: expirable.NewLRU[int64, *entry](cfg.CacheSize/10+1, nil, shopsTTL),
 		now:   time.Now, rand: rand.Float64,
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "detailpage_direct_lookups_total", Help: "Page document lookups by the level that answered (bloom: refused by the filter, rejected: over the rebuild limit).",
+			Name: "detailpage_direct_lookups_total", Help: "Page document lookups by the level that answered (bloom: refused by the filter, rejected: over the rebuild limit, last_good: the local copy after a failed fresh read).",
 		}, []string{"level"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "detailpage_direct_refreshes_total", Help: "Background refreshes of local entries by reason (early: XFetch, stale: expired entry served stale).",
@@ -288,11 +304,15 @@ var errMissing = fmt.Errorf("product: %w", catalog.ErrNotFound)
 // errRejected is the answer beyond the rebuild concurrency limit.
 var errRejected = fmt.Errorf("rebuild limit reached: %w", server.ErrUnavailable)
 
+// errNoCopy is the last good link's answer when it has nothing.
+var errNoCopy = errors.New("no last good copy")
+
 // Item returns the page document of id and the level that answered:
-// local, stale, redis, source, or bloom (refused by the filter).
+// local, stale, redis, source, last_good, or bloom (refused by the filter).
 func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
 	now := s.now()
-	if e, ok := s.items.Get(id); ok {
+	e, cached := s.items.Get(id)
+	if cached {
 		switch {
 		case now.Before(e.expires):
 			if s.cfg.XFetch && e.doc != nil && xfetch(now, e.expires, e.delta, s.cfg.XFetchBeta, s.rand()) {
@@ -303,7 +323,7 @@ func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
 				return nil, "local", errMissing
 			}
 			return e.doc, "local", nil
-		case s.cfg.Stale && e.doc != nil:
+		case s.cfg.Stale && e.doc != nil && now.Before(e.expires.Add(s.cfg.StaleTTL)):
 			s.refresh(id, e, "stale")
 			s.served.WithLabelValues("stale").Inc()
 			return e.doc, "stale", nil
@@ -313,9 +333,30 @@ func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
 		s.served.WithLabelValues("bloom").Inc()
 		return nil, "bloom", errMissing
 	}
-	r, err := s.load(ctx, id)
-	s.served.WithLabelValues(r.level).Inc()
-	return r.doc, r.level, err
+	level := "waiting" // unless a link runs: the caller left first
+	links := []resilience.Link[[]byte]{{Name: "fresh", Get: func(ctx context.Context) ([]byte, error) {
+		r, err := s.load(ctx, id)
+		level = r.level
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil, resilience.Permanent{Err: err} // gone: no older copy may bring it back
+		}
+		return r.doc, err
+	}}}
+	if s.cfg.Stale {
+		links = append(links, resilience.Link[[]byte]{Name: "last_good", Get: func(context.Context) ([]byte, error) {
+			if !cached || e.doc == nil {
+				return nil, errNoCopy
+			}
+			level = "last_good"
+			return e.doc, nil
+		}})
+	}
+	doc, _, err := resilience.Chain(ctx, ItemChain, links...)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) && !errors.Is(err, server.ErrUnavailable) && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", server.ErrUnavailable, err)
+	}
+	s.served.WithLabelValues(level).Inc()
+	return doc, level, err
 }
 
 type lookupResult struct {
@@ -449,13 +490,45 @@ func isMissing(doc []byte) bool {
 	return bytes.HasPrefix(doc, catalog.MissingJSON[:len(catalog.MissingJSON)-1])
 }
 
+// errNoShop is the fresh link's answer for a shop that does not exist.
+var errNoShop = fmt.Errorf("shop: %w", catalog.ErrNotFound)
+
 // Shop returns the shop document (nil when unavailable: the page copes).
-// An expired shop is served stale when it cannot be refreshed.
+// Below the local cache it is the ShopChain: fresh (Redis main, else the
+// source) → the last good local copy, however old → nil.
 func (s *Service) Shop(ctx context.Context, id int64) []byte {
 	e, ok := s.shops.Get(id)
 	if ok && s.now().Before(e.expires) {
 		return e.doc
 	}
+	links := []resilience.Link[[]byte]{{Name: "fresh", Get: func(ctx context.Context) ([]byte, error) {
+		return s.loadShop(ctx, id)
+	}}}
+	if s.cfg.Stale {
+		links = append(links, resilience.Link[[]byte]{Name: "last_good", Get: func(context.Context) ([]byte, error) {
+			if !ok || e.doc == nil {
+				return nil, errNoCopy
+			}
+			return e.doc, nil
+		}})
+	}
+	doc, _, err := resilience.Chain(ctx, ShopChain, links...)
+	switch {
+	case err == nil:
+		return doc
+	case errors.Is(err, catalog.ErrNotFound) || ctx.Err() != nil:
+		s.log.Debug("page rendered without its shop", "shop", id, "error", err)
+	default:
+		s.log.Warn("shop unavailable; page rendered without it", "shop", id, "error", err)
+	}
+	return nil
+}
+
+// loadShop reads a shop from Redis main, else rebuilds it from the source,
+// once per id at a time, and caches it; errNoShop (Permanent) when the
+// source does not have it. The read runs on the service's context, so a
+// caller that gives up does not fail the others waiting on the flight.
+func (s *Service) loadShop(ctx context.Context, id int64) ([]byte, error) {
 	ch := s.flight.DoChan("s"+strconv.FormatInt(id, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(s.bg, s.cfg.LoadTimeout)
 		defer cancel()
@@ -468,27 +541,22 @@ func (s *Service) Shop(ctx context.Context, id int64) []byte {
 				return s.asm.Shops(ctx, []int64{id})
 			})
 			doc = res.Docs[id]
+			if err == nil && doc == nil {
+				err = resilience.Permanent{Err: errNoShop}
+			}
 		}
-		if err == nil && doc != nil {
+		if err == nil {
 			s.shops.Add(id, &entry{doc: doc, version: docVersion(doc), expires: s.now().Add(jittered(s.cfg.CacheTTL, s.rand()))})
 		}
 		return doc, err
 	})
-	var res singleflight.Result
 	select {
-	case res = <-ch:
+	case res := <-ch:
+		b, _ := res.Val.([]byte)
+		return b, res.Err
 	case <-ctx.Done():
-		res.Err = ctx.Err()
+		return nil, ctx.Err()
 	}
-	if res.Err != nil {
-		if ok && e.doc != nil {
-			return e.doc
-		}
-		s.log.Warn("shop unavailable; page rendered without it", "shop", id, "error", res.Err)
-		return nil
-	}
-	b, _ := res.Val.([]byte)
-	return b
 }
 
 // unavailable logs a failed lookup: quietly when it is the rebuild limit

@@ -5,7 +5,8 @@
 // Hystrix dashboard. Beside commands it offers a request collapser
 // (Collapser), a per-request memo (WithRequestCache, Cached, CachedMany;
 // every page aggregation in pagedoc runs under one) and fallback chains
-// that record which link served (Chain).
+// that record which link served (Chain; the direct-data service's read
+// path is one).
 //
 // # What is ours and what is hystrix-go's
 //
