@@ -212,7 +212,7 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer,
-		reg: server.NewRegistry(),
+		reg:   server.NewRegistry(),
 		items: expirable.NewLRU[int64, *entry](cfg.CacheSize, nil, itemsTTL),
 		shops: expirable.NewLRU[int64, *entry](cfg.CacheSize/10+1, nil, shopsTTL),
 		now:   time.Now, rand: rand.Float64,
