@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -44,6 +45,15 @@ func TestRequestCache(t *testing.T) {
 		if err := main.Del(ctx, segs[0]).Err(); err != nil {
 			t.Fatal(err)
 		}
+		// A rebuild at the same version cannot replace the broken value
+		// (the compare-and-set wants a newer one): a newer edit does.
+		t.Cleanup(func() {
+			MustPut(t, fmt.Sprintf("/api/descriptions/%d", id), map[string]string{"html": "<p>restored</p>"})
+			MustCaughtUp(t, shared, 30*time.Second)
+			if _, err := store.Get(context.Background(), redisstore.DimKey(id, catalog.DimDescription)); err != nil {
+				t.Errorf("description of %d not repaired by a newer edit: %v", id, err)
+			}
+		})
 
 		MustSourceStats(t, shared, http.MethodDelete)
 		amount := fmt.Sprintf("%d.%02d", 1000+time.Now().Unix()%1000, time.Now().Nanosecond()%100)
