@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
@@ -234,7 +235,7 @@ func (s *Service) consume(ctx context.Context, topic string) {
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("fetch failed", "error", err)
-				sleep(ctx, time.Second)
+				_ = backoff.Sleep(ctx, failPause) // ctx done: the loop ends
 			}
 			continue
 		}
@@ -255,7 +256,7 @@ func (s *Service) consume(ctx context.Context, topic string) {
 // reports whether the batch may be committed.
 func (s *Service) handleOrRetry(ctx context.Context, topic string, msgs []kafkago.Message, log *slog.Logger) bool {
 	dctx := context.WithoutCancel(ctx) // a started batch finishes on shutdown
-	backoff := 100 * time.Millisecond
+	retry := localRetry.Start()
 	for {
 		err := s.handle(dctx, topic, msgs)
 		if err == nil {
@@ -267,13 +268,20 @@ func (s *Service) handleOrRetry(ctx context.Context, topic string, msgs []kafkag
 			s.m.events.WithLabelValues(topic, "retried").Add(float64(len(msgs)))
 			return true
 		}
-		log.Warn("retry topic unavailable; retrying the batch here", "error", rerr, "retry_in", backoff.String())
-		if !sleep(ctx, backoff) {
+		d := retry.Next()
+		log.Warn("retry topic unavailable; retrying the batch here", "error", rerr, "retry_in", d.String())
+		if backoff.Sleep(ctx, d) != nil {
 			return false // not committed: the group replays it
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
+
+// localRetry is the backoff of a batch retried here because the retry
+// topic is unavailable.
+var localRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+
+// failPause is the wait after a failed fetch or hand-off to the retry topic.
+const failPause = time.Second
 
 // fetchBatch waits for one message, then gathers more for up to BatchWait:
 // that window is also what deduplicates repeated changes of one id.
@@ -434,11 +442,7 @@ func deadLetter(m kafkago.Message, reason string) kafkago.Message {
 
 // delay is the backoff before attempt n (1-based).
 func (s *Service) delay(attempt int) time.Duration {
-	d := s.cfg.RetryBase
-	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, s.cfg.RetryMax)
+	return backoff.Policy{Base: s.cfg.RetryBase, Max: s.cfg.RetryMax}.Delay(attempt)
 }
 
 // toRetry hands msgs to the retry topic after their attempt-th failed try,
@@ -480,12 +484,12 @@ func (s *Service) consumeRetries(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("fetch failed", "error", err)
-				sleep(ctx, time.Second)
+				_ = backoff.Sleep(ctx, failPause) // ctx done: the loop ends
 			}
 			continue
 		}
 		due, _ := strconv.ParseInt(header(m, hdrDue), 10, 64)
-		if wait := time.Until(time.UnixMilli(due)); wait > 0 && !sleep(ctx, wait) {
+		if backoff.Sleep(ctx, time.Until(time.UnixMilli(due))) != nil {
 			return // uncommitted: handled after the restart
 		}
 		attempt, _ := strconv.Atoi(header(m, hdrAttempt))
@@ -493,7 +497,7 @@ func (s *Service) consumeRetries(ctx context.Context) {
 		if err := s.handle(dctx, catalog.TopicRetry, []kafkago.Message{m}); err != nil {
 			log.Warn("retry failed", "attempt", attempt, "key", string(m.Key), "error", err)
 			for s.toRetry(dctx, []kafkago.Message{m}, attempt+1, err) != nil {
-				if !sleep(ctx, time.Second) {
+				if backoff.Sleep(ctx, failPause) != nil {
 					return
 				}
 			}
@@ -516,15 +520,4 @@ func commit(ctx context.Context, r *kafkago.Reader, msgs ...kafkago.Message) err
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return r.CommitMessages(cctx, msgs...)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
