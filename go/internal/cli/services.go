@@ -16,7 +16,6 @@ import (
 	"github.com/detailpage/detailpage/go/internal/broker"
 	"github.com/detailpage/detailpage/go/internal/direct"
 	"github.com/detailpage/detailpage/go/internal/kafka"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/source"
 	"github.com/detailpage/detailpage/go/internal/syncer"
 	"github.com/detailpage/detailpage/go/internal/topology"
@@ -37,7 +36,7 @@ func runBroker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("broker", *lvl)
+	log, err := newLogger("broker", *lvl)
 	if err != nil {
 		return err
 	}
@@ -55,7 +54,7 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("source", *lvl)
+	log, err := newLogger("source", *lvl)
 	if err != nil {
 		return err
 	}
@@ -63,10 +62,12 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tel, stopTel := newTelemetry()
+	defer stopTel()
 	svc, err := source.Open(ctx, source.Config{
 		Listen: *listen, DBPath: *db, Brokers: bl, AdminToken: os.Getenv(envToken),
 		SeedProducts: *products, SeedShops: *shops,
-	}, log)
+	}, log, tel)
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("sync", *lvl)
+	log, err := newLogger("sync", *lvl)
 	if err != nil {
 		return err
 	}
@@ -99,10 +100,12 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tel, stopTel := newTelemetry()
+	defer stopTel()
 	svc, err := syncer.Open(syncer.Config{
 		Listen: *listen, Brokers: bl, Redis: *rds, SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
 		MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
-	}, log)
+	}, log, tel)
 	if err != nil {
 		return err
 	}
@@ -134,20 +137,22 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("direct", *lvl)
+	log, err := newLogger("direct", *lvl)
 	if err != nil {
 		return err
 	}
 	if *bloomCap < 1 {
 		return fmt.Errorf("direct: --bloom-capacity must be at least 1")
 	}
+	tel, stopTel := newTelemetry()
+	defer stopTel()
 	svc, err := direct.Open(direct.Config{
 		Listen: *listen, Redis: *rds, SourceURL: *src, TemplatesDir: *tmpl,
 		CacheSize: *size, CacheTTL: *ttl, NegativeTTL: *neg,
 		Bloom: *bloom, BloomCapacity: uint(*bloomCap), BloomFPRate: *bloomFP,
 		SingleFlight: *single, XFetch: *xfetch, XFetchBeta: *beta, Stale: *stale, StaleTTL: *staleTTL,
 		RebuildConcurrency: *limit, LoadTimeout: def.LoadTimeout,
-	}, log)
+	}, log, tel)
 	if err != nil {
 		return err
 	}

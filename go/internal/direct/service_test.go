@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -48,7 +51,7 @@ func MustService(tb testing.TB, edit func(*Config)) *harness {
 	if edit != nil {
 		edit(&cfg)
 	}
-	svc, err := Open(cfg, slog.New(slog.DiscardHandler))
+	svc, err := Open(cfg, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -222,6 +225,14 @@ func TestRebuildLimitFailsFast(t *testing.T) {
 		}
 		return nil
 	})
+	// Over HTTP the rejection is a 503 with Retry-After, JSON and page alike.
+	for _, path := range []string{"/api/item/23", "/item/24.html"} {
+		w := httptest.NewRecorder()
+		h.svc.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Errorf("GET %s: %d Retry-After %q, want 503 with Retry-After", path, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
 	start := time.Now()
 	_, level, err := h.svc.Item(t.Context(), 22)
 	if level != "rejected" || !errors.Is(err, errRejected) {
@@ -232,6 +243,37 @@ func TestRebuildLimitFailsFast(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("the rebuild within the limit failed: %v", err)
+	}
+}
+
+// Every handler answers through httpapi's one error mapping: bad input is a
+// 400 with the reason, a missing product a 404, a page URL that names no
+// product the 404 page.
+func TestHandlerStatuses(t *testing.T) {
+	h := MustService(t, nil)
+	missing := fmt.Sprint(testutil.SourceProducts + 500)
+	tests := []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/api/item/7", 200, `"version"`},
+		{"/api/item/abc", 400, "want 1 to 18 digits"},
+		{"/api/item/0", 400, "positive"},
+		{"/api/item/" + missing, 404, "not found"},
+		{"/item/7.html", 200, "<html"},
+		{"/item/" + missing + ".html", 404, string(h.svc.renderer.NotFound())},
+		{"/item/abc.html", 404, string(h.svc.renderer.NotFound())},
+		{"/item/7.htm", 404, string(h.svc.renderer.NotFound())},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			h.svc.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.body) {
+				t.Fatalf("%d %.200q, want %d with %.80q", w.Code, w.Body, tc.status, tc.body)
+			}
+		})
 	}
 }
 

@@ -28,11 +28,11 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
@@ -86,7 +86,7 @@ type Service struct {
 	asm      *pagedoc.Assembler
 	producer *kafkago.Writer // retry and DLQ
 	ln       net.Listener
-	reg      *prometheus.Registry
+	tel      httpapi.Telemetry
 	m        metrics
 }
 
@@ -98,7 +98,7 @@ type metrics struct {
 }
 
 // Open connects the clients and binds the listener.
-func Open(cfg Config, log *slog.Logger) (*Service, error) {
+func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 	s := &Service{
 		cfg: cfg, log: log, store: store, asm: pagedoc.New(src, store),
 		producer: kafka.NewWriter(cfg.Brokers),
-		reg:      server.NewRegistry(),
+		tel:      tel,
 		m: metrics{
 			events: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "detailpage_sync_events_total", Help: "Change events handled, by topic and outcome (applied, retried, dead_lettered).",
@@ -130,11 +130,11 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 			}, []string{"topic"}),
 		},
 	}
-	s.reg.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
+	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
 	kp := resilience.Defaults(CmdKafkaProduce)
 	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
 	resilience.Configure(kp)
-	if s.ln, err = server.Listen(cfg.Listen); err != nil {
+	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -169,8 +169,8 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.consume(ctx, topic) })
 	}
 	wg.Go(func() { s.consumeRetries(ctx) })
-	e := server.NewEngine(s.log, s.reg, s.store.Ping)
-	err := server.Serve(ctx, s.ln, e, s.log)
+	e := httpapi.NewEngine(s.log, s.tel, s.store.Ping)
+	err := httpapi.Serve(ctx, s.ln, e, s.log)
 	cancel()
 	wg.Wait()
 	return err
