@@ -53,6 +53,32 @@ import (
 // runs as: its MaxConcurrent is the rebuild concurrency limit.
 const RebuildCommand = "direct.rebuild"
 
+// RedisGetCommand is the resilience command of the service's own reads of
+// one page or shop document from Redis main, on the serving path: a short
+// timeout, many in flight. (The page builder's MGETs while rebuilding are
+// pagedoc's redis.main.read, configured apart.)
+const RedisGetCommand = "direct.redis.get"
+
+// Commands returns the resilience commands the service runs with cfg, with
+// their default settings: its own, the page builder's and the source
+// client's.
+func Commands(cfg Config) []resilience.Command {
+	cmds := []resilience.Command{{
+		Name: RedisGetCommand, Timeout: 200 * time.Millisecond, MaxConcurrent: 256,
+		RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second,
+	}}
+	if cfg.RebuildConcurrency > 0 {
+		// A bulkhead only: the source calls inside have their own circuits,
+		// so this one never opens (rejections count as errors in hystrix).
+		cmds = append(cmds, resilience.Command{
+			Name: RebuildCommand, Timeout: cfg.LoadTimeout + time.Second, MaxConcurrent: cfg.RebuildConcurrency,
+			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
+		})
+	}
+	cmds = append(cmds, pagedoc.Commands()...)
+	return append(cmds, sourceclient.Commands()...)
+}
+
 // Config is the direct-data service's configuration.
 type Config struct {
 	Listen       string
@@ -84,6 +110,9 @@ type Config struct {
 	RebuildConcurrency int
 	// LoadTimeout bounds one lookup below the local cache (Redis + rebuild).
 	LoadTimeout time.Duration
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
 }
 
 // Defaults returns a configuration with every protection on.
@@ -149,6 +178,7 @@ type Service struct {
 	closed     bool
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
+	release    func() // of the commands' configuration
 
 	// Injectable for tests.
 	now  func() time.Time
@@ -173,28 +203,21 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(cfg), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("direct: %w", err)
+	}
 	store, err := redisstore.Open(cfg.Redis)
 	if err != nil {
+		release()
 		return nil, err
-	}
-	resilience.Configure(resilience.Command{
-		Name: "redis.main.read", Timeout: 200 * time.Millisecond, MaxConcurrent: 256,
-		RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second,
-	})
-	if cfg.RebuildConcurrency > 0 {
-		// A bulkhead only: the source calls inside have their own circuits,
-		// so this one never opens (rejections count as errors in hystrix).
-		resilience.Configure(resilience.Command{
-			Name: RebuildCommand, Timeout: cfg.LoadTimeout + time.Second, MaxConcurrent: cfg.RebuildConcurrency,
-			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
-		})
 	}
 	staleFor := time.Duration(0)
 	if cfg.Stale {
 		staleFor = cfg.StaleTTL
 	}
 	s := &Service{
-		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer,
+		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer, release: release,
 		tel: tel, reg: tel.Registry,
 		// The LRU's own TTL is the upper bound (longest jittered TTL plus
 		// the stale period); each entry's expiry is checked on read.
@@ -224,6 +247,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	}
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -271,6 +295,7 @@ func (s *Service) Close() error {
 		s.stop()
 		s.wg.Wait()
 		err = s.store.Close()
+		s.release()
 	})
 	return err
 }
@@ -389,7 +414,7 @@ const refreshRetry = time.Second
 
 // lookup reads Redis main, then rebuilds from the source services.
 func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) {
-	doc, err := resilience.Do(ctx, "redis.main.read", func(ctx context.Context) ([]byte, error) {
+	doc, err := resilience.Do(ctx, RedisGetCommand, func(ctx context.Context) ([]byte, error) {
 		return s.store.Get(ctx, redisstore.ItemKey(id))
 	}, func(context.Context, error) ([]byte, error) { return nil, nil }) // Redis down: rebuild
 	if err != nil {
@@ -460,7 +485,7 @@ func (s *Service) Shop(ctx context.Context, id int64) []byte {
 	ch := s.flight.DoChan("s"+strconv.FormatInt(id, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(s.bg, s.cfg.LoadTimeout)
 		defer cancel()
-		doc, err := resilience.Do(ctx, "redis.main.read", func(ctx context.Context) ([]byte, error) {
+		doc, err := resilience.Do(ctx, RedisGetCommand, func(ctx context.Context) ([]byte, error) {
 			return s.store.Get(ctx, redisstore.ShopKey(id))
 		}, func(context.Context, error) ([]byte, error) { return nil, nil })
 		if err == nil && doc == nil {

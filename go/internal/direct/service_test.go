@@ -22,6 +22,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -275,6 +276,39 @@ func TestHandlerStatuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A command has one configuration in a process: a second service with
+// other settings for it fails at start, naming the setting; the same
+// settings are fine, and once the first closes the name is free.
+func TestOpenRejectsASecondConfiguration(t *testing.T) {
+	h := MustService(t, nil)
+	open := func(edit func(*Config)) (*Service, error) {
+		cfg := h.svc.cfg
+		edit(&cfg)
+		return Open(cfg, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
+	}
+	_, err := open(func(c *Config) { c.RebuildConcurrency = 3 })
+	if err == nil || !strings.Contains(err.Error(), "direct.rebuild: configured twice differently: max_concurrent 16, then 3") {
+		t.Fatalf("err = %v, want the conflict on direct.rebuild named", err)
+	}
+	_, err = open(func(c *Config) {
+		c.Commands = []resilience.Command{{Name: RedisGetCommand, Timeout: time.Second}}
+	})
+	if err == nil || !strings.Contains(err.Error(), "direct.redis.get: configured twice differently") {
+		t.Fatalf("err = %v, want the conflict on direct.redis.get", err)
+	}
+	same, err := open(func(*Config) {})
+	if err != nil {
+		t.Fatalf("the same settings again: %v", err)
+	}
+	same.Close()
+	h.svc.Close()
+	other, err := open(func(c *Config) { c.RebuildConcurrency = 3 })
+	if err != nil {
+		t.Fatalf("after both closed: %v", err)
+	}
+	other.Close()
 }
 
 func mathFloat(b uint64) float64 { return math.Float64frombits(b) }

@@ -21,10 +21,11 @@ const relayBatch = 500
 // cmdPublish is the command of the relay's writes to Kafka.
 const cmdPublish = "kafka.produce.outbox"
 
-func init() {
+// relayCommand is the setting of cmdPublish.
+func relayCommand() resilience.Command {
 	c := resilience.Defaults(cmdPublish)
 	c.Timeout, c.MaxConcurrent = 15*time.Second, 1 // one relay; the writer retries a restarting broker itself
-	resilience.Declare(c)
+	return c
 }
 
 // Relay publishes the outbox to Kafka. A row is marked sent only after the

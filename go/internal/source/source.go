@@ -25,6 +25,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/artwork"
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/seed"
 	"github.com/detailpage/detailpage/go/internal/sqlite"
 )
@@ -37,7 +38,14 @@ type Config struct {
 	AdminToken   string
 	SeedProducts int // catalog size loaded on first start
 	SeedShops    int
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
 }
+
+// Commands returns the resilience commands the source service runs, with
+// their default settings.
+func Commands() []resilience.Command { return []resilience.Command{relayCommand()} }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
@@ -102,6 +110,7 @@ type Service struct {
 	sanitize *bluemonday.Policy
 	tel      httpapi.Telemetry
 	reg      *prometheus.Registry // tel.Registry
+	release  func()               // of the commands' configuration
 	once     sync.Once
 }
 
@@ -111,22 +120,29 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, tel httpapi.Telemet
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
 	db, err := sqlite.Open(ctx, cfg.DBPath)
 	if err != nil {
+		release()
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), tel: tel, reg: tel.Registry}
+	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), tel: tel, reg: tel.Registry, release: release}
 	for name := range serviceKinds {
 		s.stats[name] = &serviceStats{}
 	}
 	if err := s.seedOnce(ctx); err != nil {
 		db.Close()
+		release()
 		return nil, err
 	}
 	s.relay = NewRelay(db, cfg.Brokers, log)
 	s.reg.MustRegister(s.relay.metrics()...)
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		db.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -183,6 +199,7 @@ func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.ln.Close() // already closed by Run's server: the error is expected
 		err = s.db.Close()
+		s.release()
 	})
 	return err
 }

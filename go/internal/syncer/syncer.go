@@ -49,6 +49,19 @@ type Config struct {
 	RetryBase   time.Duration // first retry delay; doubles each attempt
 	RetryMax    time.Duration // longest retry delay
 	Pipeline    int           // batches of one topic in hand at once
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
+}
+
+// Commands returns the resilience commands the sync service runs, with
+// their default settings: its own, the page builder's and the source
+// client's.
+func Commands() []resilience.Command {
+	kp := resilience.Defaults(CmdKafkaProduce)
+	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
+	cmds := append([]resilience.Command{kp}, pagedoc.Commands()...)
+	return append(cmds, sourceclient.Commands()...)
 }
 
 // Validate checks the configuration.
@@ -88,6 +101,7 @@ type Service struct {
 	ln       net.Listener
 	tel      httpapi.Telemetry
 	m        metrics
+	release  func() // of the commands' configuration
 }
 
 type metrics struct {
@@ -106,12 +120,18 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
 	store, err := redisstore.Open(cfg.Redis)
 	if err != nil {
+		release()
 		return nil, err
 	}
 	s := &Service{
-		cfg: cfg, log: log, store: store, asm: pagedoc.New(src, store),
+		release: release,
+		cfg:     cfg, log: log, store: store, asm: pagedoc.New(src, store),
 		producer: kafka.NewWriter(cfg.Brokers),
 		tel:      tel,
 		m: metrics{
@@ -131,11 +151,10 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 		},
 	}
 	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
-	kp := resilience.Defaults(CmdKafkaProduce)
-	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
-	resilience.Configure(kp)
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
+		s.producer.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -178,6 +197,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close releases the clients.
 func (s *Service) Close() error {
+	defer s.release()
 	return errors.Join(s.producer.Close(), s.store.Close())
 }
 
