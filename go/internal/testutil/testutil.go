@@ -172,6 +172,14 @@ func readTail(path string) string {
 // It returns the broker's host:port.
 func MustKafka(tb testing.TB) string {
 	tb.Helper()
+	_, addr := MustKafkaCluster(tb)
+	return addr
+}
+
+// MustKafkaCluster is MustKafka that also returns the kfake cluster, for
+// tests that inject broker faults (Cluster.ControlKey).
+func MustKafkaCluster(tb testing.TB) (*kfake.Cluster, string) {
+	tb.Helper()
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1), // port 0: the kernel picks a free port, no race
 		kfake.SeedTopics(KafkaPartitions, catalog.Topics...),
@@ -194,5 +202,5 @@ func MustKafka(tb testing.TB) string {
 		}
 		return c.Close()
 	})
-	return addrs[0]
+	return cluster, addrs[0]
 }
