@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -283,7 +283,7 @@ func TestGarbageInRedisIsAMiss(t *testing.T) {
 	if err := rdb.Set(t.Context(), "item:{"+id+"}", "not json {", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	Eventually(t, 3*time.Second, func() error {
+	testutil.Eventually(t, 3*time.Second, func() error {
 		v, _ := redisClient(t, shared.Config().Ports.RedisReplica).Get(t.Context(), "item:{"+id+"}").Result()
 		if v != "not json {" {
 			return fmt.Errorf("replica has %q", v)
@@ -303,14 +303,7 @@ func TestGarbageInRedisIsAMiss(t *testing.T) {
 // pages seen before are served stale and the others get the 503 page; the
 // error log shows nothing but the expected link failures.
 func TestReplicaAndDirectDownServesStale(t *testing.T) {
-	topo, err := startTopologyWith(300, 20, time.Second, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		topo.Stop()
-		os.RemoveAll(topo.Config().VarDir)
-	})
+	topo := MustTopology(t, topology.Config{SeedProducts: 300, SeedShops: 20, AppL1TTL: time.Second, AppL2TTL: time.Second})
 	seen := []string{"11", "12", "13", "14"}
 	for _, id := range seen {
 		if got := MustGetPage(t, pageURL(topo, id)); got.status != http.StatusOK {
@@ -325,7 +318,7 @@ func TestReplicaAndDirectDownServesStale(t *testing.T) {
 	}
 	t.Cleanup(func() { topo.Component(topology.RedisReplica).Resume() })
 	// Let every local copy pass its 1 s (±20%) TTL.
-	Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		got := MustGetPage(t, pageURL(topo, seen[0]))
 		if got.cache != "stale" {
 			return fmt.Errorf("X-Cache %q", got.cache)
@@ -346,8 +339,8 @@ func TestReplicaAndDirectDownServesStale(t *testing.T) {
 	}
 	expected := regexp.MustCompile(`\[(warn|notice|info)\]|connect\(\) failed|upstream timed out|no live upstreams|while connecting to upstream`)
 	for _, n := range []string{topology.App1, topology.App2, topology.Dist} {
-		log, _ := os.ReadFile(filepath.Join(topo.Config().VarDir, n, "logs", "error.log"))
-		for _, line := range strings.Split(string(log), "\n") {
+		log := MustReadFile(t, filepath.Join(topo.Config().VarDir, n, "logs", "error.log"))
+		for _, line := range strings.Split(log, "\n") {
 			if line != "" && !expected.MatchString(line) {
 				t.Errorf("%s error.log: unexpected %q", n, line)
 			}
@@ -364,7 +357,7 @@ func TestRenderErrorIsNever500(t *testing.T) {
 	if err := redisClient(t, shared.Config().Ports.RedisMain).Set(t.Context(), "item:{"+id+"}", doc, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	Eventually(t, 3*time.Second, func() error {
+	testutil.Eventually(t, 3*time.Second, func() error {
 		v, _ := redisClient(t, shared.Config().Ports.RedisReplica).Get(t.Context(), "item:{"+id+"}").Result()
 		if v != doc {
 			return fmt.Errorf("replica does not have the document yet")
@@ -408,7 +401,7 @@ func TestPurgeDropsLocalCopies(t *testing.T) {
 	}
 	// With a 10-minute local TTL, only the purge sends the page below the
 	// node again (every worker drops its L1 copy when its follower runs).
-	Eventually(t, 2*time.Second, func() error {
+	testutil.Eventually(t, 2*time.Second, func() error {
 		if got := MustGetPage(t, url).cache; got != "redis" {
 			return fmt.Errorf("X-Cache %q after the purge", got)
 		}

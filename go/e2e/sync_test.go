@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,14 +27,7 @@ const syncProducts = 1000
 // The write path under faults: one topology with two sync instances in one
 // consumer group, a 1,000-product catalog.
 func TestSyncPipeline(t *testing.T) {
-	topo, err := startTopologyOpts(topology.Config{SeedProducts: syncProducts, SeedShops: 50, SyncInstances: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		topo.Stop()
-		os.RemoveAll(topo.Config().VarDir)
-	})
+	topo := MustTopology(t, topology.Config{SeedProducts: syncProducts, SeedShops: 50, SyncInstances: 2})
 	ed := &editor{t: topo}
 
 	t.Run("poison messages go to the DLQ with a reason", func(t *testing.T) { testPoison(t, topo, ed) })

@@ -43,23 +43,47 @@ func FreePort(tb testing.TB) int {
 }
 
 // Eventually calls fn every few milliseconds until it returns nil, and fails
-// the test with fn's last error if that does not happen within timeout.
+// the test with fn's last error if that does not happen within timeout. It
+// calls tb.Fatalf: use it from the test's own goroutine only (elsewhere,
+// Poll and report its error with tb.Errorf).
 func Eventually(tb testing.TB, timeout time.Duration, fn func() error) {
 	tb.Helper()
+	if err := Poll(timeout, fn); err != nil {
+		tb.Fatalf("testutil: %v", err)
+	}
+}
+
+// Poll calls fn every few milliseconds (5 ms, doubling up to 100 ms) until
+// it returns nil, and returns nil then; after timeout it returns fn's last
+// error. It is the one polling loop of the tests, safe in any goroutine.
+func Poll(timeout time.Duration, fn func() error) error {
 	deadline := time.Now().Add(timeout)
 	poll := 5 * time.Millisecond
 	for {
 		err := fn()
 		if err == nil {
-			return
+			return nil
+		}
+		var final stopPolling
+		if errors.As(err, &final) {
+			return final.err
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("testutil: condition not met within %v: %v", timeout, err)
+			return fmt.Errorf("condition not met within %v: %w", timeout, err)
 		}
 		time.Sleep(poll) // a poll interval, not synchronization
 		poll = min(poll*2, 100*time.Millisecond)
 	}
 }
+
+// StopPolling wraps an error that ends Poll (and Eventually) at once: the
+// condition can never be met any more (the process under test exited).
+func StopPolling(err error) error { return stopPolling{err} }
+
+type stopPolling struct{ err error }
+
+func (e stopPolling) Error() string { return e.err.Error() }
+func (e stopPolling) Unwrap() error { return e.err }
 
 // MustRedis starts a real redis-server on a free loopback port, with its
 // files in a temporary directory and persistence off, waits until it answers
@@ -112,23 +136,18 @@ func startRedis(tb testing.TB) (string, error) {
 			<-exited
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := ping(addr)
-		if err == nil {
-			break
-		}
+	err := Poll(10*time.Second, func() error {
 		select {
 		case werr := <-exited:
 			exited <- werr // let stop see it
-			return "", fmt.Errorf("redis-server on %s exited (%v); log:\n%s", addr, werr, readTail(logFile))
+			return StopPolling(fmt.Errorf("exited (%v)", werr))
 		default:
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("redis-server on %s: no PONG within 10s: %v; log:\n%s", addr, err, readTail(logFile))
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+		return ping(addr)
+	})
+	if err != nil {
+		stop() // a no-op for a server that exited
+		return "", fmt.Errorf("redis-server on %s: %w; log:\n%s", addr, err, readTail(logFile))
 	}
 	tb.Cleanup(stop)
 	return addr, nil
