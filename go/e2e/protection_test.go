@@ -82,7 +82,11 @@ func TestBreakdownOneRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, func() error {
-		if n := replica.Exists(context.Background(), redisstore.ItemKey(hot)).Val(); n != 0 {
+		n, err := replica.Exists(context.Background(), redisstore.ItemKey(hot)).Result()
+		if err != nil {
+			return err
+		}
+		if n != 0 {
 			return fmt.Errorf("the replica still has %s", redisstore.ItemKey(hot))
 		}
 		return nil
@@ -117,8 +121,8 @@ func TestBreakdownOneRebuild(t *testing.T) {
 	if st["stock"].Lookups != 1 || st["description"].Lookups != 1 {
 		t.Errorf("stock lookups %d, description lookups %d: want exactly one rebuild", st["stock"].Lookups, st["description"].Lookups)
 	}
-	if main.Exists(context.Background(), redisstore.ItemKey(hot)).Val() != 1 {
-		t.Errorf("the rebuild did not write %s back to Redis main", redisstore.ItemKey(hot))
+	if n, err := main.Exists(context.Background(), redisstore.ItemKey(hot)).Result(); err != nil || n != 1 {
+		t.Errorf("the rebuild did not write %s back to Redis main (EXISTS %d, %v)", redisstore.ItemKey(hot), n, err)
 	}
 }
 
