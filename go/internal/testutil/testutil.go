@@ -57,8 +57,18 @@ func Eventually(tb testing.TB, timeout time.Duration, fn func() error) {
 // it returns nil, and returns nil then; after timeout it returns fn's last
 // error. It is the one polling loop of the tests, safe in any goroutine.
 func Poll(timeout time.Duration, fn func() error) error {
+	return poll(timeout, 5*time.Millisecond, 100*time.Millisecond, fn)
+}
+
+// PollEvery is Poll at a fixed interval, for a wait that is itself the
+// figure measured (the interval bounds the error of the measurement).
+func PollEvery(timeout, interval time.Duration, fn func() error) error {
+	return poll(timeout, interval, interval, fn)
+}
+
+func poll(timeout, first, most time.Duration, fn func() error) error {
 	deadline := time.Now().Add(timeout)
-	poll := 5 * time.Millisecond
+	poll := first
 	for {
 		err := fn()
 		if err == nil {
@@ -72,7 +82,7 @@ func Poll(timeout time.Duration, fn func() error) error {
 			return fmt.Errorf("condition not met within %v: %w", timeout, err)
 		}
 		time.Sleep(poll) // a poll interval, not synchronization
-		poll = min(poll*2, 100*time.Millisecond)
+		poll = min(poll*2, most)
 	}
 }
 
