@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -76,4 +79,21 @@ func MustReadFile(tb testing.TB, path string) string {
 		tb.Fatalf("read %s: %v", path, err)
 	}
 	return string(b)
+}
+
+// pageShows polls the page every 20 ms until it contains want and returns
+// how long that took; after limit, the last miss.
+func pageShows(url, want string, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	err := testutil.PollEvery(limit, 20*time.Millisecond, func() error {
+		p, err := getPage(url)
+		if err != nil {
+			return err
+		}
+		if p.status != http.StatusOK || !strings.Contains(p.body, want) {
+			return fmt.Errorf("%s does not show %q (status %d, X-Cache %s)", url, want, p.status, p.cache)
+		}
+		return nil
+	})
+	return time.Since(start), err
 }

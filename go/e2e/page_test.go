@@ -71,20 +71,14 @@ func MustRename(tb testing.TB, t *topology.Topology, id int64, name string) {
 }
 
 // waitForPage polls the page until it contains want; it returns how long
-// that took, or fails after limit.
+// that took, or fails after limit. From other goroutines, use pageShows.
 func waitForPage(tb testing.TB, url, want string, limit time.Duration) time.Duration {
 	tb.Helper()
-	start := time.Now()
-	var last page
-	for time.Since(start) < limit {
-		last = MustGetPage(tb, url)
-		if last.status == http.StatusOK && strings.Contains(last.body, want) {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not a synchronisation
+	took, err := pageShows(url, want, limit)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatalf("%s did not show %q within %s (last: %d, X-Cache %s)", url, want, limit, last.status, last.cache)
-	return 0
+	return took
 }
 
 func TestPageShowsProduct(t *testing.T) {
