@@ -23,9 +23,9 @@ import (
 // to the connection and still count as sent on time.
 const LateAfter = 10 * time.Millisecond
 
-// MaxConns bounds the connections of NewClient; a request that finds them
+// maxConns bounds the connections of NewClient; a request that finds them
 // all busy waits for one, and that wait is part of its latency.
-const MaxConns = 512
+const maxConns = 512
 
 // Schedule calls fn(i, at) for i = 0 … rate·d-1, each in a goroutine of its
 // own started at its scheduled time at = start + i/rate, never waiting for
@@ -188,9 +188,9 @@ func get(ctx context.Context, c *http.Client, url func(int64) string, id int64, 
 	return r
 }
 
-// NewClient is an HTTP client sized for Run: up to MaxConns connections.
+// NewClient is an HTTP client sized for Run: up to 512 connections.
 func NewClient() *http.Client {
-	tr := &http.Transport{MaxIdleConnsPerHost: MaxConns, MaxConnsPerHost: MaxConns}
+	tr := &http.Transport{MaxIdleConnsPerHost: maxConns, MaxConnsPerHost: maxConns}
 	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
 }
 

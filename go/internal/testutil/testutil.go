@@ -25,8 +25,8 @@ import (
 	"github.com/detailpage/detailpage/go/internal/catalog"
 )
 
-// RedisServerPath is where the Debian package installs redis-server.
-const RedisServerPath = "/usr/bin/redis-server"
+// redisServerPath is where the Debian package installs redis-server.
+const redisServerPath = "/usr/bin/redis-server"
 
 // KafkaPartitions is how many partitions MustKafka gives each catalog topic.
 const KafkaPartitions = 4
@@ -102,8 +102,8 @@ func (e stopPolling) Unwrap() error { return e.err }
 // exist to run against the real thing.
 func MustRedis(tb testing.TB) string {
 	tb.Helper()
-	if _, err := os.Stat(RedisServerPath); err != nil {
-		tb.Fatalf("testutil: redis-server not found at %s (apt-get install redis-server): %v", RedisServerPath, err)
+	if _, err := os.Stat(redisServerPath); err != nil {
+		tb.Fatalf("testutil: redis-server not found at %s (apt-get install redis-server): %v", redisServerPath, err)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // the free port can be taken before redis binds it
@@ -123,7 +123,7 @@ func startRedis(tb testing.TB) (string, error) {
 	port := FreePort(tb)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	logFile := filepath.Join(dir, "redis.log")
-	cmd := exec.Command(RedisServerPath,
+	cmd := exec.Command(redisServerPath,
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
@@ -133,7 +133,7 @@ func startRedis(tb testing.TB) (string, error) {
 		"--logfile", logFile,
 	)
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("run %s: %w", RedisServerPath, err)
+		return "", fmt.Errorf("run %s: %w", redisServerPath, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
