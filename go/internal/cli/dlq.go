@@ -47,13 +47,22 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if action == "list" {
 		return listDLQ(ctx, bl, *readTimeout, stdout) // reads without a group: listing consumes nothing
 	}
-	r := kafkago.NewReader(kafka.ReaderConfig(bl, *group, catalog.TopicDLQ))
-	defer r.Close()
+	return replayDLQ(ctx, bl, *group, stdout)
+}
+
+// replayDLQ puts every valid dead-lettered event back on catalog.changes.high
+// and commits it in group, so a second replay does not repeat it.
+func replayDLQ(ctx context.Context, bl []string, group string, stdout io.Writer) (err error) {
+	r := kafkago.NewReader(kafka.ReaderConfig(bl, group, catalog.TopicDLQ))
 	w := kafka.NewWriter(bl)
-	defer w.Close()
+	defer func() {
+		if cerr := errors.Join(r.Close(), w.Close()); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("dlq: close: %w", cerr))
+		}
+	}()
 	replayed, skipped := 0, 0
 	for {
-		lag, err := kafka.GroupLag(ctx, bl, *group, catalog.TopicDLQ)
+		lag, err := kafka.GroupLag(ctx, bl, group, catalog.TopicDLQ)
 		if err != nil {
 			return err
 		}

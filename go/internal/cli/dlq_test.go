@@ -118,3 +118,47 @@ func TestDLQListFailsWhenTheBrokerFailsMidRead(t *testing.T) {
 		})
 	}
 }
+
+// Replay puts the valid events back on catalog.changes.high, leaves the
+// malformed ones, and a second replay repeats nothing.
+func TestDLQReplay(t *testing.T) {
+	addr := testutil.MustKafka(t)
+	w := kafka.NewWriter([]string{addr})
+	defer w.Close()
+	msgs := []kafkago.Message{
+		{Topic: catalog.TopicDLQ, Key: []byte("product:1"), Value: []byte(`{"entity":"product","id":1}`)},
+		{Topic: catalog.TopicDLQ, Key: []byte("product:2"), Value: []byte(`{"entity":"product","id":2}`)},
+		{Topic: catalog.TopicDLQ, Key: []byte("bad"), Value: []byte(`{"entity":`)},
+	}
+	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"dlq: 2 events replayed to " + catalog.TopicHigh + ", 1 malformed left", "dlq: 0 events replayed to " + catalog.TopicHigh + ", 0 malformed left"} {
+		var out, errb bytes.Buffer
+		if err := runDLQ(t.Context(), []string{"replay", "--kafka", addr, "--group", "test-replay"}, &out, &errb); err != nil {
+			t.Fatalf("replay %d: %v\n%s", i+1, err, errb.String())
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if got := lines[len(lines)-1]; got != want {
+			t.Errorf("replay %d: %q, want %q", i+1, got, want)
+		}
+	}
+	var onHigh int64
+	for p := range testutil.KafkaPartitions {
+		conn, err := kafkago.DialLeader(t.Context(), "tcp", addr, catalog.TopicHigh, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last, err := conn.ReadOffsets()
+		if cerr := conn.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		onHigh += last - first
+	}
+	if onHigh != 2 {
+		t.Errorf("%d events on %s after two replays, want the 2 valid ones once", onHigh, catalog.TopicHigh)
+	}
+}
