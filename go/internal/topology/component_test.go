@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
-// mustSleeperTopology is a topology of one component running sleep(1),
+// mustSleeperTopology is a topology of one component running `sleep 60`,
 // healthy as soon as it runs (or, with failHealth, never).
 func mustSleeperTopology(tb testing.TB, failHealth bool) *Topology {
 	tb.Helper()
@@ -34,14 +35,10 @@ func mustSleeperTopology(tb testing.TB, failHealth bool) *Topology {
 		},
 	}
 	t := &Topology{cfg: cfg, comps: map[string]*Component{}, order: []string{s.name}, exited: make(chan string, 4)}
-	t.cfg.Progress = nopWriter{}
+	t.cfg.Progress = io.Discard
 	t.comps[s.name] = newComponent(s, cfg, t.exited)
 	return t
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // Exited starts nothing however often it is called, reports a process that
 // dies unasked, and not one that is stopped; once the topology is stopped no
