@@ -449,6 +449,20 @@ func header(m kafkago.Message, key string) string {
 	return ""
 }
 
+// retryHeaders reads when a retried event is due (Unix ms) and how many
+// attempts it has had; both headers must be there and be numbers.
+func retryHeaders(m kafkago.Message) (due int64, attempt int, err error) {
+	due, err = strconv.ParseInt(header(m, hdrDue), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sync: retry event header %s: %w", hdrDue, err)
+	}
+	attempt, err = strconv.Atoi(header(m, hdrAttempt))
+	if err != nil || attempt < 1 {
+		return 0, 0, fmt.Errorf("sync: retry event header %s=%q: want an attempt count ≥ 1", hdrAttempt, header(m, hdrAttempt))
+	}
+	return due, attempt, nil
+}
+
 func deadLetter(m kafkago.Message, reason string) kafkago.Message {
 	src := header(m, hdrTopic)
 	if src == "" {
@@ -508,11 +522,30 @@ func (s *Service) consumeRetries(ctx context.Context) {
 			}
 			continue
 		}
-		due, _ := strconv.ParseInt(header(m, hdrDue), 10, 64)
-		if backoff.Sleep(ctx, time.Until(time.UnixMilli(due))) != nil {
+		due, attempt, err := retryHeaders(m)
+		if err != nil {
+			// Not written by toRetry (produced by hand, or damaged): its
+			// attempt count is unknown, so it goes to the DLQ, not round again.
+			log.Error("malformed retry event: dead-lettered", "key", string(m.Key), "offset", m.Offset, "error", err)
+			for {
+				perr := s.produce(context.WithoutCancel(ctx), deadLetter(m, err.Error()))
+				if perr == nil {
+					break
+				}
+				log.Warn("dead-letter failed; trying again", "error", perr)
+				if backoff.Sleep(ctx, time.Second) != nil {
+					return
+				}
+			}
+			s.m.events.WithLabelValues(catalog.TopicRetry, "dead_lettered").Inc()
+			if err := commit(ctx, r, m); err != nil {
+				log.Warn("commit failed; the event will be handled again", "error", err)
+			}
+			continue
+		}
+		if wait := time.Until(time.UnixMilli(due)); wait > 0 && backoff.Sleep(ctx, wait) != nil {
 			return // uncommitted: handled after the restart
 		}
-		attempt, _ := strconv.Atoi(header(m, hdrAttempt))
 		dctx := context.WithoutCancel(ctx)
 		if err := s.handle(dctx, catalog.TopicRetry, []kafkago.Message{m}); err != nil {
 			log.Warn("retry failed", "attempt", attempt, "key", string(m.Key), "error", err)
