@@ -11,6 +11,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -58,7 +59,7 @@ func TestRequestCache(t *testing.T) {
 		MustSourceStats(t, shared, http.MethodDelete)
 		amount := fmt.Sprintf("%d.%02d", 1000+time.Now().Unix()%1000, time.Now().Nanosecond()%100)
 		MustPut(t, fmt.Sprintf("/api/prices/%d", id), map[string]string{"amount": amount, "currency": "CNY"})
-		Eventually(t, 10*time.Second, func() error {
+		testutil.Eventually(t, 10*time.Second, func() error {
 			doc, err := store.Get(ctx, redisstore.ItemKey(id))
 			if err != nil || !strings.Contains(string(doc), `"amount":"`+amount+`"`) || !strings.Contains(string(doc), marker) {
 				return fmt.Errorf("page %d in Redis main without the new price and the whole description (%v)", id, err)

@@ -105,10 +105,7 @@ function _M.status()
     app.flush_hits()
     local state = shared.dp_state
     local links = app.links()
-    local hits = {}
-    for _, level in ipairs({ "L1", "L2", "redis", "direct", "stale", "negative" }) do
-        hits[level] = state:get("hits:" .. level) or 0
-    end
+    local hits = app.node_hits()
     local l1 = app.l1()
     return reply(200, {
         node = app.config().node,

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -65,7 +65,7 @@ func TestItemFallbackChain(t *testing.T) {
 	}
 	// No copy: a clear 503.
 	_, level, err = h.svc.Item(t.Context(), never)
-	if !errors.Is(err, server.ErrUnavailable) || server.Status(err) != http.StatusServiceUnavailable {
+	if !errors.Is(err, catalog.ErrUnavailable) || httpapi.Status(err) != http.StatusServiceUnavailable {
 		t.Errorf("no copy: level %q err %v, want unavailable (503)", level, err)
 	}
 	if !strings.Contains(err.Error(), "last_good: no last good copy") {
@@ -94,7 +94,7 @@ func TestItemNoLastGoodWithoutStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.sourceDown(t)
-	if _, level, err := h.svc.Item(t.Context(), id); !errors.Is(err, server.ErrUnavailable) {
+	if _, level, err := h.svc.Item(t.Context(), id); !errors.Is(err, catalog.ErrUnavailable) {
 		t.Errorf("level %q err %v, want unavailable", level, err)
 	}
 }

@@ -44,11 +44,11 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/page"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
@@ -65,6 +65,32 @@ const (
 	ItemChain = "direct.item"
 	ShopChain = "direct.shop"
 )
+
+// RedisGetCommand is the resilience command of the service's own reads of
+// one page or shop document from Redis main, on the serving path: a short
+// timeout, many in flight. (The page builder's MGETs while rebuilding are
+// pagedoc's redis.main.read, configured apart.)
+const RedisGetCommand = "direct.redis.get"
+
+// Commands returns the resilience commands the service runs with cfg, with
+// their default settings: its own, the page builder's and the source
+// client's.
+func Commands(cfg Config) []resilience.Command {
+	cmds := []resilience.Command{{
+		Name: RedisGetCommand, Timeout: 200 * time.Millisecond, MaxConcurrent: 256,
+		RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second,
+	}}
+	if cfg.RebuildConcurrency > 0 {
+		// A bulkhead only: the source calls inside have their own circuits,
+		// so this one never opens (rejections count as errors in hystrix).
+		cmds = append(cmds, resilience.Command{
+			Name: RebuildCommand, Timeout: cfg.LoadTimeout + time.Second, MaxConcurrent: cfg.RebuildConcurrency,
+			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
+		})
+	}
+	cmds = append(cmds, pagedoc.Commands()...)
+	return append(cmds, sourceclient.Commands()...)
+}
 
 // Config is the direct-data service's configuration.
 type Config struct {
@@ -99,6 +125,9 @@ type Config struct {
 	RebuildConcurrency int
 	// LoadTimeout bounds one lookup below the local cache (Redis + rebuild).
 	LoadTimeout time.Duration
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
 }
 
 // Defaults returns a configuration with every protection on.
@@ -150,7 +179,8 @@ type Service struct {
 	asm      *pagedoc.Assembler
 	renderer *page.Renderer
 	ln       net.Listener
-	reg      *prometheus.Registry
+	tel      httpapi.Telemetry
+	reg      *prometheus.Registry // tel.Registry
 	items    *expirable.LRU[int64, *entry]
 	shops    *expirable.LRU[int64, *entry]
 	filter   *idFilter // nil: Bloom protection off
@@ -163,6 +193,7 @@ type Service struct {
 	closed     bool
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
+	release    func() // of the commands' configuration
 
 	// Injectable for tests.
 	now  func() time.Time
@@ -175,7 +206,7 @@ type Service struct {
 }
 
 // Open builds the service and binds its listener.
-func Open(cfg Config, log *slog.Logger) (*Service, error) {
+func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -187,21 +218,14 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(cfg), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("direct: %w", err)
+	}
 	store, err := redisstore.Open(cfg.Redis)
 	if err != nil {
+		release()
 		return nil, err
-	}
-	resilience.Configure(resilience.Command{
-		Name: "redis.main.read", Timeout: 200 * time.Millisecond, MaxConcurrent: 256,
-		RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second,
-	})
-	if cfg.RebuildConcurrency > 0 {
-		// A bulkhead only: the source calls inside have their own circuits,
-		// so this one never opens (rejections count as errors in hystrix).
-		resilience.Configure(resilience.Command{
-			Name: RebuildCommand, Timeout: cfg.LoadTimeout + time.Second, MaxConcurrent: cfg.RebuildConcurrency,
-			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
-		})
 	}
 	// With stale copies on, entries leave the local caches only by size
 	// (expiry is checked on read): an expired one is the stale copy, and
@@ -211,8 +235,8 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 		itemsTTL, shopsTTL = 0, 0 // no expiry
 	}
 	s := &Service{
-		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer,
-		reg:   server.NewRegistry(),
+		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer, release: release,
+		tel: tel, reg: tel.Registry,
 		items: expirable.NewLRU[int64, *entry](cfg.CacheSize, nil, itemsTTL),
 		shops: expirable.NewLRU[int64, *entry](cfg.CacheSize/10+1, nil, shopsTTL),
 		now:   time.Now, rand: rand.Float64,
@@ -237,8 +261,9 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 			Name: "detailpage_direct_bloom_ids", Help: "Product ids added to the Bloom filter.",
 		}, func() float64 { return float64(s.filter.added.Load()) }))
 	}
-	if s.ln, err = server.Listen(cfg.Listen); err != nil {
+	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -251,7 +276,7 @@ func (s *Service) Addr() string { return s.ln.Addr().String() }
 // the background meanwhile; until it is ready it refuses nothing.
 func (s *Service) Run(ctx context.Context) error {
 	s.Start(ctx)
-	return server.Serve(ctx, s.ln, s.Handler(), s.log)
+	return httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
 }
 
 // Start runs the background work without serving (Run does both): the
@@ -286,13 +311,14 @@ func (s *Service) Close() error {
 		s.stop()
 		s.wg.Wait()
 		err = s.store.Close()
+		s.release()
 	})
 	return err
 }
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
-	e := server.NewEngine(s.log, s.reg, func(context.Context) error { return nil })
+	e := httpapi.NewEngine(s.log, s.tel, func(context.Context) error { return nil })
 	e.GET("/api/item/:id", s.getItemJSON)
 	e.GET("/item/:file", s.getItemHTML)
 	return e
@@ -302,7 +328,7 @@ func (s *Service) Handler() http.Handler {
 var errMissing = fmt.Errorf("product: %w", catalog.ErrNotFound)
 
 // errRejected is the answer beyond the rebuild concurrency limit.
-var errRejected = fmt.Errorf("rebuild limit reached: %w", server.ErrUnavailable)
+var errRejected = fmt.Errorf("rebuild limit reached: %w", catalog.ErrUnavailable)
 
 // errNoCopy is the last good link's answer when it has nothing.
 var errNoCopy = errors.New("no last good copy")
@@ -352,8 +378,8 @@ func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
 		}})
 	}
 	doc, _, err := resilience.Chain(ctx, ItemChain, links...)
-	if err != nil && !errors.Is(err, catalog.ErrNotFound) && !errors.Is(err, server.ErrUnavailable) && ctx.Err() == nil {
-		err = fmt.Errorf("%w: %w", server.ErrUnavailable, err)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) && !errors.Is(err, catalog.ErrUnavailable) && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", catalog.ErrUnavailable, err)
 	}
 	s.served.WithLabelValues(level).Inc()
 	return doc, level, err
@@ -429,7 +455,7 @@ const refreshRetry = time.Second
 
 // lookup reads Redis main, then rebuilds from the source services.
 func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) {
-	doc, err := resilience.Do(ctx, "redis.main.read", func(ctx context.Context) ([]byte, error) {
+	doc, err := resilience.Do(ctx, RedisGetCommand, func(ctx context.Context) ([]byte, error) {
 		return s.store.Get(ctx, redisstore.ItemKey(id))
 	}, func(context.Context, error) ([]byte, error) { return nil, nil }) // Redis down: rebuild
 	if err != nil {
@@ -452,7 +478,7 @@ func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) 
 		return nil, "rejected", err
 	}
 	if err != nil {
-		return nil, "source", fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+		return nil, "source", fmt.Errorf("%w: %v", catalog.ErrUnavailable, err)
 	}
 	if d, ok := res.Docs[id]; ok {
 		return d, "source", nil
@@ -532,7 +558,7 @@ func (s *Service) loadShop(ctx context.Context, id int64) ([]byte, error) {
 	ch := s.flight.DoChan("s"+strconv.FormatInt(id, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(s.bg, s.cfg.LoadTimeout)
 		defer cancel()
-		doc, err := resilience.Do(ctx, "redis.main.read", func(ctx context.Context) ([]byte, error) {
+		doc, err := resilience.Do(ctx, RedisGetCommand, func(ctx context.Context) ([]byte, error) {
 			return s.store.Get(ctx, redisstore.ShopKey(id))
 		}, func(context.Context, error) ([]byte, error) { return nil, nil })
 		if err == nil && doc == nil {
@@ -559,32 +585,16 @@ func (s *Service) loadShop(ctx context.Context, id int64) ([]byte, error) {
 	}
 }
 
-// unavailable logs a failed lookup: quietly when it is the rebuild limit
-// shedding load (that can be thousands a second).
-func (s *Service) unavailable(id int64, level string, err error) {
-	if errors.Is(err, errRejected) {
-		s.log.Debug("page unavailable", "id", id, "level", level, "error", err)
-		return
-	}
-	s.log.Warn("page unavailable", "id", id, "level", level, "error", err)
-}
-
 func (s *Service) getItemJSON(c *gin.Context) {
 	id, err := catalog.ParseID(c.Param("id"))
 	if err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		httpapi.Error(c, err)
 		return
 	}
 	doc, level, err := s.Item(c.Request.Context(), id)
 	c.Header("X-Cache", level)
 	if err != nil {
-		if !errors.Is(err, catalog.ErrNotFound) {
-			s.unavailable(id, level, err)
-			c.Header("Retry-After", "2")
-			c.AbortWithStatusJSON(server.Status(err), gin.H{"error": err.Error()})
-			return
-		}
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	if c.Query("with") != "shop" {
@@ -610,19 +620,14 @@ func (s *Service) getItemHTML(c *gin.Context) {
 	name, ok := strings.CutSuffix(c.Param("file"), ".html")
 	id, err := catalog.ParseID(name)
 	if !ok || err != nil {
-		c.Data(http.StatusNotFound, "text/html; charset=utf-8", s.renderer.NotFound())
+		// A page URL that names no product is a page that does not exist.
+		httpapi.ErrorPage(c, fmt.Errorf("page %q: %w", c.Param("file"), catalog.ErrNotFound), s.errorPage)
 		return
 	}
-	doc, level, err := s.Item(c.Request.Context(), id)
+	doc, _, err := s.Item(c.Request.Context(), id)
 	c.Header("X-Cache", "direct")
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		c.Data(http.StatusNotFound, "text/html; charset=utf-8", s.renderer.NotFound())
-		return
-	case err != nil:
-		s.unavailable(id, level, err)
-		c.Header("Retry-After", "2")
-		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", s.renderer.Unavailable())
+	if err != nil {
+		httpapi.ErrorPage(c, err, s.errorPage)
 		return
 	}
 	var head struct {
@@ -634,9 +639,20 @@ func (s *Service) getItemHTML(c *gin.Context) {
 	}
 	var buf bytes.Buffer
 	if err := s.renderer.RenderItem(&buf, doc, shop); err != nil {
+		// A page is never a 500: a document this template cannot render is
+		// served as the "try again" page, like a dependency that is down.
 		s.log.Error("render failed", "id", id, "error", err)
-		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", s.renderer.Unavailable())
+		httpapi.ErrorPage(c, fmt.Errorf("render %d: %w: %w", id, catalog.ErrUnavailable, err), s.errorPage)
 		return
 	}
 	c.Data(http.StatusOK, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// errorPage is the HTML page of an error status: the 404 page, or the
+// "try again" page for anything else.
+func (s *Service) errorPage(status int) []byte {
+	if status == http.StatusNotFound {
+		return s.renderer.NotFound()
+	}
+	return s.renderer.Unavailable()
 }

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +21,8 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -48,7 +52,7 @@ func MustService(tb testing.TB, edit func(*Config)) *harness {
 	if edit != nil {
 		edit(&cfg)
 	}
-	svc, err := Open(cfg, slog.New(slog.DiscardHandler))
+	svc, err := Open(cfg, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -222,6 +226,14 @@ func TestRebuildLimitFailsFast(t *testing.T) {
 		}
 		return nil
 	})
+	// Over HTTP the rejection is a 503 with Retry-After, JSON and page alike.
+	for _, path := range []string{"/api/item/23", "/item/24.html"} {
+		w := httptest.NewRecorder()
+		h.svc.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Errorf("GET %s: %d Retry-After %q, want 503 with Retry-After", path, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
 	start := time.Now()
 	_, level, err := h.svc.Item(t.Context(), 22)
 	if level != "rejected" || !errors.Is(err, errRejected) {
@@ -233,6 +245,70 @@ func TestRebuildLimitFailsFast(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("the rebuild within the limit failed: %v", err)
 	}
+}
+
+// Every handler answers through httpapi's one error mapping: bad input is a
+// 400 with the reason, a missing product a 404, a page URL that names no
+// product the 404 page.
+func TestHandlerStatuses(t *testing.T) {
+	h := MustService(t, nil)
+	missing := fmt.Sprint(testutil.SourceProducts + 500)
+	tests := []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/api/item/7", 200, `"version"`},
+		{"/api/item/abc", 400, "want 1 to 18 digits"},
+		{"/api/item/0", 400, "positive"},
+		{"/api/item/" + missing, 404, "not found"},
+		{"/item/7.html", 200, "<html"},
+		{"/item/" + missing + ".html", 404, string(h.svc.renderer.NotFound())},
+		{"/item/abc.html", 404, string(h.svc.renderer.NotFound())},
+		{"/item/7.htm", 404, string(h.svc.renderer.NotFound())},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			h.svc.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.body) {
+				t.Fatalf("%d %.200q, want %d with %.80q", w.Code, w.Body, tc.status, tc.body)
+			}
+		})
+	}
+}
+
+// A command has one configuration in a process: a second service with
+// other settings for it fails at start, naming the setting; the same
+// settings are fine, and once the first closes the name is free.
+func TestOpenRejectsASecondConfiguration(t *testing.T) {
+	h := MustService(t, nil)
+	open := func(edit func(*Config)) (*Service, error) {
+		cfg := h.svc.cfg
+		edit(&cfg)
+		return Open(cfg, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
+	}
+	_, err := open(func(c *Config) { c.RebuildConcurrency = 3 })
+	if err == nil || !strings.Contains(err.Error(), "direct.rebuild: configured twice differently: max_concurrent 16, then 3") {
+		t.Fatalf("err = %v, want the conflict on direct.rebuild named", err)
+	}
+	_, err = open(func(c *Config) {
+		c.Commands = []resilience.Command{{Name: RedisGetCommand, Timeout: time.Second}}
+	})
+	if err == nil || !strings.Contains(err.Error(), "direct.redis.get: configured twice differently") {
+		t.Fatalf("err = %v, want the conflict on direct.redis.get", err)
+	}
+	same, err := open(func(*Config) {})
+	if err != nil {
+		t.Fatalf("the same settings again: %v", err)
+	}
+	same.Close()
+	h.svc.Close()
+	other, err := open(func(c *Config) { c.RebuildConcurrency = 3 })
+	if err != nil {
+		t.Fatalf("after both closed: %v", err)
+	}
+	other.Close()
 }
 
 func mathFloat(b uint64) float64 { return math.Float64frombits(b) }

@@ -44,19 +44,24 @@ type Assembler struct {
 	Workers int
 }
 
-// Commands of the Redis calls made here (a service's own Configure wins).
+// Commands of the Redis calls made here.
 const (
 	CmdRedisWrite = "redis.main.write"
 	CmdRedisRead  = "redis.main.read"
 )
 
-// New returns an Assembler.
-func New(src *sourceclient.Client, store *redisstore.Store) *Assembler {
+// Commands returns the resilience commands an Assembler runs, with their
+// default settings, for the service using it to configure.
+func Commands() []resilience.Command {
 	w := resilience.Defaults(CmdRedisWrite)
 	w.Timeout, w.MaxConcurrent = 3*time.Second, 64 // pipelines of a few thousand writes
 	r := resilience.Defaults(CmdRedisRead)
-	r.Timeout, r.MaxConcurrent = time.Second, 64
-	resilience.Declare(w, r)
+	r.Timeout, r.MaxConcurrent = time.Second, 64 // MGETs of a batch's segments
+	return []resilience.Command{w, r}
+}
+
+// New returns an Assembler.
+func New(src *sourceclient.Client, store *redisstore.Store) *Assembler {
 	return &Assembler{src: src, store: store, Now: time.Now, Workers: 4}
 }
 

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -23,13 +24,13 @@ type Fault struct {
 
 func (f *Fault) validate() error {
 	if _, ok := catalog.KindByName(f.Service); !ok {
-		return fmt.Errorf("service: unknown %q (want one of %s)", f.Service, catalog.KindNames())
+		return badInput("service: unknown %q (want one of %s)", f.Service, catalog.KindNames())
 	}
 	if f.LatencyMS < 0 || f.LatencyMS > 60_000 {
-		return fmt.Errorf("latency_ms: want 0 to 60000")
+		return badInput("latency_ms: want 0 to 60000")
 	}
 	if f.ErrorRate < 0 || f.ErrorRate > 1 {
-		return fmt.Errorf("error_rate: want 0 to 1")
+		return badInput("error_rate: want 0 to 1")
 	}
 	return nil
 }
@@ -67,10 +68,12 @@ func (f *faults) list() []Fault {
 	return out
 }
 
-// errInjected is the failure a fault makes.
-type errInjected struct{ reason string }
-
-func (e errInjected) Error() string { return "injected fault: " + e.reason }
+// The failures a fault makes: a service that is down answers 503 (it wraps
+// catalog.ErrUnavailable), one failing at its error rate 500.
+var (
+	errInjectedDown = fmt.Errorf("injected fault: service down: %w", catalog.ErrUnavailable)
+	errInjectedFail = errors.New("injected fault: error rate")
+)
 
 // apply waits the injected latency (or until ctx ends) and returns an error
 // if the request must fail.
@@ -82,7 +85,7 @@ func (f *faults) apply(ctx context.Context, service string) error {
 		return nil
 	}
 	if x.Down {
-		return errInjected{"service down"}
+		return errInjectedDown
 	}
 	if x.LatencyMS > 0 {
 		t := time.NewTimer(time.Duration(x.LatencyMS) * time.Millisecond)
@@ -94,7 +97,7 @@ func (f *faults) apply(ctx context.Context, service string) error {
 		}
 	}
 	if x.ErrorRate > 0 && rand.Float64() < x.ErrorRate {
-		return errInjected{"error rate"}
+		return errInjectedFail
 	}
 	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -24,8 +23,9 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/artwork"
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/seed"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/sqlite"
 )
 
@@ -37,7 +37,14 @@ type Config struct {
 	AdminToken   string
 	SeedProducts int // catalog size loaded on first start
 	SeedShops    int
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
 }
+
+// Commands returns the resilience commands the source service runs, with
+// their default settings.
+func Commands() []resilience.Command { return []resilience.Command{relayCommand()} }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
@@ -68,32 +75,41 @@ type Service struct {
 	faults   faults
 	stats    map[string]*serviceStats
 	sanitize *bluemonday.Policy
-	reg      *prometheus.Registry
+	tel      httpapi.Telemetry
+	reg      *prometheus.Registry // tel.Registry
+	release  func()               // of the commands' configuration
 	once     sync.Once
 }
 
 // Open opens the database, loads the seed catalog on first start and
 // binds the listener.
-func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+func Open(ctx context.Context, cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
 	db, err := sqlite.Open(ctx, cfg.DBPath)
 	if err != nil {
+		release()
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), reg: server.NewRegistry()}
+	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), tel: tel, reg: tel.Registry, release: release}
 	for _, k := range catalog.Kinds {
 		s.stats[k.Name] = &serviceStats{}
 	}
 	if err := s.seedOnce(ctx); err != nil {
 		db.Close()
+		release()
 		return nil, err
 	}
 	s.relay = NewRelay(db, cfg.Brokers, log)
 	s.reg.MustRegister(s.relay.metrics()...)
-	if s.ln, err = server.Listen(cfg.Listen); err != nil {
+	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		db.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -138,7 +154,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.relay.Run(ctx) })
-	err := server.Serve(ctx, s.ln, s.Handler(), s.log)
+	err := httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
 	cancel()
 	wg.Wait()
 	return err
@@ -150,13 +166,14 @@ func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.ln.Close() // already closed by Run's server: the error is expected
 		err = s.db.Close()
+		s.release()
 	})
 	return err
 }
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
-	e := server.NewEngine(s.log, s.reg, func(ctx context.Context) error {
+	e := httpapi.NewEngine(s.log, s.tel, func(ctx context.Context) error {
 		_, err := s.db.Count(ctx, catalog.KindShop)
 		return err
 	})
@@ -167,7 +184,7 @@ func (s *Service) Handler() http.Handler {
 		api.GET("/"+k.Segment+"/:id", s.get(k))
 		api.PUT("/"+k.Segment+"/:id", s.put(k))
 	}
-	admin := e.Group("/_admin", server.RequireToken(s.cfg.AdminToken))
+	admin := e.Group("/_admin", httpapi.RequireToken(s.cfg.AdminToken))
 	admin.GET("/faults", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"faults": s.faults.list()}) })
 	admin.POST("/faults", s.postFault)
 	admin.DELETE("/faults", func(c *gin.Context) {
@@ -198,11 +215,7 @@ func (s *Service) begin(c *gin.Context, service string) func() {
 	if err := s.faults.apply(c.Request.Context(), service); err != nil {
 		st.leave()
 		st.Failed.Add(1)
-		status := http.StatusInternalServerError
-		if errors.As(err, new(errInjected)) && strings.Contains(err.Error(), "down") {
-			status = http.StatusServiceUnavailable
-		}
-		c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
+		httpapi.Error(c, err)
 		return nil
 	}
 	return st.leave
@@ -213,7 +226,7 @@ func (s *Service) get(kind *catalog.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id, err := catalog.ParseID(c.Param("id"))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		release := s.begin(c, service)
@@ -223,13 +236,11 @@ func (s *Service) get(kind *catalog.Kind) gin.HandlerFunc {
 		defer release()
 		s.stats[service].Lookups.Add(1)
 		doc, err := s.db.Get(c.Request.Context(), kind, id)
-		if errors.Is(err, catalog.ErrNotFound) {
-			s.stats[service].Missing.Add(1)
-			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": fmt.Sprintf("%s %d not found", service, id)})
-			return
-		}
 		if err != nil {
-			server.Error(c, s.log, err)
+			if errors.Is(err, catalog.ErrNotFound) {
+				s.stats[service].Missing.Add(1)
+			}
+			httpapi.Error(c, fmt.Errorf("%s %d: %w", service, id, err))
 			return
 		}
 		c.Data(http.StatusOK, "application/json; charset=utf-8", doc)
@@ -244,7 +255,7 @@ func (s *Service) batch(kind *catalog.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ids, err := catalog.ParseIDList(c.Query("ids"))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		release := s.begin(c, service)
@@ -254,7 +265,7 @@ func (s *Service) batch(kind *catalog.Kind) gin.HandlerFunc {
 		defer release()
 		docs, err := s.db.GetMany(c.Request.Context(), kind, ids)
 		if err != nil {
-			server.Error(c, s.log, err)
+			httpapi.Error(c, err)
 			return
 		}
 		// Written by hand: the stored documents are valid JSON already, and
@@ -301,17 +312,17 @@ const maxIDPage = 100_000
 func (s *Service) productIDs(c *gin.Context) {
 	after, err := strconv.ParseInt(c.DefaultQuery("after", "0"), 10, 64)
 	if err != nil || after < 0 {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "after: want a non-negative id"})
+		httpapi.Error(c, badInput("after: want a non-negative id"))
 		return
 	}
 	limit, err := strconv.Atoi(c.DefaultQuery("limit", "10000"))
 	if err != nil || limit < 1 || limit > maxIDPage {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": fmt.Sprintf("limit: want 1 to %d", maxIDPage)})
+		httpapi.Error(c, badInput("limit: want 1 to %d", maxIDPage))
 		return
 	}
 	ids, err := s.db.ProductIDs(c.Request.Context(), after, limit)
 	if err != nil {
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	next := int64(0)
@@ -329,12 +340,12 @@ func (s *Service) put(kind *catalog.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id, err := catalog.ParseID(c.Param("id"))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		rec, err := s.decodeEdit(kind, http.MaxBytesReader(c.Writer, c.Request.Body, maxEditBody))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		release := s.begin(c, service)
@@ -344,7 +355,7 @@ func (s *Service) put(kind *catalog.Kind) gin.HandlerFunc {
 		defer release()
 		doc, err := s.db.Put(c.Request.Context(), kind, id, rec)
 		if err != nil {
-			server.Error(c, s.log, err)
+			httpapi.Error(c, err)
 			return
 		}
 		s.stats[service].Edits.Add(1)
@@ -363,12 +374,12 @@ func (s *Service) decodeEdit(kind *catalog.Kind, body io.Reader) (catalog.Record
 	if err := dec.Decode(rec); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("body larger than %d bytes", maxEditBody)
+			return nil, badInput("body larger than %d bytes", maxEditBody)
 		}
-		return nil, fmt.Errorf("body: %v", err)
+		return nil, badInput("body: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) { // dec.More misses a stray } or ]
-		return nil, errors.New("body: trailing data after the JSON object")
+		return nil, badInput("body: trailing data after the JSON object")
 	}
 	if err := rec.Validate(); err != nil {
 		return nil, err
@@ -384,11 +395,11 @@ func (s *Service) postFault(c *gin.Context) {
 	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "body: " + err.Error()})
+		httpapi.Error(c, badInput("body: %v", err))
 		return
 	}
 	if err := f.validate(); err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		httpapi.Error(c, err)
 		return
 	}
 	s.faults.set(f)
@@ -396,10 +407,15 @@ func (s *Service) postFault(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"faults": s.faults.list()})
 }
 
+// badInput is a request the API refuses: httpapi answers it 400.
+func badInput(format string, args ...any) error {
+	return &catalog.ValidationError{Reason: fmt.Sprintf(format, args...)}
+}
+
 func (s *Service) getStats(c *gin.Context) {
 	pending, err := s.db.OutboxPending(c.Request.Context())
 	if err != nil {
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"services": s.stats, "outbox_pending": pending})
@@ -408,7 +424,7 @@ func (s *Service) getStats(c *gin.Context) {
 func (s *Service) postRefresh(c *gin.Context) {
 	n, err := s.db.EnqueueRefresh(c.Request.Context())
 	if err != nil {
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	s.relay.Notify()

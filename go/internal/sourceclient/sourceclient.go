@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,9 +33,9 @@ type Client struct {
 	collapsers map[string]*resilience.Collapser[int64, json.RawMessage]
 }
 
-// New returns a client for the source API at base (e.g. http://127.0.0.1:9101)
-// and declares its resilience commands (settings a service configured
-// already win).
+// New returns a client for the source API at base (e.g.
+// http://127.0.0.1:9101). The service using it configures its commands
+// (Commands) at start.
 func New(base string) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -49,7 +50,6 @@ func New(base string) (*Client, error) {
 	}
 	for _, k := range catalog.Kinds {
 		name := k.Name
-		resilience.Declare(resilience.Defaults(CommandName(name, "get")), resilience.Defaults(CommandName(name, "batch")))
 		c.collapsers[name] = resilience.NewCollapser(resilience.CollapserConfig{Name: CommandName(name, "lookup")},
 			func(ctx context.Context, ids []int64) (map[int64]json.RawMessage, error) {
 				return resilience.Do(ctx, CommandName(name, "batch"), func(ctx context.Context) (map[int64]json.RawMessage, error) {
@@ -58,6 +58,18 @@ func New(base string) (*Client, error) {
 			})
 	}
 	return c, nil
+}
+
+// Commands returns the resilience commands a Client runs, with their
+// default settings, for the service using it to configure.
+func Commands() []resilience.Command {
+	var cmds []resilience.Command
+	for _, k := range catalog.Kinds {
+		name := k.Name
+		cmds = append(cmds, resilience.Defaults(CommandName(name, "get")), resilience.Defaults(CommandName(name, "batch")))
+	}
+	slices.SortFunc(cmds, func(a, b resilience.Command) int { return strings.Compare(a.Name, b.Name) })
+	return cmds
 }
 
 // CloseIdleConnections closes the client's idle keep-alive connections.

@@ -29,8 +29,8 @@ type Nginx struct {
 	RunAsRoot   bool     // master is root: keep workers root so they can read the checkout
 	Workers     int      // worker processes (0: auto)
 	Resolver    string   // DNS server for host names Lua connects to (compose: 127.0.0.11)
-	L1TTL       float64  // app: seconds a page stays in a worker's L1 (0: default)
-	L2TTL       float64  // app: seconds a page stays fresh in the node's L2 (0: default)
+	L1TTL       float64  // app: seconds a page stays in a worker's L1 (0: DEFAULTS in lua/detailpage/app.lua)
+	L2TTL       float64  // app: seconds a page stays fresh in the node's L2 (0: DEFAULTS in lua/detailpage/app.lua)
 }
 
 // Validate checks the node description.
@@ -70,6 +70,9 @@ func (n *Nginx) Validate() error {
 		if err := check("source", n.Source); err != nil {
 			return err
 		}
+	}
+	if n.L1TTL < 0 || n.L2TTL < 0 {
+		return fmt.Errorf("nginx: l1 ttl %g, l2 ttl %g: want positive seconds, or 0 for the default", n.L1TTL, n.L2TTL)
 	}
 	if n.Prefix == "" || n.Root == "" {
 		return errors.New("nginx: prefix and root required")
