@@ -120,21 +120,6 @@ func coldIDs(n int) []string {
 	return ids
 }
 
-// fetchPage is MustGetPage for goroutines other than the test's: it
-// returns the error instead of failing the test.
-func fetchPage(c *http.Client, url string) (page, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return page{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return page{}, fmt.Errorf("GET %s: read: %w", url, err)
-	}
-	return page{resp.StatusCode, string(b), resp.Header.Get("X-Served-By"), resp.Header.Get("X-Cache")}, nil
-}
-
 // freshConns is a client that opens a new connection for every request, so
 // requests to one node land on all of its workers (reuseport spreads
 // connections, not requests).
@@ -256,7 +241,7 @@ func TestForceDegradedNeedsTokenAndReachesAllWorkers(t *testing.T) {
 	// 40 cold pages over new connections land on both workers (see
 	// mustWarmAllWorkers).
 	for _, id := range coldIDs(40) {
-		got, err := fetchPage(freshConns, appURL(shared, node)+"/item/"+id+".html")
+		got, err := getPageWith(freshConns, appURL(shared, node)+"/item/"+id+".html")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,7 +277,7 @@ func TestDogPileOneReadPerNode(t *testing.T) {
 		errs := make([]error, perRound)
 		for i := range perRound {
 			url := appURL(shared, nodes[i%2]) + "/item/" + id + ".html"
-			wg.Go(func() { got[i], errs[i] = fetchPage(c, url) })
+			wg.Go(func() { got[i], errs[i] = getPageWith(c, url) })
 		}
 		wg.Wait()
 		for i := range perRound {
@@ -499,7 +484,7 @@ func TestPurgeDropsLocalCopies(t *testing.T) {
 func mustWarmAllWorkers(tb testing.TB, url string) {
 	tb.Helper()
 	for i := range 20 {
-		got, err := fetchPage(freshConns, url)
+		got, err := getPageWith(freshConns, url)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -570,7 +555,7 @@ func TestPurgeAndHitCountsWithReplicaDown(t *testing.T) {
 	requests := 0
 	testutil.Eventually(t, 10*time.Second, func() error {
 		for i := range 20 {
-			got, err := fetchPage(freshConns, url)
+			got, err := getPageWith(freshConns, url)
 			if err != nil {
 				return err
 			}

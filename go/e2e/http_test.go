@@ -20,9 +20,12 @@ import (
 // the test's can report them with tb.Errorf; the MustX forms (page_test.go)
 // fail the test and are for the test's own goroutine.
 
-// getPage fetches a page.
-func getPage(url string) (page, error) {
-	resp, err := client.Get(url)
+// getPage fetches a page with the suite's client.
+func getPage(url string) (page, error) { return getPageWith(client, url) }
+
+// getPageWith fetches a page with c (e.g. freshConns, to reach every worker).
+func getPageWith(c *http.Client, url string) (page, error) {
+	resp, err := c.Get(url)
 	if err != nil {
 		return page{}, fmt.Errorf("GET %s: %w", url, err)
 	}
