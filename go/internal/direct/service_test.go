@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/resilience"
+	"github.com/detailpage/detailpage/go/internal/sourceclient"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -154,10 +156,12 @@ func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
 	// background refresh runs (a Redis hit: the rebuild wrote it back).
 	h.clock.advance(time.Minute)
 	var wg sync.WaitGroup
-	var slow, stale atomic.Int64
-	for range 200 {
+	var stale atomic.Int64
+	took := make([]time.Duration, 200)
+	for i := range took {
 		wg.Go(func() {
 			start := time.Now()
+			defer func() { took[i] = time.Since(start) }()
 			got, level, err := h.svc.Item(t.Context(), id)
 			// stale until the refresh lands, then local
 			if err != nil || (level != "stale" && level != "local") || !bytes.Equal(got, doc) {
@@ -166,17 +170,18 @@ func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
 			if level == "stale" {
 				stale.Add(1)
 			}
-			if time.Since(start) > 50*time.Millisecond {
-				slow.Add(1)
-			}
 		})
 	}
 	wg.Wait()
 	if stale.Load() == 0 {
 		t.Errorf("no request got the stale copy")
 	}
-	if slow.Load() > 0 {
-		t.Errorf("%d requests for the stale copy took over 50ms", slow.Load())
+	// The copy is in memory: a request waits for nothing but the CPU. The
+	// bound is generous (a loaded machine under -race); the figure is logged.
+	slices.Sort(took)
+	t.Logf("stale copy to 200 concurrent requests: p50 %s, max %s", took[100], took[199])
+	if took[199] > time.Second {
+		t.Errorf("a request for the stale copy took %s", took[199])
 	}
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if _, level, _ := h.svc.Item(t.Context(), id); level != "local" {
@@ -213,8 +218,15 @@ func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
 
 // Beyond the rebuild limit a request fails fast instead of queueing.
 func TestRebuildLimitFailsFast(t *testing.T) {
-	h := MustService(t, func(c *Config) { c.RebuildConcurrency = 1 })
-	h.fault(t, "stock", 400)
+	h := MustService(t, func(c *Config) {
+		c.RebuildConcurrency = 1
+		// The stock service takes 2 s, within every timeout on the way.
+		c.Commands = []resilience.Command{
+			{Name: sourceclient.CommandName("stock", "get"), Timeout: 5 * time.Second},
+			{Name: sourceclient.CommandName("stock", "batch"), Timeout: 5 * time.Second},
+		}
+	})
+	h.fault(t, "stock", 2000)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := h.svc.Item(t.Context(), 21)
@@ -239,9 +251,15 @@ func TestRebuildLimitFailsFast(t *testing.T) {
 	if level != "rejected" || !errors.Is(err, errRejected) {
 		t.Errorf("level %q err %v, want rejected while 21 rebuilds", level, err)
 	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Errorf("rejection took %s, want it at once", d)
+	// At once: before the rebuild holding the only slot (2 s in the slow
+	// stock service) is done, not after it.
+	select {
+	case <-done:
+		t.Errorf("the rejection came after the rebuild of 21 finished (%s): it waited for the slot", time.Since(start))
+		return
+	default:
 	}
+	t.Logf("rejected in %s while 21 rebuilds", time.Since(start))
 	if err := <-done; err != nil {
 		t.Errorf("the rebuild within the limit failed: %v", err)
 	}
