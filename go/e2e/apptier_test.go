@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -120,21 +120,6 @@ func coldIDs(n int) []string {
 	return ids
 }
 
-// fetchPage is MustGetPage for goroutines other than the test's: it
-// returns the error instead of failing the test.
-func fetchPage(c *http.Client, url string) (page, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return page{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return page{}, fmt.Errorf("GET %s: read: %w", url, err)
-	}
-	return page{resp.StatusCode, string(b), resp.Header.Get("X-Served-By"), resp.Header.Get("X-Cache")}, nil
-}
-
 // freshConns is a client that opens a new connection for every request, so
 // requests to one node land on all of its workers (reuseport spreads
 // connections, not requests).
@@ -144,7 +129,7 @@ var freshConns = &http.Client{Transport: &http.Transport{DisableKeepAlives: true
 func MustReplicaHas(tb testing.TB, t *topology.Topology, key, want string) {
 	tb.Helper()
 	rdb := redisClient(tb, t.Config().Ports.RedisReplica)
-	Eventually(tb, 3*time.Second, func() error {
+	testutil.Eventually(tb, 3*time.Second, func() error {
 		v, err := rdb.Get(tb.Context(), key).Result()
 		if errors.Is(err, redis.Nil) {
 			return fmt.Errorf("replica has no %s yet", key)
@@ -215,7 +200,7 @@ func TestReplicaFrozenDegradesAndRecovers(t *testing.T) {
 	}
 	back := time.Now()
 	// The link comes back when the probe after the 5 s retry period succeeds.
-	Eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		id := coldIDs(1)[0]
 		got := MustGetPage(t, appURL(shared, node)+"/item/"+id+".html")
 		if got.status != http.StatusOK || got.cache != "redis" {
@@ -256,7 +241,7 @@ func TestForceDegradedNeedsTokenAndReachesAllWorkers(t *testing.T) {
 	// 40 cold pages over new connections land on both workers (see
 	// mustWarmAllWorkers).
 	for _, id := range coldIDs(40) {
-		got, err := fetchPage(freshConns, appURL(shared, node)+"/item/"+id+".html")
+		got, err := getPageWith(freshConns, appURL(shared, node)+"/item/"+id+".html")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,7 +277,7 @@ func TestDogPileOneReadPerNode(t *testing.T) {
 		errs := make([]error, perRound)
 		for i := range perRound {
 			url := appURL(shared, nodes[i%2]) + "/item/" + id + ".html"
-			wg.Go(func() { got[i], errs[i] = fetchPage(c, url) })
+			wg.Go(func() { got[i], errs[i] = getPageWith(c, url) })
 		}
 		wg.Wait()
 		for i := range perRound {
@@ -341,7 +326,7 @@ func TestEditDropsL1OnBothNodes(t *testing.T) {
 	MustRename(t, shared, id, name)
 	start := time.Now()
 	shown := map[string]time.Duration{}
-	Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		for _, n := range nodes {
 			if _, ok := shown[n]; ok {
 				continue
@@ -382,18 +367,7 @@ func TestGarbageInRedisIsAMiss(t *testing.T) {
 // pages seen before are served stale and the others get the 503 page; the
 // error log shows nothing but the expected link failures.
 func TestReplicaAndDirectDownServesStale(t *testing.T) {
-	topo, err := startTopologyWith(300, 20, time.Second, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Stop(); err != nil {
-			t.Errorf("stop the topology: %v", err)
-		}
-		if err := os.RemoveAll(topo.Config().VarDir); err != nil {
-			t.Errorf("remove the topology's files: %v", err)
-		}
-	})
+	topo := MustTopology(t, topology.Config{SeedProducts: 300, SeedShops: 20, AppL1TTL: time.Second, AppL2TTL: time.Second})
 	seen := []string{"11", "12", "13", "14"}
 	for _, id := range seen {
 		if got := MustGetPage(t, pageURL(topo, id)); got.status != http.StatusOK {
@@ -412,7 +386,7 @@ func TestReplicaAndDirectDownServesStale(t *testing.T) {
 		}
 	})
 	// Let every local copy pass its 1 s (±20%) TTL.
-	Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		got := MustGetPage(t, pageURL(topo, seen[0]))
 		if got.cache != "stale" {
 			return fmt.Errorf("X-Cache %q", got.cache)
@@ -433,15 +407,11 @@ func TestReplicaAndDirectDownServesStale(t *testing.T) {
 	}
 	expected := regexp.MustCompile(`\[(warn|notice|info)\]|connect\(\) failed|upstream timed out|no live upstreams|while connecting to upstream`)
 	for _, n := range []string{topology.App1, topology.App2, topology.Dist} {
-		log, err := os.ReadFile(filepath.Join(topo.Config().VarDir, n, "logs", "error.log"))
-		if err != nil {
-			t.Errorf("%s error.log: %v", n, err)
-			continue
-		}
-		if n != topology.Dist && !strings.Contains(string(log), "[app] ") {
+		log := MustReadFile(t, filepath.Join(topo.Config().VarDir, n, "logs", "error.log"))
+		if n != topology.Dist && !strings.Contains(log, "[app] ") {
 			t.Errorf("%s error.log has no line of app.lua: the link failures above must be logged (wrong file?)", n)
 		}
-		for _, line := range strings.Split(string(log), "\n") {
+		for _, line := range strings.Split(log, "\n") {
 			if line != "" && !expected.MatchString(line) {
 				t.Errorf("%s error.log: unexpected %q", n, line)
 			}
@@ -497,7 +467,7 @@ func TestPurgeDropsLocalCopies(t *testing.T) {
 	}
 	// With a 10-minute local TTL, only the purge sends the page below the
 	// node again (every worker drops its L1 copy when its follower runs).
-	Eventually(t, 2*time.Second, func() error {
+	testutil.Eventually(t, 2*time.Second, func() error {
 		if got := MustGetPage(t, url).cache; got != "redis" {
 			return fmt.Errorf("X-Cache %q after the purge", got)
 		}
@@ -514,7 +484,7 @@ func TestPurgeDropsLocalCopies(t *testing.T) {
 func mustWarmAllWorkers(tb testing.TB, url string) {
 	tb.Helper()
 	for i := range 20 {
-		got, err := fetchPage(freshConns, url)
+		got, err := getPageWith(freshConns, url)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -551,7 +521,7 @@ func TestPurgeAndHitCountsWithReplicaDown(t *testing.T) {
 	name := fmt.Sprintf("Purged while the replica is down %d", time.Now().UnixNano())
 	MustRename(t, shared, n, name)
 	// The direct-data service sees the edit (its cache lives 2 s).
-	Eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		resp, err := client.Get(topology.URL(shared.Config().Ports.Direct) + "/api/item/" + id + "?with=shop")
 		if err != nil {
 			return err
@@ -583,9 +553,9 @@ func TestPurgeAndHitCountsWithReplicaDown(t *testing.T) {
 	}
 	start := time.Now()
 	requests := 0
-	Eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		for i := range 20 {
-			got, err := fetchPage(freshConns, url)
+			got, err := getPageWith(freshConns, url)
 			if err != nil {
 				return err
 			}
@@ -597,7 +567,7 @@ func TestPurgeAndHitCountsWithReplicaDown(t *testing.T) {
 		return nil
 	})
 	t.Logf("every worker shows the new page %s after the purge", time.Since(start).Round(time.Millisecond))
-	Eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if got := MustStatus(t, shared, node).totalHits() - hitsBefore; got < requests {
 			return fmt.Errorf("hit counts moved by %d for %d answered requests", got, requests)
 		}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/detailpage/detailpage/go/internal/loadgen"
+	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -65,7 +65,7 @@ func distStatus(t *topology.Topology) (map[string]distNode, error) {
 // waitNodeState polls the dist admin until every named app node has state.
 func waitNodeState(tb testing.TB, t *topology.Topology, state string, timeout time.Duration, names ...string) {
 	tb.Helper()
-	Eventually(tb, timeout, func() error {
+	testutil.Eventually(tb, timeout, func() error {
 		st, err := distStatus(t)
 		if err != nil {
 			return err
@@ -95,17 +95,11 @@ func MustOwners(tb testing.TB, t *topology.Topology, n int) map[int64]string {
 	return owners
 }
 
-// latencies summarises results: count, p99 and max.
+// latencies summarises results: count, p99 and max, from scheduled time.
 func latencies(rs []loadgen.Result) (n int, p99, maxLat time.Duration) {
-	if len(rs) == 0 {
-		return 0, 0, 0
-	}
-	lat := make([]time.Duration, len(rs))
-	for i, r := range rs {
-		lat[i] = r.Latency
-	}
-	slices.Sort(lat)
-	return len(lat), lat[int(float64(len(lat)-1)*0.99)], lat[len(lat)-1]
+	r := loadgen.Report{Results: rs}
+	lat := r.Latencies()
+	return len(lat), loadgen.Percentile(lat, 0.99), loadgen.Percentile(lat, 1)
 }
 
 // hungRun is an open-loop page load over ids seen before with a fault
@@ -123,7 +117,7 @@ func hungRun(tb testing.TB, t *topology.Topology, ids int, down ...string) (rs [
 	nextID := func() int64 { next = next%int64(ids) + 1; return next }
 	done := make(chan []loadgen.Result, 1)
 	start := time.Now()
-	go func() { done <- loadgen.Run(loadgen.NewClient(), rate, dur, url, nextID) }()
+	go func() { done <- loadgen.Run(tb.Context(), loadgen.NewClient(), rate, dur, url, nextID).Results }()
 	time.Sleep(time.Second) // pacing: the fault lands one second into the load, not a wait for a condition
 	faultAt = time.Since(start)
 	for _, name := range down {
@@ -143,7 +137,11 @@ func hungRun(tb testing.TB, t *topology.Topology, ids int, down ...string) (rs [
 func TestHungAppNodeShortWait(t *testing.T) {
 	const ids = 200
 	app1 := shared.Component(topology.App1)
-	t.Cleanup(func() { app1.Resume() })
+	t.Cleanup(func() {
+		if err := app1.Resume(); err != nil {
+			t.Errorf("resume app1: %v", err)
+		}
+	})
 	waitNodeState(t, shared, "up", 5*time.Second, topology.App1, topology.App2)
 
 	owners := MustOwners(t, shared, ids)
@@ -160,7 +158,7 @@ func TestHungAppNodeShortWait(t *testing.T) {
 	rs, faultAt, detectedAt := hungRun(t, shared, ids, topology.App1)
 	t.Logf("app1 hung at +%s, marked down by the dist tier at +%s (%s later)",
 		faultAt.Round(time.Millisecond), detectedAt.Round(time.Millisecond), (detectedAt - faultAt).Round(time.Millisecond))
-	t.Logf("whole run: %s", summary(rs))
+	t.Logf("whole run: %s", loadgen.Report{Rate: 200, Results: rs}.Summary())
 
 	var before, window, after []loadgen.Result
 	for _, r := range rs {
@@ -227,7 +225,7 @@ func TestHungAppNodeShortWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
-	Eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		for _, id := range mine {
 			if p := MustGetPage(t, pageURL(shared, strconv.FormatInt(id, 10))); p.servedBy != topology.App1 {
 				return fmt.Errorf("id %d served by %q, want app1 again", id, p.servedBy)
@@ -246,7 +244,9 @@ func TestBothAppNodesHungServedByDirect(t *testing.T) {
 	apps := []string{topology.App1, topology.App2}
 	t.Cleanup(func() {
 		for _, name := range apps {
-			shared.Component(name).Resume()
+			if err := shared.Component(name).Resume(); err != nil {
+				t.Errorf("resume %s: %v", name, err)
+			}
 		}
 	})
 	waitNodeState(t, shared, "up", 5*time.Second, apps...)
@@ -255,7 +255,7 @@ func TestBothAppNodesHungServedByDirect(t *testing.T) {
 	rs, faultAt, detectedAt := hungRun(t, shared, ids, apps...)
 	t.Logf("app1 and app2 hung at +%s, marked down at +%s (%s later)",
 		faultAt.Round(time.Millisecond), detectedAt.Round(time.Millisecond), (detectedAt - faultAt).Round(time.Millisecond))
-	t.Logf("whole run: %s", summary(rs))
+	t.Logf("whole run: %s", loadgen.Report{Rate: 200, Results: rs}.Summary())
 	var window, after []loadgen.Result
 	for _, r := range rs {
 		if r.Status != http.StatusOK {
@@ -311,7 +311,7 @@ func TestSlowPageStaysOnItsNode(t *testing.T) {
 	if err := main.Del(t.Context(), key).Err(); err != nil {
 		t.Fatal(err)
 	}
-	Eventually(t, 3*time.Second, func() error {
+	testutil.Eventually(t, 3*time.Second, func() error {
 		if n := replica.Exists(t.Context(), key).Val(); n != 0 {
 			return fmt.Errorf("the replica still has %s", key)
 		}

@@ -1,6 +1,6 @@
--- detailpage.bearer: the admin token check and JSON replies of the dist
--- tier's admin port. "Authorization: Bearer <DETAILPAGE_ADMIN_TOKEN>";
--- without it: 401. (The app tier's detailpage.admin has the same check.)
+-- detailpage.bearer: the admin token check and JSON replies of both tiers'
+-- admin ports. "Authorization: Bearer <DETAILPAGE_ADMIN_TOKEN>"; without
+-- it: 401.
 
 local cjson = require "cjson.safe"
 
