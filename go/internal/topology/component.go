@@ -210,6 +210,9 @@ func (c *Component) Start(ctx context.Context) error {
 		return fmt.Errorf("topology: %s stopped while starting", c.Name())
 	}
 	c.state = StateRunning
+	if c.cancel != nil {
+		c.cancel() // the last supervisor's, which has ended
+	}
 	sctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.sup.Add(1)
