@@ -9,7 +9,6 @@
 local script_dir = (arg[0]:match("^(.*)/[^/]*$") or ".")
 package.path = script_dir .. "/../../../../lua/?.lua;" .. package.path
 
-local cjson = require "cjson"
 local template = require "detailpage.template"
 
 local function read(path)
@@ -41,7 +40,15 @@ if compile_only then
     os.exit(0)
 end
 
-local doc = cjson.decode(read(doc_path))
+-- template.decode, as the app tier: an empty [] is a list, {} an object.
+local doc, derr = template.decode(read(doc_path))
+if doc == nil then
+    io.stderr:write(derr, "\n")
+    os.exit(3)
+end
+if doc == template.null then
+    doc = {}
+end
 local html, rerr = render({ item = doc.item, shop = doc.shop })
 if not html then
     io.stderr:write(rerr, "\n")
