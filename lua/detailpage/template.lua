@@ -121,6 +121,13 @@ local FORLOOP_FIELDS = { Counter = true, Counter0 = true, First = true, Last = t
 -- forloop in a for tag's own list expression: pongo2's fresh loop info.
 local FORLOOP_BEFORE = { Counter = "0", Counter0 = "0", First = "true", Last = "false" }
 
+-- Nesting limits, within LuaJIT's (200 syntax levels, 200 locals per
+-- function): a loop takes 7 locals and 3 levels, an if 1 level, each
+-- level of and / or / not / parentheses up to 2.
+local MAX_LOOP_DEPTH = 20
+local MAX_BLOCK_DEPTH = 50
+local MAX_EXPR_DEPTH = 40
+
 -- Tags and texts per generated function (see compile_source).
 local PART_SIZE = 2000
 
@@ -620,7 +627,7 @@ end
 -- const(v) stores a constant for the generated code and returns its
 -- index in T.
 local function new_reader(tokens, line, scope, const)
-    return { tokens = tokens, i = 1, line = line, scope = scope, const = const }
+    return { tokens = tokens, i = 1, line = line, scope = scope, const = const, depth = 0 }
 end
 
 local function peek(r)
@@ -813,12 +820,23 @@ end
 
 local parse_expr
 
+-- One more level of and / or / not / parentheses.
+local function nest(r)
+    r.depth = r.depth + 1
+    if r.depth > MAX_EXPR_DEPTH then
+        syntax_error(r.line, "expression nested deeper than " .. MAX_EXPR_DEPTH
+            .. " levels of and / or / not / parentheses")
+    end
+end
+
 -- An operand: ( expr ) | value. Returns code, code kind ("bool" for a Lua
 -- boolean, "value" for a template value) and the operand form.
 local function parse_factor(r)
     if is_sym(peek(r), "(") then
         take(r)
+        nest(r)
         local code, k = parse_expr(r)
+        r.depth = r.depth - 1
         if not is_sym(take(r), ")") then
             syntax_error(r.line, "expected ')'")
         end
@@ -842,7 +860,9 @@ local function parse_simple(r)
         if is_kw(peek(r), "not") then
             syntax_error(r.line, "'not not' is not allowed")
         end
+        nest(r)
         local code, k = parse_factor(r)
+        r.depth = r.depth - 1
         return "(not " .. as_bool(code, k) .. ")", "bool", "not"
     end
     if tok ~= nil and tok.typ == "symbol" and (tok.val == "!" or tok.val == "-" or tok.val == "+") then
@@ -902,7 +922,9 @@ parse_expr = function(r)
     local tok = peek(r)
     if is_kw(tok, "and") or is_kw(tok, "or") then
         take(r)
+        nest(r)
         local right, rk = parse_expr(r)
+        r.depth = r.depth - 1
         return "(" .. as_bool(left, k) .. " " .. tok.val .. " " .. as_bool(right, rk) .. ")", "bool"
     elseif is_sym(tok, "&&") or is_sym(tok, "||") then
         syntax_error(r.line, "operator '" .. tok.val .. "' is not supported, use and / or")
@@ -970,6 +992,12 @@ local function compile_source(source)
         end
     end
 
+    local function open_block()
+        if #stack >= MAX_BLOCK_DEPTH then
+            syntax_error(line, "blocks ({% if %} and {% for %}) nested deeper than " .. MAX_BLOCK_DEPTH)
+        end
+    end
+
     local function block_top(tag, name)
         local top = stack[#stack]
         if top == nil or top.tag ~= tag then
@@ -1032,6 +1060,7 @@ local function compile_source(source)
                 local name = tag.val
                 if name == "if" then
                     local cond = parse_condition(r, "if")
+                    open_block()
                     stack[#stack + 1] = { tag = "if", line = line, state = "if" }
                     emit("if " .. cond .. " then\n")
                 elseif name == "elif" then
@@ -1080,6 +1109,10 @@ local function compile_source(source)
                             syntax_error(line, "'" .. tok.val .. "' is not supported in {% for %}")
                         end
                         syntax_error(line, "unexpected " .. describe(tok) .. " in {% for %}")
+                    end
+                    open_block()
+                    if #scope >= MAX_LOOP_DEPTH then
+                        syntax_error(line, "loops nested deeper than " .. MAX_LOOP_DEPTH)
                     end
                     loops = loops + 1
                     local id = loops
