@@ -67,6 +67,8 @@ local str_gsub = string.gsub
 local str_match = string.match
 local str_format = string.format
 local str_lower = string.lower
+local str_upper = string.upper
+local str_char = string.char
 local math_floor = math.floor
 local math_ceil = math.ceil
 local math_huge = math.huge
@@ -1286,6 +1288,20 @@ local function unmark(v, sentinel)
     return v, found
 end
 
+-- Sets seen[s] for every string (key or value) of v.
+local function collect_strings(v, seen)
+    for k, e in next, v do
+        if type(k) == "string" then
+            seen[k] = true
+        end
+        if type(e) == "string" then
+            seen[e] = true
+        elseif type(e) == "table" then
+            collect_strings(e, seen)
+        end
+    end
+end
+
 -- decode parses a JSON document for render(): like cjson.decode, except
 -- that an empty array is an empty list (it carries a metatable) and an
 -- empty object an empty object, as in pongo2. JSON null is cjson.null.
@@ -1304,23 +1320,39 @@ function _M.decode(text)
         end
         return v
     end
-    -- A sentinel string in place of each empty array; a document that
-    -- holds the same one-element list itself is caught by the count and
-    -- retried with another sentinel.
-    for attempt = 1, 100 do
-        local name = "detailpage.template:[]:" .. attempt
-        local sentinel = "\1" .. name
-        local marked, count = mark_empty_arrays(text, '["\\u0001' .. name .. '"]')
-        local ok, v = pcall(cjson.decode, marked)
+    -- A sentinel list ["<C>detailpage.template:[]"] in place of each empty
+    -- array, where <C> is a control character the text never holds (raw
+    -- or escaped): then no string of the document can equal the sentinel.
+    -- Duplicate keys may drop some sentinels, as they drop any value.
+    local function decode_marked(json_string, sentinel)
+        local ok, v = pcall(cjson.decode, (mark_empty_arrays(text, "[" .. json_string .. "]")))
         if not ok then
             return nil, "decode: " .. tostring(v)
         end
-        local r, found = unmark(v, sentinel)
-        if found == count then
-            return r
+        return (unmark(v, sentinel))
+    end
+    for c = 1, 31 do
+        local hex = str_format("%04x", c)
+        if not str_find(text, str_char(c), 1, true) and not str_find(text, "\\u" .. hex, 1, true)
+                and not str_find(text, "\\u" .. str_upper(hex), 1, true) then
+            return decode_marked('"\\u' .. hex .. 'detailpage.template:[]"', str_char(c) .. "detailpage.template:[]")
         end
     end
-    return nil, "decode: no free sentinel for empty arrays"
+    -- A document with every control character: decode it once to pick a
+    -- sentinel none of its strings equals.
+    local ok, v = pcall(cjson.decode, text)
+    if not ok then
+        return nil, "decode: " .. tostring(v)
+    end
+    local seen = {}
+    if type(v) == "table" then
+        collect_strings(v, seen)
+    end
+    local k = 0
+    while seen["detailpage.template:[]:" .. k] do
+        k = k + 1
+    end
+    return decode_marked('"detailpage.template:[]:' .. k .. '"', "detailpage.template:[]:" .. k)
 end
 
 -- Exposed for tests.

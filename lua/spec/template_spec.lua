@@ -408,6 +408,26 @@ describe("detailpage.template", function()
             assert.equal(0, #v.b)
         end)
 
+        it("takes duplicate keys like any decoder: the last one wins", function()
+            local v = assert(template.decode('{"c":[],"c":null,"d":null,"d":[]}'))
+            assert.equal(template.null, v.c)
+            assert.is_true(template._is_list(v.d))
+        end)
+
+        it("marks empty arrays even in a document holding every control character", function()
+            local all = {}
+            for c = 1, 31 do
+                all[#all + 1] = string.format("\\u%04x", c)
+            end
+            local text = '{"s":"' .. table.concat(all) .. '","l":[],"o":{},'
+                .. '"t":["detailpage.template:[]:0"]}'
+            local v = assert(template.decode(text))
+            assert.is_true(template._is_list(v.l))
+            assert.is_false(template._is_list(v.o))
+            assert.same({ "detailpage.template:[]:0" }, v.t)
+            assert.equal(31, #v.s)
+        end)
+
         it("keeps null and reports bad JSON", function()
             assert.equal(template.null, template.decode("null"))
             local v, err = template.decode("[1,")
