@@ -13,16 +13,19 @@
 --   {% if e %} {% elif e %} {% else %} {% endif %}
 --   {% for v in x %} {% empty %} {% endfor %}
 --       inside: forloop.Counter, forloop.Counter0, forloop.First,
---       forloop.Last
+--       forloop.Last; in x itself, the new loop's: 0, 0, True, False
 --
 --   x is a path (name, name.key, name.0 for a list index), a string literal
---   ("..." or '...', escapes \" and \\ only) or an integer literal.
+--   ("..." or '...', escapes \" and \\ only) or an integer literal of at
+--   most 2^53.
 --   e is built from x (filters allowed), not, and, or, ( ), and one of
 --   == != < > <= >= between two x. As in pongo2, and/or have the same
 --   precedence and group to the right: `a and b or c` is `a and (b or c)`.
 --   `not a == b` (pongo2 reads it as `(not a) == b`), chained comparisons,
 --   and comparisons of a parenthesised expression are refused.
 --   No whitespace control ({%- -%}), no other tag, filter or operator.
+--   At most 20 nested loops, 50 nested blocks, 40 levels of and / or /
+--   not / ( ); a LuaJIT limit is reported at a template line.
 --
 -- Semantics, as pongo2 v6 (value.go, filters_builtin.go, variable.go):
 --
@@ -31,11 +34,14 @@
 --   * printing: nil and missing print "", booleans True / False, integral
 --     numbers as integer digits, other numbers as "%f" (6 decimals).
 --   * truthiness: nil, false, 0, "", empty list and empty object are false.
+--   * lists and objects: a JSON array is a Go slice and an object a Go map,
+--     empty or not (an empty [] from _M.decode carries LIST_MT).
 --   * a missing key, or any step through nil, is nil; a key on a string,
 --     number, boolean or list, or an index on an object, is a render error.
 --   * for over nil, missing, a number or a boolean runs {% empty %}; over a
---     string it runs once per byte. Over a non-empty object it is a render
---     error here (pongo2 walks maps in random order).
+--     string it runs once per byte; over an object, once per key, which is
+--     a render error when there are several keys and the body reads the
+--     loop variable (pongo2 walks maps in random order).
 --   * == compares integers by value and other values by type and value;
 --     < > <= >= compare as floats if either side is a non-integral number,
 --     else as integers, converting strings like Go's strconv.ParseFloat.
@@ -43,11 +49,13 @@
 -- Numbers: lua-cjson decodes every number to a double; a number is an
 -- "integer" when it is integral and within int64, exactly as the Go side
 -- decodes documents (go/internal/page). JSON null (cjson.null) is nil.
+-- Documents must be decoded with _M.decode, which tells [] from {}.
 -- See docs/template.md.
 --
 -- Usage:
 --   local template = require "detailpage.template"
 --   local render, err = template.compile(source, "item.html")
+--   local doc = template.decode(json)
 --   local html, err = render({ item = doc, shop = shop })
 
 local type = type

@@ -518,7 +518,13 @@ func shrinkNodes(nodes []node) [][]node {
 	for i, n := range nodes {
 		switch n := n.(type) {
 		case bigNode:
-			out = append(out, with(i, n[:len(n)/2]...), with(i, n[len(n)/2:]...), with(i, n...))
+			// Halve first (each check of a big template is slow), unpack
+			// once small.
+			if len(n) > 8 {
+				out = append(out, with(i, n[:len(n)/2]), with(i, n[len(n)/2:]))
+			} else {
+				out = append(out, with(i, n...))
+			}
 		case *ifNode:
 			for _, body := range n.bodies {
 				out = append(out, with(i, body...))
