@@ -1093,7 +1093,9 @@ func (g *gen) doc() *jv {
 	if g.chance(6) {
 		item = g.jvalue(3, docKeys)
 	}
-	d.keys, d.elems = append(d.keys, "item"), append(d.elems, item)
+	if !g.chance(20) {
+		d.keys, d.elems = append(d.keys, "item"), append(d.elems, item)
+	}
 	if !g.chance(3) {
 		d.keys, d.elems = append(d.keys, "shop"), append(d.elems, g.jvalue(2, docKeys))
 	}

@@ -1,7 +1,8 @@
 // Package page renders the product detail page in Go with pongo2, from the
 // same template (templates/item.html) and the same data as the Lua renderer
 // of the app tier (lua/detailpage/template.lua). Both must produce
-// byte-identical HTML; see docs/template.md and parity_test.go.
+// byte-identical HTML; see docs/template.md, parity_test.go and the
+// differential fuzz test, fuzz_test.go.
 //
 // Documents are decoded into generic values so that both renderers see the
 // same data: objects become map[string]any, arrays []any, and numbers are
