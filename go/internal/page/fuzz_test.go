@@ -86,6 +86,9 @@ func TestParityFuzz(t *testing.T) {
 		default:
 			big := rng.Intn(40) == 0
 			c := fuzzCase{tpl: g.template(big), doc: g.doc()}
+			if g.chance(4) {
+				c.space = g.pick("\t", "  ", " \t ", "\r ", " \r")
+			}
 			if fail = checkRender(t, lua, c, &stats); fail != "" {
 				failures++
 				report(t, lua, shrink(t, lua, c, fail, &stats))
@@ -294,6 +297,7 @@ func checkRefusal(tb testing.TB, lua *luaBatch, src string, line int) string {
 // document {"item": ..., "shop": ...} (generated, or raw JSON).
 type fuzzCase struct {
 	tpl    []node
+	space  string // between the tokens of a tag; "" is one space
 	raw    string
 	doc    *jv
 	rawDoc string
@@ -303,8 +307,11 @@ func (c fuzzCase) source() string {
 	if c.tpl == nil && c.raw != "" {
 		return c.raw
 	}
-	var b strings.Builder
-	writeNodes(&b, c.tpl)
+	b := &tw{sp: c.space}
+	if b.sp == "" {
+		b.sp = " "
+	}
+	writeNodes(b, c.tpl)
 	return b.String()
 }
 
@@ -344,12 +351,12 @@ func shrink(tb testing.TB, lua *luaBatch, c fuzzCase, fail string, stats *fuzzSt
 		var cands []fuzzCase
 		if c.tpl != nil {
 			for _, t := range shrinkNodes(c.tpl) {
-				cands = append(cands, fuzzCase{tpl: t, raw: c.raw, doc: c.doc, rawDoc: c.rawDoc})
+				cands = append(cands, fuzzCase{tpl: t, space: c.space, raw: c.raw, doc: c.doc, rawDoc: c.rawDoc})
 			}
 		}
 		if c.doc != nil {
 			for _, d := range c.doc.shrinks() {
-				cands = append(cands, fuzzCase{tpl: c.tpl, raw: c.raw, doc: d, rawDoc: c.rawDoc})
+				cands = append(cands, fuzzCase{tpl: c.tpl, space: c.space, raw: c.raw, doc: d, rawDoc: c.rawDoc})
 			}
 		}
 		for _, cand := range cands {
@@ -401,7 +408,13 @@ func report(tb testing.TB, lua *luaBatch, c fuzzCase) {
 // ---------------------------------------------------------------------------
 // Templates: a small tree, written out as text.
 
-type node interface{ write(*strings.Builder) }
+// tw writes a template; sp separates the tokens inside tags.
+type tw struct {
+	strings.Builder
+	sp string
+}
+
+type node interface{ write(*tw) }
 
 type textNode string
 
@@ -425,38 +438,38 @@ type forNode struct {
 // bigNode is many top-level nodes, written without shrinking each.
 type bigNode []node
 
-func (n textNode) write(b *strings.Builder)    { b.WriteString(string(n)) }
-func (n commentNode) write(b *strings.Builder) { b.WriteString("{#" + string(n) + "#}") }
-func (n outNode) write(b *strings.Builder)     { b.WriteString("{{ " + n.v.String() + " }}") }
-func (n bigNode) write(b *strings.Builder)     { writeNodes(b, n) }
+func (n textNode) write(b *tw)    { b.WriteString(string(n)) }
+func (n commentNode) write(b *tw) { b.WriteString("{#" + string(n) + "#}") }
+func (n outNode) write(b *tw)     { b.WriteString("{{" + b.sp + n.v.str(b.sp) + b.sp + "}}") }
+func (n bigNode) write(b *tw)     { writeNodes(b, n) }
 
-func (n *ifNode) write(b *strings.Builder) {
+func (n *ifNode) write(b *tw) {
 	for i, c := range n.conds {
 		tag := "if"
 		if i > 0 {
 			tag = "elif"
 		}
-		b.WriteString("{% " + tag + " " + c.String() + " %}")
+		b.WriteString("{%" + b.sp + tag + b.sp + c.str(b.sp) + b.sp + "%}")
 		writeNodes(b, n.bodies[i])
 	}
 	if n.els != nil {
-		b.WriteString("{% else %}")
+		b.WriteString("{%" + b.sp + "else" + b.sp + "%}")
 		writeNodes(b, n.els)
 	}
-	b.WriteString("{% endif %}")
+	b.WriteString("{%" + b.sp + "endif" + b.sp + "%}")
 }
 
-func (n *forNode) write(b *strings.Builder) {
-	b.WriteString("{% for " + n.name + " in " + n.list.String() + " %}")
+func (n *forNode) write(b *tw) {
+	b.WriteString("{%" + b.sp + "for" + b.sp + n.name + b.sp + "in" + b.sp + n.list.str(b.sp) + b.sp + "%}")
 	writeNodes(b, n.body)
 	if n.empty != nil {
-		b.WriteString("{% empty %}")
+		b.WriteString("{%" + b.sp + "empty" + b.sp + "%}")
 		writeNodes(b, n.empty)
 	}
-	b.WriteString("{% endfor %}")
+	b.WriteString("{%" + b.sp + "endfor" + b.sp + "%}")
 }
 
-func writeNodes(b *strings.Builder, nodes []node) {
+func writeNodes(b *tw, nodes []node) {
 	for _, n := range nodes {
 		n.write(b)
 	}
@@ -469,19 +482,24 @@ type value struct {
 	filters []string // safe, default:"x", default:7
 }
 
-func (v *value) String() string {
+// str writes the value; sp (whitespace) goes around . | and : when it is
+// not a single space.
+func (v *value) str(sp string) string {
+	if sp == " " {
+		sp = ""
+	}
 	var b strings.Builder
 	b.WriteString(v.head)
 	for _, p := range v.parts {
-		b.WriteString("." + p)
+		b.WriteString(sp + "." + sp + p)
 	}
 	for _, f := range v.filters {
-		b.WriteString("|" + f)
+		b.WriteString(sp + "|" + sp + strings.Replace(f, ":", sp+":"+sp, 1))
 	}
 	return b.String()
 }
 
-type expr interface{ String() string }
+type expr interface{ str(sp string) string }
 
 type valExpr struct{ v *value }
 type notExpr struct{ e expr } // not <value> or not (<expr>)
@@ -495,11 +513,11 @@ type boolExpr struct {
 	l, r expr
 }
 
-func (e valExpr) String() string   { return e.v.String() }
-func (e notExpr) String() string   { return "not " + e.e.String() }
-func (e parenExpr) String() string { return "(" + e.e.String() + ")" }
-func (e cmpExpr) String() string   { return e.l.String() + " " + e.op + " " + e.r.String() }
-func (e boolExpr) String() string  { return e.l.String() + " " + e.op + " " + e.r.String() }
+func (e valExpr) str(sp string) string   { return e.v.str(sp) }
+func (e notExpr) str(sp string) string   { return "not" + sp + e.e.str(sp) }
+func (e parenExpr) str(sp string) string { return "(" + sp + e.e.str(sp) + sp + ")" }
+func (e cmpExpr) str(sp string) string   { return e.l.str(sp) + sp + e.op + sp + e.r.str(sp) }
+func (e boolExpr) str(sp string) string  { return e.l.str(sp) + sp + e.op + sp + e.r.str(sp) }
 
 // shrinkNodes lists smaller variants of a node list: one node removed, a
 // block replaced by one of its bodies, or one node replaced by a smaller
@@ -915,13 +933,13 @@ func (g *gen) outside() (src string, line int, what string) {
 	// nodes, so that nothing before it is wrong.
 	nodes := g.template(false)
 	at := g.rng.Intn(len(nodes) + 1)
-	var pre strings.Builder
-	writeNodes(&pre, nodes[:at])
+	pre := &tw{sp: " "}
+	writeNodes(pre, nodes[:at])
 	if g.chance(2) {
 		pre.WriteString("\n")
 	}
-	var post strings.Builder
-	writeNodes(&post, nodes[at:])
+	post := &tw{sp: " "}
+	writeNodes(post, nodes[at:])
 	line = 1 + strings.Count(pre.String(), "\n")
 	return pre.String() + b[1] + post.String(), line, b[0]
 }
