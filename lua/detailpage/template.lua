@@ -138,8 +138,10 @@ local MAX_LOOP_DEPTH = 20
 local MAX_BLOCK_DEPTH = 50
 local MAX_EXPR_DEPTH = 40
 
--- Tags and texts per generated function (see compile_source).
+-- Tags and texts per generated function (see compile_source), at the top
+-- level and inside a block.
 local PART_SIZE = 2000
+local BLOCK_SPLIT = 300
 
 -- Integer literals must stay exact in a double: at most 2^53.
 local MAX_INT_LITERAL = "9007199254740992"
@@ -1008,6 +1010,41 @@ local function compile_source(source)
         end
     end
 
+    -- Inside blocks, LuaJIT's jumps reach 32767 instructions: a block
+    -- whose body grows past BLOCK_SPLIT tags and texts goes on in a
+    -- closure, "do local f = function() ... end f() end", a prototype of
+    -- its own (b, n and the loop variables are upvalues). Each block counts
+    -- the tags in its prototype: up to its innermost open closure.
+    local function split_blocks()
+        local over = false
+        for i = #stack, 1, -1 do
+            local blk = stack[i]
+            if blk.open then
+                blk.cseg = blk.cseg + 1
+                over = over or blk.cseg > BLOCK_SPLIT
+                break
+            end
+            blk.seg = (blk.seg or 0) + 1
+            over = over or blk.seg > BLOCK_SPLIT
+        end
+        if over then
+            local top = stack[#stack]
+            if top.open then
+                emit("end f() end\n")
+            end
+            emit("do local f = function()\n")
+            top.open, top.cseg = true, 0
+        end
+    end
+
+    -- Closes the innermost block's closure before one of its tags.
+    local function close_split(top)
+        if top.open then
+            emit("end f() end\n")
+            top.open = false
+        end
+    end
+
     local function block_top(tag, name)
         local top = stack[#stack]
         if top == nil or top.tag ~= tag then
@@ -1024,6 +1061,7 @@ local function compile_source(source)
             emit("return n end\nF[" .. parts .. "] = function(C, b, n)\n")
         end
         part_size = part_size + 1
+        split_blocks()
         local s = str_find(source, "{[{%%#]", pos)
         if s == nil then
             text(str_sub(source, pos))
@@ -1079,6 +1117,7 @@ local function compile_source(source)
                         syntax_error(line, "{% elif %} after {% else %}")
                     end
                     local cond = parse_condition(r, "elif")
+                    close_split(top)
                     emit("elseif " .. cond .. " then\n")
                 elseif name == "else" then
                     local top = block_top("if", "else")
@@ -1087,10 +1126,12 @@ local function compile_source(source)
                     end
                     expect_end(r, "{% else %}")
                     top.state = "else"
+                    close_split(top)
                     emit("else\n")
                 elseif name == "endif" then
-                    block_top("if", "endif")
+                    local top = block_top("if", "endif")
                     expect_end(r, "{% endif %}")
+                    close_split(top)
                     stack[#stack] = nil
                     emit("end\n")
                 elseif name == "for" then
@@ -1143,11 +1184,13 @@ local function compile_source(source)
                     end
                     expect_end(r, "{% empty %}")
                     top.state = "empty"
+                    close_split(top)
                     emit("end else\n")
                 elseif name == "endfor" then
                     local top = block_top("for", "endfor")
                     expect_end(r, "{% endfor %}")
                     code[top.at] = top.head .. tostring(top.uses_var == true) .. ")\n"
+                    close_split(top)
                     if top.state == "body" then
                         emit("end end end\n")
                     else

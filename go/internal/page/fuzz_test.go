@@ -746,6 +746,10 @@ type gen struct {
 	// {% empty %}, or in a for tag's own list).
 	forloop []bool
 	nodes   int
+	// safe: only values that cannot fail (literals, loop variables
+	// without parts, paths from the undefined name nope), so that a big
+	// template renders instead of failing somewhere in both engines.
+	safe bool
 }
 
 func (g *gen) pick(xs ...string) string { return xs[g.rng.Intn(len(xs))] }
@@ -766,12 +770,22 @@ func (g *gen) text() textNode {
 
 func (g *gen) template(big bool) []node {
 	if big {
-		// Thousands of top-level nodes: the Lua compiler splits the
-		// render function; nesting stays small.
+		// Thousands of nodes: the Lua compiler splits the render
+		// function; nesting stays small.
 		n := 1200 + g.rng.Intn(1200)
+		g.safe = g.chance(2)
 		var b bigNode
 		for len(b) < n {
 			b = append(b, g.nodesAt(2, 3)...)
+		}
+		// Or as the body of a block, where the Lua compiler goes on in
+		// closures.
+		switch g.rng.Intn(3) {
+		case 0:
+			one := &value{head: "1"}
+			return []node{&ifNode{conds: []expr{valExpr{one}}, bodies: [][]node{{b}}}}
+		case 1:
+			return []node{&forNode{name: "x", list: &value{head: `"ab"`}, body: []node{b}}}
 		}
 		return []node{b}
 	}
@@ -856,6 +870,11 @@ func (g *gen) value(out bool) *value {
 		v.parts = []string{g.pick("Counter", "Counter0", "First", "Last")}
 	case k < 8 && len(g.loops) > 0:
 		v.head = g.loops[g.rng.Intn(len(g.loops))]
+		if g.safe {
+			return v
+		}
+	case g.safe:
+		v.head = "nope"
 	default:
 		v.head = g.pick("item", "item", "item", "shop", "nope")
 	}
