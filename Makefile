@@ -22,7 +22,7 @@ bench: test-deps build
 	./scripts/bench.sh
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./go/e2e/
 	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/
-	$(GO) run ./go/internal/benchprotect --bin $(BIN) --root $(CURDIR)
+	./$(BIN) bench-protect --root $(CURDIR)
 
 build:
 	$(GO) build -o $(BIN) ./go/cmd/detailpage

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,8 +20,10 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/kafka"
+	"github.com/detailpage/detailpage/go/internal/loadgen"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/syncer"
+	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -39,7 +40,10 @@ func produceChanges(tb testing.TB, topic string, n int, refresh bool, dims []cat
 	for i := range n {
 		id := int64(i%benchProducts) + 1
 		c := catalog.Change{Entity: catalog.EntityProduct, ID: id, Refresh: refresh, Dims: dims, TS: time.Now().UnixMilli()}
-		v, _ := json.Marshal(c)
+		v, err := json.Marshal(c)
+		if err != nil {
+			tb.Fatal(err)
+		}
 		msgs = append(msgs, kafkago.Message{Topic: topic, Key: []byte("product:" + strconv.FormatInt(id, 10)), Value: v})
 		if len(msgs) == cap(msgs) || i == n-1 {
 			if err := w.WriteMessages(context.Background(), msgs...); err != nil {
@@ -54,17 +58,16 @@ func produceChanges(tb testing.TB, topic string, n int, refresh bool, dims []cat
 func waitDrained(tb testing.TB, topic string, limit time.Duration) {
 	tb.Helper()
 	brokers := []string{topology.Addr(shared.Config().Ports.Kafka)}
-	deadline := time.Now().Add(limit)
-	for {
+	testutil.Eventually(tb, limit, func() error {
 		lag, err := kafka.GroupLag(context.Background(), brokers, syncer.GroupFor(topology.SyncGroup, topic), topic)
-		if err == nil && lag == 0 {
-			return
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s not drained after %s (lag %d, %v)", topic, limit, lag, err)
+		if lag != 0 {
+			return fmt.Errorf("%s: lag %d", topic, lag)
 		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+		return nil
+	})
 }
 
 // BenchmarkSyncThroughput: change events per second from Kafka into Redis
@@ -93,108 +96,127 @@ func BenchmarkSyncThroughput(b *testing.B) {
 	}
 }
 
-// BenchmarkEditToPage: 100 edits/s for 20 s while pages are being served;
-// the time from each edit's PUT until the page through the dist tier shows
-// it.
+// BenchmarkEditToPage: edits at 100/s for 20 s (open loop) while pages
+// are served at 1,000/s (open loop); the time from each edit's scheduled
+// time until the page through the dist tier shows it.
 func BenchmarkEditToPage(b *testing.B) {
-	const rate, seconds = 100, 20
-	stop := make(chan struct{})
-	var served atomic.Int64
-	var load sync.WaitGroup
-	for w := range 16 { // page traffic alongside
-		load.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 3))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(pageURL(shared, strconv.Itoa(1+r.IntN(benchProducts))))
-				if err == nil {
-					resp.Body.Close()
-					served.Add(1)
-				}
-			}
-		})
-	}
+	const editRate, pageRate, d = 100, 1000, 20 * time.Second
+	ctx := b.Context()
+	var pages loadgen.Report
+	var traffic sync.WaitGroup
+	c := loadgen.NewClient()
+	defer c.CloseIdleConnections()
+	traffic.Go(func() { // page traffic alongside
+		r := rand.New(rand.NewPCG(1, 3))
+		pages = loadgen.Run(ctx, c, pageRate, d, func(id int64) string { return pageURL(shared, strconv.FormatInt(id, 10)) },
+			func() int64 { return 1 + r.Int64N(benchProducts) })
+	})
 	var mu sync.Mutex
 	var lat []time.Duration
-	var edits sync.WaitGroup
-	tick := time.NewTicker(time.Second / rate)
+	lateEdits := 0
 	b.ResetTimer()
-	start := time.Now()
-	for i := range rate * seconds {
-		<-tick.C
-		id := int64(2000 + i%4000) // one edit per product in flight
-		edits.Go(func() {
-			amount := fmt.Sprintf("%d.%02d", 10_000+i, i%100) // unique: the page shows it once the edit is there
-			t0 := time.Now()
-			status, _ := put(b, shared, fmt.Sprintf("/api/prices/%d", id), fmt.Appendf(nil, `{"amount":%q,"list":"","currency":"CNY"}`, amount))
-			if status != http.StatusOK {
-				b.Errorf("edit: %d", status)
-				return
+	loadgen.Schedule(ctx, editRate, d, func(i int, at time.Time) {
+		late := time.Since(at) > loadgen.LateAfter
+		id := int64(2000 + i%4000)                        // one edit per product in flight
+		amount := fmt.Sprintf("%d.%02d", 10_000+i, i%100) // unique: the page shows it once the edit is there
+		status, body, err := putSource(shared, fmt.Sprintf("/api/prices/%d", id), fmt.Appendf(nil, `{"amount":%q,"list":"","currency":"CNY"}`, amount))
+		if err != nil || status != http.StatusOK {
+			b.Errorf("edit %d: %d %.200s %v", id, status, body, err)
+			return
+		}
+		err = testutil.PollEvery(10*time.Second, 5*time.Millisecond, func() error {
+			p, err := getPage(pageURL(shared, strconv.FormatInt(id, 10)))
+			if err != nil {
+				return err
 			}
-			for time.Since(t0) < 10*time.Second {
-				p := MustGetPage(b, pageURL(shared, strconv.FormatInt(id, 10)))
-				if p.status == http.StatusOK && strings.Contains(p.body, ">"+amount+"<") {
-					mu.Lock()
-					lat = append(lat, time.Since(t0))
-					mu.Unlock()
-					return
-				}
-				time.Sleep(5 * time.Millisecond) // poll interval
+			if p.status != http.StatusOK || !strings.Contains(p.body, ">"+amount+"<") {
+				return fmt.Errorf("page %d: status %d, X-Cache %s, without the edit", id, p.status, p.cache)
 			}
-			b.Errorf("edit of %d never showed", id)
+			return nil
 		})
-	}
-	tick.Stop()
-	edits.Wait()
-	elapsed := time.Since(start)
-	close(stop)
-	load.Wait()
+		if err != nil {
+			b.Errorf("edit of %d never showed: %v", id, err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		lat = append(lat, time.Since(at))
+		if late {
+			lateEdits++
+		}
+	})
+	traffic.Wait()
 	if len(lat) == 0 {
 		b.Fatal("no edit showed")
 	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
-	b.ReportMetric(float64(served.Load())/elapsed.Seconds(), "pages/s")
+	served := 0
+	for _, r := range pages.Results {
+		if r.Status == http.StatusOK {
+			served++
+		}
+	}
+	b.Logf("pages alongside: %s", pages.Summary())
+	b.ReportMetric(float64(loadgen.Percentile(lat, 0.5).Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(loadgen.Percentile(lat, 0.99).Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(lateEdits), "late-edits")
+	b.ReportMetric(float64(served)/d.Seconds(), "pages/s")
+	b.ReportMetric(float64(loadgen.Percentile(pages.Latencies(), 0.99).Microseconds())/1000, "page-p99-ms")
+	b.ReportMetric(float64(pages.Late()), "late-pages")
 	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkEditBehindRefreshBacklog: with 100,000 refresh events queued,
-// how long edits take to reach Redis main (the target: under a second).
+// how long edits (5/s for 4 s, open loop) take from their scheduled time to
+// Redis main (the target: under a second).
 func BenchmarkEditBehindRefreshBacklog(b *testing.B) {
 	waitDrained(b, catalog.TopicLow, time.Minute)
 	produceChanges(b, catalog.TopicLow, 100_000, true, nil)
 	rdb := redisClient(b, shared.Config().Ports.RedisMain)
+	ctx := b.Context()
+	var mu sync.Mutex
 	var lat []time.Duration
 	b.ResetTimer()
-	for i := range 20 {
+	loadgen.Schedule(ctx, 5, 4*time.Second, func(i int, at time.Time) { // spread over the backlog's life
 		id := int64(7000 + i)
-		before, _ := rdb.Get(context.Background(), redisstore.ItemKey(id)).Bytes()
-		t0 := time.Now()
-		if status, _ := put(b, shared, fmt.Sprintf("/api/stock/%d", id), fmt.Appendf(nil, `{"available":%d}`, 200_000+i)); status != http.StatusOK {
-			b.Fatalf("edit: %d", status)
+		before, err := rdb.Get(ctx, redisstore.ItemKey(id)).Bytes()
+		if err != nil {
+			b.Errorf("product %d before the edit: %v", id, err)
+			return
 		}
-		for {
-			cur, _ := rdb.Get(context.Background(), redisstore.ItemKey(id)).Bytes()
-			if redisstore.VersionOf(cur) > redisstore.VersionOf(before) {
-				lat = append(lat, time.Since(t0))
-				break
-			}
-			if time.Since(t0) > 30*time.Second {
-				b.Fatalf("edit of %d not in Redis after 30 s", id)
-			}
-			time.Sleep(2 * time.Millisecond) // poll interval
+		status, body, err := putSource(shared, fmt.Sprintf("/api/stock/%d", id), fmt.Appendf(nil, `{"available":%d}`, 200_000+i))
+		if err != nil || status != http.StatusOK {
+			b.Errorf("edit %d: %d %.200s %v", id, status, body, err)
+			return
 		}
-		time.Sleep(200 * time.Millisecond) // spread the edits over the backlog's life
+		err = testutil.PollEvery(30*time.Second, 2*time.Millisecond, func() error {
+			cur, err := rdb.Get(ctx, redisstore.ItemKey(id)).Bytes()
+			if err != nil {
+				return err
+			}
+			if redisstore.VersionOf(cur) <= redisstore.VersionOf(before) {
+				return fmt.Errorf("product %d: version %d in Redis, not newer than %d", id, redisstore.VersionOf(cur), redisstore.VersionOf(before))
+			}
+			return nil
+		})
+		if err != nil {
+			b.Errorf("edit of %d not in Redis: %v", id, err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		lat = append(lat, time.Since(at))
+	})
+	if len(lat) == 0 {
+		b.Fatal("no edit reached Redis")
 	}
 	brokers := []string{topology.Addr(shared.Config().Ports.Kafka)}
-	backlog, _ := kafka.GroupLag(context.Background(), brokers, syncer.GroupFor(topology.SyncGroup, catalog.TopicLow), catalog.TopicLow)
+	backlog, err := kafka.GroupLag(ctx, brokers, syncer.GroupFor(topology.SyncGroup, catalog.TopicLow), catalog.TopicLow)
+	if err != nil {
+		b.Fatal(err)
+	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(loadgen.Percentile(lat, 0.5).Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
 	b.ReportMetric(float64(backlog), "backlog-left")
 	b.ReportMetric(0, "ns/op")

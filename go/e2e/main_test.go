@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
@@ -37,17 +37,18 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer cleanup()
-	t, err := startTopology(0, 0)
+	t, err := startTopology(topology.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	shared = t
-	defer func() {
-		t.Stop()
-		os.RemoveAll(t.Config().VarDir)
-	}()
-	return m.Run()
+	code := m.Run()
+	if err := stopTopology(t); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: stop the shared topology:", err)
+		code = max(code, 1)
+	}
+	return code
 }
 
 var builtBinary string
@@ -80,24 +81,19 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// startTopology starts a topology on free ports in a new temp dir and waits
-// until the catalog is in Redis. products 0 means the default catalog.
-func startTopology(products, shops int) (*topology.Topology, error) {
-	return startTopologyWith(products, shops, 0, 0)
-}
-
-// startTopologyWith is startTopology with the app nodes' L1 and L2 TTLs.
-func startTopologyWith(products, shops int, l1, l2 time.Duration) (*topology.Topology, error) {
-	return startTopologyOpts(topology.Config{SeedProducts: products, SeedShops: shops, AppL1TTL: l1, AppL2TTL: l2})
-}
-
-// startTopologyOpts starts a topology of cfg (root, dirs, ports, binary and
-// token filled in) and waits until the catalog is in Redis.
-func startTopologyOpts(cfg topology.Config) (*topology.Topology, error) {
+// startTopology is the one way the suite starts a topology: cfg with the
+// root, a new temp dir, free ports, the binary and the token filled in (zero
+// counts and TTLs are the defaults); it waits until the catalog is in Redis.
+func startTopology(cfg topology.Config) (_ *topology.Topology, err error) {
 	dir, err := os.MkdirTemp("", "detailpage-e2e-")
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, os.RemoveAll(dir))
+		}
+	}()
 	ports, err := topology.FreePorts()
 	if err != nil {
 		return nil, err
@@ -110,13 +106,33 @@ func startTopologyOpts(cfg topology.Config) (*topology.Topology, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	if err := t.Start(ctx); err != nil {
-		return nil, err
+		return nil, err // Start stopped what it started
 	}
 	if err := t.WaitWarm(ctx, 3*time.Minute); err != nil {
-		t.Stop()
-		return nil, err
+		return nil, errors.Join(err, t.Stop())
 	}
 	return t, nil
+}
+
+// stopTopology stops t and removes its directory.
+func stopTopology(t *topology.Topology) error {
+	return errors.Join(t.Stop(), os.RemoveAll(t.Config().VarDir))
+}
+
+// MustTopology starts a topology of its own for one test (startTopology)
+// and stops it when the test ends; a failed stop fails the test.
+func MustTopology(tb testing.TB, cfg topology.Config) *topology.Topology {
+	tb.Helper()
+	topo, err := startTopology(cfg)
+	if err != nil {
+		tb.Fatalf("start a topology: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := stopTopology(topo); err != nil {
+			tb.Errorf("stop the test's topology: %v", err)
+		}
+	})
+	return topo
 }
 
 // MustStart starts a stopped or killed component again and waits for it.
@@ -131,12 +147,6 @@ func MustStart(tb testing.TB, t *topology.Topology, name string) {
 	if err := c.Start(ctx); err != nil {
 		tb.Fatalf("restart %s: %v", name, err)
 	}
-}
-
-// Eventually polls cond until it returns nil or timeout passes.
-func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
-	tb.Helper()
-	testutil.Eventually(tb, timeout, cond)
 }
 
 func redisClient(tb testing.TB, port int) *redis.Client {

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -29,16 +27,11 @@ type page struct {
 
 func MustGetPage(tb testing.TB, url string) page {
 	tb.Helper()
-	resp, err := client.Get(url)
+	p, err := getPage(url)
 	if err != nil {
-		tb.Fatalf("GET %s: %v", url, err)
+		tb.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("GET %s: read: %v", url, err)
-	}
-	return page{resp.StatusCode, string(b), resp.Header.Get("X-Served-By"), resp.Header.Get("X-Cache")}
+	return p
 }
 
 func pageURL(t *topology.Topology, id string) string {
@@ -48,16 +41,8 @@ func pageURL(t *topology.Topology, id string) string {
 // MustProduct reads a product from the source API.
 func MustProduct(tb testing.TB, t *topology.Topology, id int64) catalog.Product {
 	tb.Helper()
-	resp, err := client.Get(fmt.Sprintf("%s/api/products/%d", topology.URL(t.Config().Ports.Source), id))
+	p, err := getProduct(t, id)
 	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		tb.Fatalf("GET product %d: %s", id, resp.Status)
-	}
-	var p catalog.Product
-	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
 		tb.Fatal(err)
 	}
 	return p
@@ -66,18 +51,11 @@ func MustProduct(tb testing.TB, t *topology.Topology, id int64) catalog.Product 
 // put sends a PUT to the source API and returns the status and body.
 func put(tb testing.TB, t *topology.Topology, path string, body []byte) (int, string) {
 	tb.Helper()
-	req, err := http.NewRequest(http.MethodPut, topology.URL(t.Config().Ports.Source)+path, bytes.NewReader(body))
+	status, b, err := putSource(t, path, body)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		tb.Fatalf("PUT %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return status, b
 }
 
 // MustRename edits a product's name through the source API.
@@ -93,20 +71,14 @@ func MustRename(tb testing.TB, t *topology.Topology, id int64, name string) {
 }
 
 // waitForPage polls the page until it contains want; it returns how long
-// that took, or fails after limit.
+// that took, or fails after limit. From other goroutines, use pageShows.
 func waitForPage(tb testing.TB, url, want string, limit time.Duration) time.Duration {
 	tb.Helper()
-	start := time.Now()
-	var last page
-	for time.Since(start) < limit {
-		last = MustGetPage(tb, url)
-		if last.status == http.StatusOK && strings.Contains(last.body, want) {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not a synchronisation
+	took, err := pageShows(url, want, limit)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatalf("%s did not show %q within %s (last: %d, X-Cache %s)", url, want, limit, last.status, last.cache)
-	return 0
+	return took
 }
 
 func TestPageShowsProduct(t *testing.T) {

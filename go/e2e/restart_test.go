@@ -2,22 +2,16 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
+
+	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
 // Stop the whole topology and start it again on the same data dir: an edit
 // made before the stop is still on the page.
 func TestRestartKeepsEdits(t *testing.T) {
-	topo, err := startTopology(300, 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		topo.Stop()
-		os.RemoveAll(topo.Config().VarDir)
-	})
+	topo := MustTopology(t, topology.Config{SeedProducts: 300, SeedShops: 20})
 	const id = 7
 	name := "重启之后仍在 Still here after a restart " + time.Now().Format(time.RFC3339Nano)
 	MustRename(t, topo, id, name)

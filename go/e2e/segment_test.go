@@ -22,7 +22,10 @@ func TestLargeDescriptionIsSegmented(t *testing.T) {
 		html.WriteString("<p>产品详情 Product details, paragraph after paragraph.</p>")
 	}
 	html.WriteString("<p>" + marker + "</p>")
-	body, _ := json.Marshal(map[string]string{"html": html.String()})
+	body, err := json.Marshal(map[string]string{"html": html.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if status, resp := put(t, shared, fmt.Sprintf("/api/descriptions/%d", id), body); status != http.StatusOK {
 		t.Fatalf("PUT description: %d %.200s", status, resp)
 	}
@@ -35,7 +38,10 @@ func TestLargeDescriptionIsSegmented(t *testing.T) {
 	}
 	segments := 0
 	for _, k := range keys {
-		n, _ := rdb.StrLen(t.Context(), k).Result()
+		n, err := rdb.StrLen(t.Context(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if n > redisstore.MaxValueBytes {
 			t.Errorf("%s holds %d bytes, over %d", k, n, redisstore.MaxValueBytes)
 		}

@@ -5,9 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,14 +29,7 @@ const syncProducts = 1000
 // The write path under faults: one topology with two sync instances in one
 // consumer group, a 1,000-product catalog.
 func TestSyncPipeline(t *testing.T) {
-	topo, err := startTopologyOpts(topology.Config{SeedProducts: syncProducts, SeedShops: 50, SyncInstances: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		topo.Stop()
-		os.RemoveAll(topo.Config().VarDir)
-	})
+	topo := MustTopology(t, topology.Config{SeedProducts: syncProducts, SeedShops: 50, SyncInstances: 2})
 	ed := &editor{t: topo}
 
 	t.Run("poison messages go to the DLQ with a reason", func(t *testing.T) { testPoison(t, topo, ed) })
@@ -58,9 +52,10 @@ type editor struct {
 	n       atomic.Int64
 }
 
-// edit changes one dimension of product id; it returns the HTTP status
-// (the source must accept edits whatever is down below it).
-func (e *editor) edit(tb testing.TB, id int64, r *rand.Rand) int {
+// edit changes one dimension of product id; the source must accept it
+// (200) whatever is down below it, anything else is an error. Safe in any
+// goroutine.
+func (e *editor) edit(id int64, r *rand.Rand) error {
 	var path, body string
 	switch r.IntN(3) {
 	case 0:
@@ -68,27 +63,38 @@ func (e *editor) edit(tb testing.TB, id int64, r *rand.Rand) int {
 	case 1:
 		path, body = "prices", fmt.Sprintf(`{"amount":"%d.%02d","list":"","currency":"CNY"}`, 1+r.IntN(9999), r.IntN(100))
 	default:
-		p := MustProduct(tb, e.t, id)
+		p, err := getProduct(e.t, id)
+		if err != nil {
+			return fmt.Errorf("edit %d: %w", id, err)
+		}
 		p.Name = fmt.Sprintf("编辑 Edited %d-%d", id, e.n.Add(1))
 		p.ID, p.Version = 0, 0
-		b, _ := json.Marshal(p)
+		b, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("edit %d: %w", id, err)
+		}
 		path, body = "products", string(b)
 	}
-	status, _ := put(tb, e.t, fmt.Sprintf("/api/%s/%d", path, id), []byte(body))
-	if status == http.StatusOK {
-		e.mu.Lock()
-		if e.touched == nil {
-			e.touched = map[int64]bool{}
-		}
-		e.touched[id] = true
-		e.mu.Unlock()
+	status, resp, err := putSource(e.t, fmt.Sprintf("/api/%s/%d", path, id), []byte(body))
+	if err != nil {
+		return fmt.Errorf("edit %d: %w", id, err)
 	}
-	return status
+	if status != http.StatusOK {
+		return fmt.Errorf("edit %d: PUT %s: status %d %.200s", id, path, status, resp)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.touched == nil {
+		e.touched = map[int64]bool{}
+	}
+	e.touched[id] = true
+	return nil
 }
 
 // run makes n edits over random products from workers goroutines, calling
-// at(i) before edit i (for faults half way).
-func (e *editor) run(tb testing.TB, n, workers int, pause time.Duration, at func(i int)) {
+// at(i) before edit i (for faults half way) in the worker's goroutine: at
+// reports with tb.Errorf, never tb.Fatal.
+func (e *editor) run(tb testing.TB, n, workers int, at func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -102,12 +108,9 @@ func (e *editor) run(tb testing.TB, n, workers int, pause time.Duration, at func
 				if at != nil {
 					at(i)
 				}
-				if status := e.edit(tb, 1+r.Int64N(syncProducts), r); status != http.StatusOK {
-					tb.Errorf("edit %d: status %d", i, status)
+				if err := e.edit(1+r.Int64N(syncProducts), r); err != nil {
+					tb.Errorf("edit %d: %v", i, err)
 					return
-				}
-				if pause > 0 {
-					time.Sleep(pause) // pacing the load, not synchronisation
 				}
 			}
 		})
@@ -178,6 +181,9 @@ func batchGet[T any](tb testing.TB, topo *topology.Topology, kind string, ids []
 		tb.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("batch GET %s: %s", kind, resp.Status)
+	}
 	var body struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -190,13 +196,17 @@ func batchGet[T any](tb testing.TB, topo *topology.Topology, kind string, ids []
 			ID        int64 `json:"id"`
 			ProductID int64 `json:"product_id"`
 		}
-		json.Unmarshal(raw, &key)
+		if err := json.Unmarshal(raw, &key); err != nil {
+			tb.Fatalf("batch GET %s: %v", kind, err)
+		}
 		id := key.ProductID
 		if id == 0 {
 			id = key.ID
 		}
 		var v T
-		json.Unmarshal(raw, &v)
+		if err := json.Unmarshal(raw, &v); err != nil {
+			tb.Fatalf("batch GET %s: item %d: %v", kind, id, err)
+		}
 		out[id] = v
 	}
 	return out
@@ -212,25 +222,33 @@ func allIDs(n int) []int64 {
 
 // appliedEvents reads a sync instance's count of applied edit and refresh
 // events from its /metrics.
-func appliedEvents(tb testing.TB, port int) float64 {
-	tb.Helper()
+func appliedEvents(port int) (float64, error) {
 	resp, err := client.Get(topology.URL(port) + "/metrics")
 	if err != nil {
-		tb.Fatalf("metrics: %v", err)
+		return 0, fmt.Errorf("sync metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	var total float64
 	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "detailpage_sync_events_total{") && strings.Contains(line, `outcome="applied"`) {
-			if f := strings.Fields(line); len(f) == 2 {
-				v, _ := strconv.ParseFloat(f[1], 64)
-				total += v
+			f := strings.Fields(line)
+			if len(f) != 2 {
+				return 0, fmt.Errorf("sync metrics: line %q", line)
 			}
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return 0, fmt.Errorf("sync metrics: %w", err)
+			}
+			total += v
 		}
 	}
-	return total
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("sync metrics: %w", err)
+	}
+	return total, nil
 }
 
 func testPoison(t *testing.T, topo *topology.Topology, ed *editor) {
@@ -247,15 +265,26 @@ func testPoison(t *testing.T, topo *topology.Topology, ed *editor) {
 			t.Fatal(err)
 		}
 	}
+	// A valid event on the retry topic whose attempt count is not a number:
+	// dead-lettered (its attempts are unknown), not retried forever.
+	const badRetry = "retry event with a malformed attempt header"
+	poison[badRetry] = `{"entity":"product","id":18}`
+	if err := w.WriteMessages(t.Context(), kafkago.Message{Topic: catalog.TopicRetry, Key: []byte(badRetry), Value: []byte(poison[badRetry]),
+		Headers: []kafkago.Header{{Key: "attempt", Value: []byte("x")}, {Key: "due_ms", Value: []byte("0")}}}); err != nil {
+		t.Fatal(err)
+	}
 	// The pipeline carries on: an edit after the poison lands.
 	r := rand.New(rand.NewPCG(1, 2))
-	if status := ed.edit(t, 17, r); status != http.StatusOK {
-		t.Fatalf("edit: %d", status)
+	if err := ed.edit(17, r); err != nil {
+		t.Fatal(err)
 	}
 	MustCaughtUp(t, topo, time.Minute)
 	MustMatchSource(t, topo, []int64{17})
 
-	reasons := readDLQ(t, brokers)
+	reasons := MustListDLQ(t, topo)
+	if r := reasons[badRetry]; !strings.Contains(r, "attempt") {
+		t.Errorf("%s: reason %q, want it to name the attempt header", badRetry, r)
+	}
 	for name := range poison {
 		reason, ok := reasons[name]
 		if !ok {
@@ -269,28 +298,31 @@ func testPoison(t *testing.T, topo *topology.Topology, ed *editor) {
 	}
 }
 
-// readDLQ returns key → reason of every message in catalog.dlq.
-func readDLQ(tb testing.TB, brokers []string) map[string]string {
+// MustListDLQ runs `detailpage dlq list` against the topology's broker and
+// returns key → reason of every dead-lettered event; the command must
+// succeed and its total must match the lines it printed.
+func MustListDLQ(tb testing.TB, topo *topology.Topology) map[string]string {
 	tb.Helper()
-	out := map[string]string{}
-	for p := range 4 {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: catalog.TopicDLQ, Partition: p, MaxWait: 100 * time.Millisecond})
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			m, err := r.ReadMessage(ctx)
-			cancel()
-			if err != nil {
-				break
-			}
-			for _, h := range m.Headers {
-				if h.Key == "reason" {
-					out[string(m.Key)] = string(h.Value)
-				}
-			}
-		}
-		r.Close()
+	cmd := exec.CommandContext(tb.Context(), builtBinary, "dlq", "list", "--kafka", topology.Addr(topo.Config().Ports.Kafka))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("dlq list: %v\n%s", err, stderr.String())
 	}
-	return out
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	reasons := map[string]string{}
+	for _, l := range lines[:len(lines)-1] {
+		f := strings.SplitN(l, "\t", 4)
+		if len(f) != 4 {
+			tb.Fatalf("dlq list: line %q", l)
+		}
+		reasons[f[1]] = strings.TrimPrefix(f[3], "reason: ")
+	}
+	if want := fmt.Sprintf("dlq: %d events", len(lines)-1); lines[len(lines)-1] != want {
+		tb.Fatalf("dlq list ends with %q, want %q", lines[len(lines)-1], want)
+	}
+	return reasons
 }
 
 func testKilledInstance(t *testing.T, topo *topology.Topology, ed *editor) {
@@ -298,27 +330,37 @@ func testKilledInstance(t *testing.T, topo *topology.Topology, ed *editor) {
 	var beforeKill float64
 	killed := make(chan struct{})
 	var once sync.Once
-	ed.run(t, edits, 8, 0, func(i int) {
+	ed.run(t, edits, 8, func(i int) {
 		switch i {
 		case edits / 4:
-			status, body := adminSource(t, topo, http.MethodPost, "/_admin/refresh")
-			if status != http.StatusAccepted {
-				t.Errorf("refresh: %d %s", status, body)
+			status, body, err := adminSource(topo, http.MethodPost, "/_admin/refresh")
+			if err != nil || status != http.StatusAccepted {
+				t.Errorf("refresh: %d %s %v", status, body, err)
 			}
 		case edits / 2:
 			once.Do(func() {
-				beforeKill = appliedEvents(t, topo.Config().Ports.Sync)
+				defer close(killed)
+				var err error
+				if beforeKill, err = appliedEvents(topo.Config().Ports.Sync); err != nil {
+					t.Errorf("before the kill: %v", err)
+				}
 				if err := topo.Component(topology.Sync).Kill(); err != nil {
 					t.Errorf("kill sync: %v", err)
 				}
-				close(killed)
 			})
 		}
 	})
-	<-killed
+	select {
+	case <-killed:
+	default:
+		t.Fatal("the edits ended before the sync instance was killed")
+	}
 	MustCaughtUp(t, topo, 3*time.Minute)
 	MustMatchSource(t, topo, allIDs(syncProducts))
-	survivor := appliedEvents(t, topo.Config().Ports.Sync2)
+	survivor, err := appliedEvents(topo.Config().Ports.Sync2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Produced since the start: the first fill and the mid-test refresh of
 	// every product and shop, the poison phase's edit, and the edits.
 	produced := float64(2*(syncProducts+50) + 1 + edits)
@@ -327,18 +369,23 @@ func testKilledInstance(t *testing.T, topo *topology.Topology, ed *editor) {
 	MustStart(t, topo, topology.Sync)
 }
 
-func adminSource(tb testing.TB, topo *topology.Topology, method, path string) (int, string) {
-	tb.Helper()
-	req, _ := http.NewRequest(method, topology.URL(topo.Config().Ports.Source)+path, nil)
+// adminSource calls an admin endpoint of the source service with the token.
+func adminSource(topo *topology.Topology, method, path string) (int, string, error) {
+	req, err := http.NewRequest(method, topology.URL(topo.Config().Ports.Source)+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
-		tb.Fatal(err)
+		return 0, "", fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	bufio.NewReader(resp.Body).WriteTo(&b)
-	return resp.StatusCode, b.String()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s %s: read: %w", method, path, err)
+	}
+	return resp.StatusCode, string(b), nil
 }
 
 // testOutage stops a component for d while edits go on, starts it again,
@@ -359,8 +406,8 @@ func testOutage(t *testing.T, topo *topology.Topology, ed *editor, name string, 
 			case <-stop:
 				return
 			case <-tick.C:
-				if status := ed.edit(t, 1+r.Int64N(syncProducts), r); status != http.StatusOK {
-					t.Errorf("edit during the %s outage: status %d", name, status)
+				if err := ed.edit(1+r.Int64N(syncProducts), r); err != nil {
+					t.Errorf("edit during the %s outage: %v", name, err)
 				}
 			}
 		}
@@ -368,9 +415,9 @@ func testOutage(t *testing.T, topo *topology.Topology, ed *editor, name string, 
 	if err := c.Stop(); err != nil {
 		t.Fatalf("stop %s: %v", name, err)
 	}
-	downAt := time.Now()
-	for time.Since(downAt) < d {
-		time.Sleep(100 * time.Millisecond) // the outage lasts d; edits go on meanwhile
+	select { // the outage lasts d while the edits go on: a duration, not a synchronisation
+	case <-time.After(d):
+	case <-t.Context().Done():
 	}
 	MustStart(t, topo, name)
 	close(stop)
@@ -395,19 +442,22 @@ func testRebuildRace(t *testing.T, topo *topology.Topology, ed *editor) {
 	var wg sync.WaitGroup
 	for round := range 5 {
 		for _, id := range ids {
-			rdb.Del(t.Context(), redisstore.ItemKey(id))
+			if err := rdb.Del(t.Context(), redisstore.ItemKey(id)).Err(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(round), 9))
 			for _, id := range ids {
-				ed.edit(t, id, r)
+				if err := ed.edit(id, r); err != nil {
+					t.Errorf("round %d: %v", round, err)
+				}
 			}
 		})
 		wg.Go(func() {
 			for _, id := range ids {
-				resp, err := client.Get(fmt.Sprintf("%s/api/item/%d", topology.URL(topo.Config().Ports.Direct), id))
-				if err == nil {
-					resp.Body.Close()
+				if err := askDirect(topo, id); err != nil {
+					t.Errorf("round %d: %v", round, err)
 				}
 			}
 		})
@@ -418,10 +468,26 @@ func testRebuildRace(t *testing.T, topo *topology.Topology, ed *editor) {
 	// from Redis only if nobody asked again; every one that exists must be
 	// the newest, and a refresh-free check of all: ask direct once more.
 	for _, id := range ids {
-		resp, err := client.Get(fmt.Sprintf("%s/api/item/%d", topology.URL(topo.Config().Ports.Direct), id))
-		if err == nil {
-			resp.Body.Close()
+		if err := askDirect(topo, id); err != nil {
+			t.Error(err)
 		}
 	}
 	MustMatchSource(t, topo, ids)
+}
+
+// askDirect asks the direct-data service for product id's page document
+// (rebuilding it when Redis main does not have it).
+func askDirect(topo *topology.Topology, id int64) error {
+	resp, err := client.Get(fmt.Sprintf("%s/api/item/%d", topology.URL(topo.Config().Ports.Direct), id))
+	if err != nil {
+		return fmt.Errorf("direct item %d: %w", id, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("direct item %d: read: %w", id, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("direct item %d: %s", id, resp.Status)
+	}
+	return nil
 }

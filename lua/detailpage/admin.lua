@@ -8,14 +8,13 @@
 local cjson = require "cjson.safe"
 local app = require "detailpage.app"
 local invalidate = require "detailpage.invalidate"
+local bearer = require "detailpage.bearer"
 
 local ngx = ngx
 local shared = ngx.shared
 local type = type
 local tonumber = tonumber
 local tostring = tostring
-local os_getenv = os.getenv
-local str_match = string.match
 local math_floor = math.floor
 
 local LINKS = { replica = true, direct = true }
@@ -24,38 +23,8 @@ local MAX_PURGE = 10000
 
 local _M = {}
 
-local token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
-
--- constant_eq compares without stopping at the first difference.
-local function constant_eq(a, b)
-    if #a ~= #b then
-        return false
-    end
-    local diff = 0
-    for i = 1, #a do
-        diff = diff + (a:byte(i) == b:byte(i) and 0 or 1)
-    end
-    return diff == 0
-end
-
-local function reply(status, body)
-    ngx.status = status
-    ngx.header["Content-Type"] = "application/json"
-    ngx.header["Cache-Control"] = "no-store"
-    ngx.say(cjson.encode(body))
-    return ngx.exit(status)
-end
-
-local function authorized()
-    local h = ngx.var.http_authorization
-    local got = type(h) == "string" and str_match(h, "^Bearer (.+)$")
-    if not token or token == "" or not got or not constant_eq(got, token) then
-        ngx.header["WWW-Authenticate"] = 'Bearer realm="detailpage admin"'
-        reply(401, { error = "admin token required" })
-        return false
-    end
-    return true
-end
+local reply = bearer.reply
+local authorized = bearer.authorized
 
 local function read_json()
     ngx.req.read_body()
@@ -105,10 +74,7 @@ function _M.status()
     app.flush_hits()
     local state = shared.dp_state
     local links = app.links()
-    local hits = {}
-    for _, level in ipairs({ "L1", "L2", "redis", "direct", "stale", "negative" }) do
-        hits[level] = state:get("hits:" .. level) or 0
-    end
+    local hits = app.node_hits()
     local l1 = app.l1()
     return reply(200, {
         node = app.config().node,

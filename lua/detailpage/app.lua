@@ -61,6 +61,10 @@ local REPLICA = "replica"
 local DIRECT = "direct"
 local LEVELS = { "L1", "L2", "redis", "direct", "stale", "negative" }
 
+-- DEFAULTS is the one place the app tier's settings have values. init's
+-- caller (nginx/app.conf.tmpl, rendered by `detailpage nginx`) passes only
+-- the node's addresses and what an operator or a test set to differ
+-- (--l1-ttl, --l2-ttl); everything else comes from here.
 local DEFAULTS = {
     l1_size = 2000,        -- pages per worker (~20 KB each)
     l1_ttl = 600,          -- seconds; ±20% jitter on every TTL
@@ -73,6 +77,9 @@ local DEFAULTS = {
     redis_timeout_ms = 50,
     redis_pool_size = 64,
     redis_idle_ms = 30000,
+    -- link degradation: this many failures (threshold) within the window
+    -- (seconds, counted in buckets) degrade a link for the retry period
+    -- (seconds), then one request probes it
     degrade = { window = 10, buckets = 10, threshold = 5, retry = 5 },
 }
 
@@ -105,19 +112,48 @@ local function read_file(path)
     return s
 end
 
--- init runs in init_by_lua: compile the template once (a syntax error
--- stops nginx from starting, naming the line) and load the static pages.
-function _M.init(opts)
-    if type(opts) ~= "table" or type(opts.node) ~= "string" then
-        error("opts.node must be a string", 2)
+-- REQUIRED are the settings without a default: where the node is.
+local REQUIRED = { node = "string", template_dir = "string", replica_host = "string", replica_port = "number" }
+
+-- complete returns a copy of opts with what it lacks taken from defaults
+-- (one level into tables). A key in neither defaults nor required, a value
+-- of another type, or a missing required key is the caller's bug.
+local function complete(opts, defaults, required, prefix)
+    local out = {}
+    for k, v in pairs(opts) do
+        local want = required[k] or (defaults[k] ~= nil and type(defaults[k]))
+        if not want then
+            error(prefix .. tostring(k) .. " is not a setting", 3)
+        end
+        if type(v) ~= want then
+            error(prefix .. k .. " must be a " .. want, 3)
+        end
+        out[k] = v
     end
-    for k, v in pairs(DEFAULTS) do
-        if opts[k] == nil then
-            opts[k] = v
+    for k, want in pairs(required) do
+        if out[k] == nil then
+            error(prefix .. k .. " must be a " .. want, 3)
         end
     end
-    config = opts
-    local src, err = read_file(opts.template_dir .. "/item.html")
+    for k, d in pairs(defaults) do
+        if out[k] == nil then
+            out[k] = d
+        elseif type(d) == "table" then
+            out[k] = complete(out[k], d, {}, prefix .. k .. ".")
+        end
+    end
+    return out
+end
+
+-- init runs in init_by_lua: compile the template once (a syntax error
+-- stops nginx from starting, naming the line) and load the static pages.
+-- opts: the REQUIRED settings, and those of DEFAULTS that differ.
+function _M.init(opts)
+    if type(opts) ~= "table" then
+        error("opts must be a table", 2)
+    end
+    config = complete(opts, DEFAULTS, REQUIRED, "opts.")
+    local src, err = read_file(config.template_dir .. "/item.html")
     if not src then
         error("cannot read item.html: " .. tostring(err))
     end
@@ -126,8 +162,8 @@ function _M.init(opts)
         error("template " .. cerr)
     end
     render = fn
-    not_found_page = read_file(opts.template_dir .. "/404.html") or not_found_page
-    unavailable_page = read_file(opts.template_dir .. "/503.html") or unavailable_page
+    not_found_page = read_file(config.template_dir .. "/404.html") or not_found_page
+    unavailable_page = read_file(config.template_dir .. "/503.html") or unavailable_page
     for _, level in ipairs(LEVELS) do
         hits[level] = 0
     end
@@ -160,6 +196,16 @@ function _M.flush_hits()
             hits[level] = 0
         end
     end
+end
+
+-- node_hits returns the node's answers per level, as flushed so far.
+function _M.node_hits()
+    local state = shared.dp_state
+    local out = {}
+    for _, level in ipairs(LEVELS) do
+        out[level] = state:get("hits:" .. level) or 0
+    end
+    return out
 end
 
 local function bump(name)
@@ -328,34 +374,32 @@ local function unsegment(red, key, raw)
     return table.concat(parts)
 end
 
--- read_replica returns item and shop documents (decoded), nil when the
--- replica has no item, or nil and an error when the link failed.
+-- read_replica returns the item and shop documents ({ item =, shop = });
+-- nil when the replica has no usable item (a miss: the next level decides);
+-- or nil and an error when the link failed.
 local function read_replica(id)
     bump("redis_reads")
     local red, err = connect_replica()
     if not red then
-        return nil, nil, err
+        return nil, err
     end
-    local raw, gerr = red:get("item:{" .. id .. "}")
+    local key = "item:{" .. id .. "}"
+    local raw, gerr = red:get(key)
     if gerr then
         red:close()
-        return nil, nil, "get item: " .. tostring(gerr)
+        return nil, "get item: " .. tostring(gerr)
     end
     if raw == ngx_null then
         release(red)
         return nil
     end
     local uerr
-    raw, uerr = unsegment(red, "item:{" .. id .. "}", raw)
+    raw, uerr = unsegment(red, key, raw)
     if uerr then
         red:close()
-        return nil, nil, "get segments: " .. tostring(uerr)
+        return nil, "get segments: " .. tostring(uerr)
     end
-    if not raw then
-        release(red)
-        return nil
-    end
-    local item = decode_doc(raw, "item:{" .. id .. "}")
+    local item = raw and decode_doc(raw, key)
     if not item then
         release(red)
         return nil
@@ -368,13 +412,14 @@ local function read_replica(id)
         if cached then
             shop = template.decode(cached)
         else
-            local s, serr = red:get("shop:{s" .. shop_id .. "}")
+            local skey = "shop:{s" .. shop_id .. "}"
+            local s, serr = red:get(skey)
             if serr then
                 red:close()
-                return nil, nil, "get shop: " .. tostring(serr)
+                return nil, "get shop: " .. tostring(serr)
             end
             if s ~= ngx_null then
-                shop = decode_doc(s, "shop:{s" .. shop_id .. "}")
+                shop = decode_doc(s, skey)
                 if shop then
                     shops:set(shop_id, s, jitter(config.shop_ttl))
                 end
@@ -382,48 +427,52 @@ local function read_replica(id)
         end
     end
     release(red)
-    return item, shop
+    return { item = item, shop = shop }
 end
 
 -- read_direct asks the direct-data service for the document and its shop.
--- Returns item, shop; or nil, nil, "missing"; or nil, nil, error and
--- whether it was a link failure.
+-- Returns { item =, shop = }; nil when the product does not exist (404);
+-- or nil, an error and whether the link itself failed (no answer, or 5xx)
+-- rather than the service refusing the request.
 local function read_direct(id)
     bump("direct_calls")
     local res = capture("/_direct/api/item/" .. id, { args = { with = "shop" } })
     if res.status == 404 then
-        return nil, nil, "missing"
+        return nil
     end
     if res.status ~= 200 then
-        return nil, nil, "direct answered " .. tostring(res.status), res.status == 0 or res.status >= 500
+        return nil, "direct answered " .. tostring(res.status), res.status == 0 or res.status >= 500
     end
     local env = template.decode(res.body)
     if type(env) ~= "table" or type(env.item) ~= "table" then
-        return nil, nil, "direct: bad body", true
+        return nil, "direct: bad body", true
     end
     local shop = env.shop
     if type(shop) ~= "table" then
         shop = nil
     end
-    return env.item, shop
+    return { item = env.item, shop = shop }
 end
 
 -- direct_html asks the direct-data service for the page rendered by pongo2:
--- the next level when the Lua renderer fails on a document.
+-- the next level when the Lua renderer fails on a document. Returns the
+-- HTML, or nil and an error.
 local function direct_html(id)
     bump("direct_calls")
     local res = capture("/_direct/item/" .. id .. ".html")
     if res.status == 200 then
         return res.body
     end
-    return nil, res.status
+    return nil, "direct answered " .. tostring(res.status)
 end
 
 -- build turns documents into a page entry, reusing the stale entry's HTML
--- when it was built from the same versions.
-local function build(id, item, shop, stale)
+-- when it was built from the same versions. Returns the entry; nil when
+-- the document says the product is gone; or nil and an error.
+local function build(id, docs, stale)
+    local item, shop = docs.item, docs.shop
     if item.missing == true then
-        return nil, "missing"
+        return nil
     end
     local v = tonumber(item.version) or 0
     local shop_id = tonumber(item.shop_id) or 0
@@ -434,67 +483,63 @@ local function build(id, item, shop, stale)
     local html, err = render({ item = item, shop = shop })
     if not html then
         log(ERR, "render failed for item ", id, " (falling back to direct): ", err)
-        local body, status = direct_html(id)
+        local body, derr = direct_html(id)
         if not body then
-            return nil, "render failed and direct answered " .. tostring(status)
+            return nil, "render failed and " .. derr
         end
         html = body
     end
     return { v = v, shop = shop_id, sv = sv, html = html }
 end
 
--- fetch goes below the node: the replica, then the direct-data service.
--- Returns entry, level; or nil, "missing", level; or nil, error.
-local function fetch(id, stale)
-    local item, shop, err, level
-    local allowed = links:allow(REPLICA)
-    if allowed then
-        item, shop, err = read_replica(id)
-        if err then
-            if links:failure(REPLICA) then
-                log(WARN, "link replica degraded for ", config.degrade.retry, "s after: ", err)
-            end
-        elseif links:success(REPLICA) then
-            log(INFO, "link replica restored")
+-- report tells the link tracker how a use of the link went. probe is the
+-- second value of links:allow: only the half-open probe's outcome can
+-- restore the link or start a new retry period.
+local function report(link, probe, err)
+    if err then
+        if links:failure(link, probe) then
+            log(WARN, "link ", link, " degraded for ", config.degrade.retry, "s after: ", err)
         end
+    elseif links:success(link, probe) then
+        log(INFO, "link ", link, " restored")
+    end
+end
+
+-- fetch goes below the node: the replica, then the direct-data service.
+-- value, err, level (mlcache's convention): the page entry and the level
+-- that gave it; nil, nil, level when that level says the product does not
+-- exist; nil and an error when no level could answer.
+local function fetch(id, stale)
+    local docs, err, level
+    local replica_err = "degraded"
+    local allowed, probe = links:allow(REPLICA)
+    if allowed then
+        docs, replica_err = read_replica(id)
+        report(REPLICA, probe, replica_err)
         level = "redis"
     end
-    if not item then
-        if not links:allow(DIRECT) then
-            return nil, "replica " .. (allowed and tostring(err or "miss") or "degraded") .. ", direct degraded"
+    if not docs then
+        allowed, probe = links:allow(DIRECT)
+        if not allowed then
+            return nil, "replica " .. (replica_err or "miss") .. ", direct degraded"
         end
         local link_failed
-        item, shop, err, link_failed = read_direct(id)
-        if err == "missing" then
-            links:success(DIRECT)
-            return nil, "missing", "direct"
-        end
+        docs, err, link_failed = read_direct(id)
+        report(DIRECT, probe, link_failed and err or nil)
         if err then
-            if link_failed and links:failure(DIRECT) then
-                log(WARN, "link direct degraded for ", config.degrade.retry, "s after: ", err)
-            end
             return nil, err
         end
-        if links:success(DIRECT) then
-            log(INFO, "link direct restored")
-        end
         level = "direct"
+        if not docs then
+            return nil, nil, level
+        end
     end
-    local entry, berr = build(id, item, shop, stale)
-    if not entry then
-        return nil, berr, level
-    end
-    return entry, level
+    local entry, berr = build(id, docs, stale)
+    return entry, berr, level
 end
 
 ----------------------------------------------------------------------------
 -- The request.
-
-local function serve_missing(id, level)
-    shared.dp_negative:set(id, true, jitter(config.negative_ttl))
-    count("negative")
-    return send(404, not_found_page, level)
-end
 
 local function serve_stale_or_503(id, stale, err)
     if stale and stale.html then
@@ -507,27 +552,49 @@ local function serve_stale_or_503(id, stale, err)
     return send(503, unavailable_page)
 end
 
+-- remember_missing records that id does not exist, for negative_ttl.
+local function remember_missing(id)
+    shared.dp_pages:delete(id)
+    shared.dp_negative:set(id, true, jitter(config.negative_ttl))
+end
+
+-- answer_from_node answers with the node's page (L2) or negative entry for
+-- id; false when it has neither.
+local function answer_from_node(id)
+    local raw = shared.dp_pages:get(id)
+    local e = raw and decode_entry(raw)
+    if e and current(id, e) then
+        l1:set(id, e, jitter(config.l1_ttl))
+        count("L2")
+        send(200, e.html, "L2")
+        return true
+    end
+    if shared.dp_negative:get(id) then
+        count("negative")
+        send(404, not_found_page, "L2")
+        return true
+    end
+    return false
+end
+
 -- wait_for_holder polls L2 while another request of this node fetches id.
+-- The holder stores its result before it releases the lock, so once the
+-- lock is gone one more look finds the result, if there is one.
 local function wait_for_holder(id, stale)
-    local pages, negative = shared.dp_pages, shared.dp_negative
     local deadline = ngx_now() + config.lock_wait
     local step = 0.002
     while ngx_now() < deadline do
         ngx_sleep(step)
         step = step < 0.02 and step * 2 or step
-        local raw = pages:get(id)
-        local e = raw and decode_entry(raw)
-        if e and current(id, e) then
-            l1:set(id, e, jitter(config.l1_ttl))
-            count("L2")
-            return send(200, e.html, "L2")
-        end
-        if negative:get(id) then
-            count("negative")
-            return send(404, not_found_page, "L2")
+        if answer_from_node(id) then
+            return
         end
         if not shared.dp_locks:get(id) then
-            break -- the holder gave up without a result
+            -- released since the look above: the result (if any) is stored
+            if answer_from_node(id) then
+                return
+            end
+            return serve_stale_or_503(id, stale, "the lock holder ended without a result")
         end
     end
     return serve_stale_or_503(id, stale, "lock wait ended without a result")
@@ -569,6 +636,12 @@ local function serve(id)
         end
         return wait_for_holder(id, stale)
     end
+    -- Another request may have stored the result and released the lock
+    -- between the look at L2 above and the add (as mlcache checks again).
+    if answer_from_node(id) then
+        locks:delete(id)
+        return
+    end
     local answered = false
     if usable then
         count("stale")
@@ -576,36 +649,31 @@ local function serve(id)
         ngx.eof()
         answered = true
     end
-    local ok, entry, level, err = pcall(function()
-        local en, lv, lvl = fetch(id, stale)
-        if en then
-            return en, lv
-        end
-        return nil, lvl, lv
-    end)
+    local ok, entry, err, level = pcall(fetch, id, stale)
+    if not ok then
+        entry, err = nil, entry
+    end
+    -- Store the result before releasing the lock: a waiter that finds the
+    -- lock gone must find the page or the negative entry (issue 16).
+    if entry then
+        keep(id, entry)
+    elseif not err then
+        remember_missing(id)
+    end
     locks:delete(id)
     if answered then
-        if ok and entry then
-            keep(id, entry)
-        elseif ok and err == "missing" then
-            shared.dp_pages:delete(id)
-            shared.dp_negative:set(id, true, jitter(config.negative_ttl))
-        else
-            log(WARN, "refresh of item ", id, " after its stale copy failed: ", ok and err or entry)
+        if err then
+            log(WARN, "refresh of item ", id, " after its stale copy failed: ", err)
         end
         return
     end
-    if not ok then
-        return serve_stale_or_503(id, stale, entry)
-    end
     if entry then
-        keep(id, entry)
         count(level)
         return send(200, entry.html, level)
     end
-    if err == "missing" then
-        shared.dp_pages:delete(id)
-        return serve_missing(id, level)
+    if not err then
+        count("negative")
+        return send(404, not_found_page, level)
     end
     return serve_stale_or_503(id, stale, err)
 end

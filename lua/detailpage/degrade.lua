@@ -4,9 +4,12 @@
 -- For each link (the Redis replica, the direct-data service) failures are
 -- counted in a sliding window. When the count reaches the threshold the link
 -- is degraded until a retry deadline; while degraded it is skipped. When the
--- deadline passes, one request is let through as a probe (half-open): success
--- restores the link, failure starts a new retry period. Operators can force a
--- link degraded or normal.
+-- deadline passes, one request is let through as a probe (half-open): its
+-- success restores the link, its failure starts a new retry period. Only the
+-- probe's outcome counts while the link is degraded: a request that started
+-- before the link was degraded and ends after says nothing about the link
+-- now (the defect of hystrix-go that the Go breaker avoids too). Operators
+-- can force a link degraded or normal.
 --
 -- All state lives in a dict with the shdict interface (get, set, add, incr,
 -- delete), so every worker of a node agrees. The clock is injected, so the
@@ -94,7 +97,8 @@ function _M.set_mode(self, link, mode)
 end
 
 -- allow tells whether a request may use the link now. The second value is
--- true when this request is the half-open probe.
+-- true when this request is the half-open probe: pass it on to success or
+-- failure.
 function _M.allow(self, link)
     local mode = self:mode(link)
     if mode == "force-degraded" then
@@ -123,16 +127,15 @@ local function degrade(self, link)
     self.dict:delete(key(link, "probe"))
 end
 
--- failure records a failed use of the link. Returns true when this failure
--- degraded the link.
-function _M.failure(self, link)
+-- failure records a failed use of the link; probe is allow's second value.
+-- Returns true when this failure degraded the link.
+function _M.failure(self, link, probe)
     if self:mode(link) ~= "auto" then
         return false
     end
-    local deadline = self.dict:get(key(link, "until"))
-    if deadline then
-        -- a failed probe (or a late failure while degraded): new period
-        if self.now() >= deadline or self.dict:get(key(link, "probe")) then
+    if self.dict:get(key(link, "until")) then
+        -- already degraded: only the probe's failure starts a new period
+        if probe then
             degrade(self, link)
             return true
         end
@@ -147,11 +150,10 @@ function _M.failure(self, link)
     return false
 end
 
--- success records a successful use. Returns true when it restored a
--- degraded link (the probe succeeded).
-function _M.success(self, link)
-    local deadline = self.dict:get(key(link, "until"))
-    if not deadline then
+-- success records a successful use; probe is allow's second value.
+-- Returns true when it restored a degraded link: only the probe does.
+function _M.success(self, link, probe)
+    if not probe or not self.dict:get(key(link, "until")) then
         return false
     end
     self.dict:delete(key(link, "until"))

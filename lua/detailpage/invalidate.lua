@@ -9,6 +9,10 @@
 -- already holds the new value (a push could arrive first, and the node would
 -- cache the old value again); the sync service needs no list of app nodes;
 -- and a node that was unreachable catches up from its last entry id.
+--
+-- Work that needs nothing from the replica runs on a timer of its own, so
+-- it goes on while the replica is unreachable: operator purges reach every
+-- worker's L1, and each worker's hit counts reach the node's totals.
 
 local app = require "detailpage.app"
 
@@ -25,8 +29,9 @@ local WARN = ngx.WARN
 local ERR = ngx.ERR
 
 local STREAM = "dp:invalidate"
-local INTERVAL = 0.1  -- seconds between reads
-local BATCH = 1000    -- entries per read
+local INTERVAL = 0.1        -- seconds between reads of the stream
+local LOCAL_INTERVAL = 0.1  -- seconds between runs of the local work
+local BATCH = 1000          -- entries per read
 
 local _M = {}
 
@@ -112,11 +117,11 @@ local function trouble(what, err)
     end
 end
 
+-- tick reads the invalidation stream on the replica.
 local function tick(premature)
     if premature or running then
         return
     end
-    apply_purges()
     running = true
     local red, err = app.connect_replica()
     if not red then
@@ -152,15 +157,28 @@ local function tick(premature)
         failures = 0
     end
     app.release_replica(red)
-    app.flush_hits()
     running = false
 end
 
--- start runs the follower in this worker.
+-- local_tick does this worker's share of the node's work: purges queued by
+-- another worker, hit counts into the node's totals.
+local function local_tick(premature)
+    if premature then
+        return
+    end
+    apply_purges()
+    app.flush_hits()
+end
+
+-- start runs the follower and the local work in this worker.
 function _M.start()
     local ok, err = timer_every(INTERVAL, tick)
     if not ok then
         log(ERR, "cannot start the invalidation timer: ", tostring(err))
+    end
+    ok, err = timer_every(LOCAL_INTERVAL, local_tick)
+    if not ok then
+        log(ERR, "cannot start the purge and hit-count timer: ", tostring(err))
     end
 end
 

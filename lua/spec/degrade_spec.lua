@@ -95,8 +95,8 @@ describe("degrade", function()
         local d, clock = setup()
         for _ = 1, 3 do d:failure("replica") end
         clock.t = 1005
-        d:allow("replica")
-        assert.is_true(d:success("replica"))
+        local _, probe = d:allow("replica")
+        assert.is_true(d:success("replica", probe))
         assert.equal("normal", d:status("replica").state)
         assert.equal(0, d:status("replica").failures)
         assert.is_true((d:allow("replica")))
@@ -106,12 +106,49 @@ describe("degrade", function()
         local d, clock = setup()
         for _ = 1, 3 do d:failure("replica") end
         clock.t = 1005
-        d:allow("replica")
-        assert.is_true(d:failure("replica"))
+        local _, probe = d:allow("replica")
+        assert.is_true(d:failure("replica", probe))
         assert.equal(1010, d:status("replica").retry_at)
         assert.is_false((d:allow("replica")))
         clock.t = 1010
         assert.is_true((d:allow("replica")))
+    end)
+
+    it("is not restored by a request that started before it was degraded", function()
+        local d, clock = setup()
+        local ok, probe = d:allow("replica") -- a slow request starts at 1000
+        assert.is_true(ok)
+        assert.is_nil(probe)
+        clock.t = 1001
+        for _ = 1, 3 do d:failure("replica") end -- the link degrades meanwhile
+        clock.t = 1002
+        assert.is_false(d:success("replica", probe)) -- the slow one succeeds
+        assert.equal("degraded", d:status("replica").state)
+        assert.is_false((d:allow("replica")))
+        clock.t = 1006 -- past the retry deadline, before the probe reports
+        local pok, pprobe = d:allow("replica")
+        assert.is_true(pok)
+        assert.is_true(pprobe)
+        assert.is_false(d:success("replica", probe))
+        assert.equal("degraded", d:status("replica").state)
+        assert.is_true(d:success("replica", pprobe)) -- only the probe restores
+        assert.equal("normal", d:status("replica").state)
+    end)
+
+    it("starts a new retry period only on the probe's failure", function()
+        local d, clock = setup()
+        local _, early = d:allow("replica")
+        for _ = 1, 3 do d:failure("replica") end
+        clock.t = 1002
+        assert.is_false(d:failure("replica", early)) -- late, while degraded
+        assert.equal(1005, d:status("replica").retry_at)
+        clock.t = 1005
+        local _, probe = d:allow("replica")
+        clock.t = 1006
+        assert.is_false(d:failure("replica", early)) -- late, while the probe runs
+        assert.equal(1005, d:status("replica").retry_at)
+        assert.is_true(d:failure("replica", probe))
+        assert.equal(1011, d:status("replica").retry_at)
     end)
 
     it("lets another probe through when a probe never reports", function()

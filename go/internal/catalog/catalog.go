@@ -23,7 +23,8 @@ const MaxID = 999_999_999_999_999_999
 // MaxBatch is the most ids one batch lookup may name.
 const MaxBatch = 100
 
-// Dimension names one part of a product, each owned by one source service.
+// Dimension names one part of a product, each owned by one source service
+// (see Kinds): the name in change events and the Redis key suffix.
 type Dimension string
 
 const (
@@ -34,9 +35,6 @@ const (
 	DimStock       Dimension = "stock"     // stock service
 	DimRecommend   Dimension = "recommend" // recommendation service
 )
-
-// ProductDimensions lists the dimensions a page document is built from.
-var ProductDimensions = []Dimension{DimBase, DimDescription, DimSpec, DimPrice, DimStock, DimRecommend}
 
 // Valid reports whether d is a known product dimension.
 func (d Dimension) Valid() bool {
@@ -134,16 +132,16 @@ type Recommendations struct {
 // It is the one place that decides what an id from outside looks like.
 func ParseID(s string) (int64, error) {
 	if s == "" || len(s) > 18 {
-		return 0, fmt.Errorf("id %q: want 1 to 18 digits", truncate(s, 40))
+		return 0, invalid("id %q: want 1 to 18 digits", truncate(s, 40))
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("id %q: want 1 to 18 digits", truncate(s, 40))
+			return 0, invalid("id %q: want 1 to 18 digits", truncate(s, 40))
 		}
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("id %q: want a positive number", truncate(s, 40))
+		return 0, invalid("id %q: want a positive number", truncate(s, 40))
 	}
 	return id, nil
 }
@@ -152,18 +150,18 @@ func ParseID(s string) (int64, error) {
 // duplicates removed, order kept.
 func ParseIDList(s string) ([]int64, error) {
 	if strings.TrimSpace(s) == "" {
-		return nil, errors.New("ids: empty list")
+		return nil, invalid("ids: empty list")
 	}
 	parts := strings.Split(s, ",")
 	if len(parts) > MaxBatch {
-		return nil, fmt.Errorf("ids: %d ids, at most %d per batch", len(parts), MaxBatch)
+		return nil, invalid("ids: %d ids, at most %d per batch", len(parts), MaxBatch)
 	}
 	seen := make(map[int64]bool, len(parts))
 	ids := make([]int64, 0, len(parts))
 	for _, p := range parts {
 		id, err := ParseID(strings.TrimSpace(p))
 		if err != nil {
-			return nil, fmt.Errorf("ids: %w", err)
+			return nil, invalid("ids: %v", err)
 		}
 		if !seen[id] {
 			seen[id] = true
@@ -192,6 +190,9 @@ func invalid(format string, args ...any) error {
 
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrUnavailable marks an error as "a dependency is down, try later".
+var ErrUnavailable = errors.New("temporarily unavailable")
 
 // Limits on edited text, so one edit cannot blow up a page or a Redis value.
 const (

@@ -32,6 +32,8 @@ var commands = map[string]command{
 	"direct": {"run the direct-data service (local cache → Redis main → rebuild)", runDirect},
 	"nginx":  {"render an nginx tier's config and exec nginx in the foreground", runNginx},
 	"dlq":    {"inspect or replay dead-lettered change events (dlq list | dlq replay)", runDLQ},
+
+	"bench-protect": {"measure source lookups under cache attacks, defences on and off (make bench)", runBenchProtect},
 }
 
 // Names lists the subcommands (the compose test checks against it).
@@ -47,7 +49,7 @@ func Names() []string {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "detailpage: a high-availability product detail page system\n\nUsage:\n  detailpage <command> [flags]\n\nCommands:\n")
 	for _, n := range Names() {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-14s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(w, "\nRun `detailpage <command> --help` for a command's flags. Every flag can also be set\nthrough the environment variable named in its help (DETAILPAGE_...).\n")
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/broker"
 	"github.com/detailpage/detailpage/go/internal/direct"
 	"github.com/detailpage/detailpage/go/internal/kafka"
-	"github.com/detailpage/detailpage/go/internal/server"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/source"
 	"github.com/detailpage/detailpage/go/internal/syncer"
 	"github.com/detailpage/detailpage/go/internal/topology"
@@ -28,6 +28,21 @@ func logLevel(f *flags) *string {
 	return f.String("log-level", "DETAILPAGE_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 }
 
+// commandSettings is the flag that sets the resilience commands of a
+// service, the one place their settings come from beside the service's
+// defaults (cmds). parse turns it into Config.Commands.
+func commandSettings(f *flags, cmds []resilience.Command) func() ([]resilience.Command, error) {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.Name
+	}
+	spec := f.String("commands", "DETAILPAGE_COMMANDS", "",
+		"resilience command settings, e.g. 'name:timeout=500ms,max_concurrent=128;name2:sleep_window=5s' "+
+			"(fields: timeout, max_concurrent, fallback_max_concurrent, request_volume_threshold, "+
+			"error_percent_threshold, sleep_window, window); commands: "+strings.Join(names, ", "))
+	return func() ([]resilience.Command, error) { return resilience.ParseSettings(*spec) }
+}
+
 func runBroker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f := newFlags("broker", stderr)
 	port := f.Int("port", "DETAILPAGE_BROKER_PORT", 9092, "loopback port to listen on")
@@ -37,7 +52,7 @@ func runBroker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("broker", *lvl)
+	log, err := newLogger("broker", *lvl)
 	if err != nil {
 		return err
 	}
@@ -51,11 +66,16 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 	brokers := f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
 	products := f.Int("seed-products", "DETAILPAGE_SEED_PRODUCTS", 10_000, "products in the catalog seeded on first start")
 	shops := f.Int("seed-shops", "DETAILPAGE_SEED_SHOPS", 250, "shops in the catalog seeded on first start")
+	cmds := commandSettings(f, source.Commands())
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("source", *lvl)
+	log, err := newLogger("source", *lvl)
+	if err != nil {
+		return err
+	}
+	settings, err := cmds()
 	if err != nil {
 		return err
 	}
@@ -63,10 +83,12 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tel, stopTel := newTelemetry()
+	defer stopTel()
 	svc, err := source.Open(ctx, source.Config{
 		Listen: *listen, DBPath: *db, Brokers: bl, AdminToken: os.Getenv(envToken),
-		SeedProducts: *products, SeedShops: *shops,
-	}, log)
+		SeedProducts: *products, SeedShops: *shops, Commands: settings,
+	}, log, tel)
 	if err != nil {
 		return err
 	}
@@ -87,11 +109,16 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	retryBase := f.Duration("retry-base", "DETAILPAGE_SYNC_RETRY_BASE", 500*time.Millisecond, "first retry delay; doubles with each attempt")
 	retryMax := f.Duration("retry-max", "DETAILPAGE_SYNC_RETRY_MAX", 30*time.Second, "longest retry delay")
 	pipeline := f.Int("pipeline", "DETAILPAGE_SYNC_PIPELINE", 3, "batches of one topic handled at once (offsets still committed in order)")
+	cmds := commandSettings(f, syncer.Commands())
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("sync", *lvl)
+	log, err := newLogger("sync", *lvl)
+	if err != nil {
+		return err
+	}
+	settings, err := cmds()
 	if err != nil {
 		return err
 	}
@@ -99,10 +126,13 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tel, stopTel := newTelemetry()
+	defer stopTel()
 	svc, err := syncer.Open(syncer.Config{
 		Listen: *listen, Brokers: bl, Redis: *rds, SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
 		MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
-	}, log)
+		Commands: settings,
+	}, log, tel)
 	if err != nil {
 		return err
 	}
@@ -130,24 +160,31 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	stale := f.EnvBool("stale", "DETAILPAGE_DIRECT_STALE", def.Stale, "serve an expired entry while one background refresh runs")
 	staleTTL := f.Duration("stale-ttl", "DETAILPAGE_DIRECT_STALE_TTL", def.StaleTTL, "how long an entry is kept past its expiry as the stale copy")
 	limit := f.Int("rebuild-concurrency", "DETAILPAGE_DIRECT_REBUILD_CONCURRENCY", def.RebuildConcurrency, "rebuilds from the source at once; beyond it 503 at once (0: no limit)")
+	cmds := commandSettings(f, direct.Commands(def))
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log, err := server.NewLogger("direct", *lvl)
+	log, err := newLogger("direct", *lvl)
+	if err != nil {
+		return err
+	}
+	settings, err := cmds()
 	if err != nil {
 		return err
 	}
 	if *bloomCap < 1 {
 		return fmt.Errorf("direct: --bloom-capacity must be at least 1")
 	}
+	tel, stopTel := newTelemetry()
+	defer stopTel()
 	svc, err := direct.Open(direct.Config{
 		Listen: *listen, Redis: *rds, SourceURL: *src, TemplatesDir: *tmpl,
 		CacheSize: *size, CacheTTL: *ttl, NegativeTTL: *neg,
 		Bloom: *bloom, BloomCapacity: uint(*bloomCap), BloomFPRate: *bloomFP,
 		SingleFlight: *single, XFetch: *xfetch, XFetchBeta: *beta, Stale: *stale, StaleTTL: *staleTTL,
-		RebuildConcurrency: *limit, LoadTimeout: def.LoadTimeout,
-	}, log)
+		RebuildConcurrency: *limit, LoadTimeout: def.LoadTimeout, Commands: settings,
+	}, log, tel)
 	if err != nil {
 		return err
 	}
@@ -169,20 +206,28 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	directAddr := f.String("direct", "DETAILPAGE_DIRECT", "127.0.0.1:9103", "direct-data service host:port")
 	apps := f.String("apps", "DETAILPAGE_APPS", "127.0.0.1:8081,127.0.0.1:8082", "dist: app nodes, comma-separated host:port")
 	src := f.String("source", "DETAILPAGE_SOURCE_ADDR", "127.0.0.1:9101", "dist: source service host:port (pictures)")
+	adminListen := f.String("admin-listen", "DETAILPAGE_DIST_ADMIN_LISTEN", "127.0.0.1:8070", "dist: internal admin port, host:port (GET /_admin/status with the admin token)")
+	workerUser := f.String("user", "DETAILPAGE_NGINX_USER", "www-data", "user the nginx workers run as when started as root (ignored otherwise)")
 	bin := f.String("nginx", "DETAILPAGE_NGINX_BIN", "", "nginx binary (default: openresty if installed, else nginx)")
 	modules := f.String("modules-dir", "DETAILPAGE_NGINX_MODULES", "/usr/lib/nginx/modules", "dynamic modules dir; \"none\" when lua is built in (OpenResty)")
 	workers := f.Int("workers", "DETAILPAGE_NGINX_WORKERS", 2, "worker processes (0: one per core)")
 	resolver := f.String("resolver", "DETAILPAGE_NGINX_RESOLVER", "", "app: DNS server for the replica's host name (compose: 127.0.0.11); empty for IP addresses")
-	l1TTL := f.Duration("l1-ttl", "DETAILPAGE_L1_TTL", 10*time.Minute, "app: how long a page stays in a worker's L1 (±20% jitter)")
-	l2TTL := f.Duration("l2-ttl", "DETAILPAGE_L2_TTL", 10*time.Minute, "app: how long a page stays fresh in the node's L2 (±20% jitter)")
+	// The app tier's defaults live in DEFAULTS in lua/detailpage/app.lua;
+	// a flag left at 0 passes nothing, so that default applies.
+	l1TTL := f.Duration("l1-ttl", "DETAILPAGE_L1_TTL", 0, "app: how long a page stays in a worker's L1, ±20% jitter (0: the default in lua/detailpage/app.lua)")
+	l2TTL := f.Duration("l2-ttl", "DETAILPAGE_L2_TTL", 0, "app: how long a page stays fresh in the node's L2, ±20% jitter (0: the default in lua/detailpage/app.lua)")
 	render := f.Bool("render-only", false, "write the config, print its path and exit")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	n := topology.Nginx{
 		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
-		Direct: *directAddr, Source: *src, Workers: *workers, RunAsRoot: os.Geteuid() == 0, Resolver: *resolver,
-		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(),
+		Direct: *directAddr, Source: *src, AdminListen: *adminListen, Workers: *workers, Resolver: *resolver,
+		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(), RenderOnly: *render,
+	}
+	if os.Geteuid() == 0 {
+		// Workers drop root; without root there is no user to switch to.
+		n.User = *workerUser
 	}
 	for _, a := range strings.Split(*apps, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -206,6 +251,9 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if *render {
 		fmt.Fprintln(stdout, conf)
 		return nil
+	}
+	if err := topology.PrepareForUser(n); err != nil {
+		return err
 	}
 	if path == "" {
 		return errors.New("nginx not found: install nginx and libnginx-mod-http-lua (scripts/install-deps.sh) or pass --nginx")

@@ -62,11 +62,13 @@ detailpage is up.
   page         %s/item/1.html
   admin token  %s
   app admin    curl -H 'Authorization: Bearer %s' %s/_admin/status
+  dist admin   curl -H 'Authorization: Bearer %s' %s/_admin/status
   source API   %s/api/products/1
   logs         %s
 
 Press Ctrl-C to stop everything.
-`, topology.URL(ports.Dist), token, token, topology.URL(ports.App1), topology.URL(ports.Source), filepath.Join(cfg.VarDir, "logs"))
+`, topology.URL(ports.Dist), token, token, topology.URL(ports.App1), token, topology.URL(ports.DistAdmin),
+		topology.URL(ports.Source), filepath.Join(cfg.VarDir, "logs"))
 	exited := topo.Exited()
 	for {
 		select {

@@ -1,5 +1,7 @@
-// Package composecheck checks docker-compose.yml against the repository and
-// the contract, without a Docker engine or the network.
+// Package composecheck is test code only (`go test ./go/internal/composecheck/`):
+// it checks docker-compose.yml against the repository and the contract,
+// without a Docker engine or the network. Nothing imports it; this file is
+// its only non-test file.
 //
 // It loads the compose file with compose-go (interpolation from a given
 // environment, never the process's) and reports, in one pass:

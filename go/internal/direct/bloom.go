@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 )
 
@@ -80,7 +81,7 @@ func (f *idFilter) params() (m, k uint) { return f.f.Cap(), f.f.K() }
 // until ctx ends.
 func (s *Service) loadIDs(ctx context.Context) {
 	start := time.Now()
-	backoff := 250 * time.Millisecond
+	retry := loadRetry.Start()
 	for ctx.Err() == nil {
 		n, err := s.listIDs(ctx)
 		if err == nil {
@@ -90,14 +91,17 @@ func (s *Service) loadIDs(ctx context.Context) {
 			s.log.Info("bloom filter ready", "ids", n, "bits", m, "hashes", k, "took", time.Since(start).Round(time.Millisecond))
 			return
 		}
-		s.log.Warn("bloom filter: loading ids from the source failed; retrying", "error", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
+		d := retry.Next()
+		s.log.Warn("bloom filter: loading ids from the source failed; retrying", "error", err, "in", d)
+		_ = backoff.Sleep(ctx, d) // ctx done: the loop ends
 	}
 }
+
+// loadRetry is the backoff between failed loads of the id listing.
+var loadRetry = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+
+// streamRetry is the wait after the invalidation stream failed to answer.
+const streamRetry = time.Second
 
 // idPage is how many ids one page of the listing carries.
 const idPage = 20_000
@@ -136,10 +140,7 @@ func (s *Service) followInvalidations(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Debug("invalidation stream unavailable", "error", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
+				_ = backoff.Sleep(ctx, streamRetry) // ctx done: the loop ends
 			}
 			continue
 		}

@@ -3,7 +3,10 @@
 // no app node answers. Lookup order: an in-process size-bounded cache →
 // Redis main → a rebuild from the source services (written back to Redis
 // main with versioned compare-and-set, so racing the sync service is
-// harmless).
+// harmless). Below the local cache the lookup is a fallback chain
+// (resilience.Chain, ItemChain and ShopChain): fresh (Redis main, else a
+// rebuild) → the last good local copy, however old → a clear 503; the
+// chain metric counts which link served.
 //
 // It is the last line before the source databases, so it carries the cache
 // protections (docs/protection.md), each of which can be turned off for
@@ -41,17 +44,53 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/page"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
 // RebuildCommand is the resilience command every rebuild from the source
 // runs as: its MaxConcurrent is the rebuild concurrency limit.
 const RebuildCommand = "direct.rebuild"
+
+// The fallback chains of the read path, as counted in
+// detailpage_resilience_fallback_chain_served_total{chain, link}: link
+// fresh (Redis main, else a rebuild from the source), last_good (the local
+// copy, however old; only with Config.Stale), or none (every link failed:
+// 503 for a page, a page without its shop for a shop).
+const (
+	ItemChain = "direct.item"
+	ShopChain = "direct.shop"
+)
+
+// RedisGetCommand is the resilience command of the service's own reads of
+// one page or shop document from Redis main, on the serving path: a short
+// timeout, many in flight. (The page builder's MGETs while rebuilding are
+// pagedoc's redis.main.read, configured apart.)
+const RedisGetCommand = "direct.redis.get"
+
+// Commands returns the resilience commands the service runs with cfg, with
+// their default settings: its own, the page builder's and the source
+// client's.
+func Commands(cfg Config) []resilience.Command {
+	cmds := []resilience.Command{{
+		Name: RedisGetCommand, Timeout: 200 * time.Millisecond, MaxConcurrent: 256,
+		RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second,
+	}}
+	if cfg.RebuildConcurrency > 0 {
+		// A bulkhead only: the source calls inside have their own circuits,
+		// so this one never opens (rejections count as errors in hystrix).
+		cmds = append(cmds, resilience.Command{
+			Name: RebuildCommand, Timeout: cfg.LoadTimeout + time.Second, MaxConcurrent: cfg.RebuildConcurrency,
+			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
+		})
+	}
+	cmds = append(cmds, pagedoc.Commands()...)
+	return append(cmds, sourceclient.Commands()...)
+}
 
 // Config is the direct-data service's configuration.
 type Config struct {
@@ -75,8 +114,10 @@ type Config struct {
 	// growing towards their expiry (β = XFetchBeta).
 	XFetch     bool
 	XFetchBeta float64
-	// Stale keeps a document StaleTTL past its expiry and serves it while
-	// one background refresh runs (also when that refresh fails).
+	// Stale keeps expired documents: for StaleTTL past its expiry one is
+	// served at once while one background refresh runs (also when that
+	// refresh fails); after that it is kept (until the cache's size pushes
+	// it out) as the last good copy, served when a fresh read fails.
 	Stale    bool
 	StaleTTL time.Duration
 	// RebuildConcurrency bounds concurrent rebuilds from the source; beyond
@@ -84,6 +125,9 @@ type Config struct {
 	RebuildConcurrency int
 	// LoadTimeout bounds one lookup below the local cache (Redis + rebuild).
 	LoadTimeout time.Duration
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
 }
 
 // Defaults returns a configuration with every protection on.
@@ -135,7 +179,8 @@ type Service struct {
 	asm      *pagedoc.Assembler
 	renderer *page.Renderer
 	ln       net.Listener
-	reg      *prometheus.Registry
+	tel      httpapi.Telemetry
+	reg      *prometheus.Registry // tel.Registry
 	items    *expirable.LRU[int64, *entry]
 	shops    *expirable.LRU[int64, *entry]
 	filter   *idFilter // nil: Bloom protection off
@@ -148,6 +193,7 @@ type Service struct {
 	closed     bool
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
+	release    func() // of the commands' configuration
 
 	// Injectable for tests.
 	now  func() time.Time
@@ -160,7 +206,7 @@ type Service struct {
 }
 
 // Open builds the service and binds its listener.
-func Open(cfg Config, log *slog.Logger) (*Service, error) {
+func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -172,36 +218,30 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(cfg), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("direct: %w", err)
+	}
 	store, err := redisstore.Open(cfg.Redis)
 	if err != nil {
+		release()
 		return nil, err
 	}
-	resilience.Configure(resilience.Command{
-		Name: "redis.main.read", Timeout: 200 * time.Millisecond, MaxConcurrent: 256,
-		RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second,
-	})
-	if cfg.RebuildConcurrency > 0 {
-		// A bulkhead only: the source calls inside have their own circuits,
-		// so this one never opens (rejections count as errors in hystrix).
-		resilience.Configure(resilience.Command{
-			Name: RebuildCommand, Timeout: cfg.LoadTimeout + time.Second, MaxConcurrent: cfg.RebuildConcurrency,
-			RequestVolumeThreshold: math.MaxInt32, ErrorPercentThreshold: 100, SleepWindow: time.Second,
-		})
-	}
-	staleFor := time.Duration(0)
+	// With stale copies on, entries leave the local caches only by size
+	// (expiry is checked on read): an expired one is the stale copy, and
+	// later the last good copy. Without, they go at their longest TTL.
+	itemsTTL, shopsTTL := jittered(max(cfg.CacheTTL, cfg.NegativeTTL), 1), jittered(cfg.CacheTTL, 1)
 	if cfg.Stale {
-		staleFor = cfg.StaleTTL
+		itemsTTL, shopsTTL = 0, 0 // no expiry
 	}
 	s := &Service{
-		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer,
-		reg: server.NewRegistry(),
-		// The LRU's own TTL is the upper bound (longest jittered TTL plus
-		// the stale period); each entry's expiry is checked on read.
-		items: expirable.NewLRU[int64, *entry](cfg.CacheSize, nil, jittered(max(cfg.CacheTTL, cfg.NegativeTTL), 1)+staleFor),
-		shops: expirable.NewLRU[int64, *entry](cfg.CacheSize/10+1, nil, jittered(cfg.CacheTTL, 1)+staleFor),
+		cfg: cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store), renderer: renderer, release: release,
+		tel: tel, reg: tel.Registry,
+		items: expirable.NewLRU[int64, *entry](cfg.CacheSize, nil, itemsTTL),
+		shops: expirable.NewLRU[int64, *entry](cfg.CacheSize/10+1, nil, shopsTTL),
 		now:   time.Now, rand: rand.Float64,
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "detailpage_direct_lookups_total", Help: "Page document lookups by the level that answered (bloom: refused by the filter, rejected: over the rebuild limit).",
+			Name: "detailpage_direct_lookups_total", Help: "Page document lookups by the level that answered (bloom: refused by the filter, rejected: over the rebuild limit, last_good: the local copy after a failed fresh read).",
 		}, []string{"level"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "detailpage_direct_refreshes_total", Help: "Background refreshes of local entries by reason (early: XFetch, stale: expired entry served stale).",
@@ -221,8 +261,9 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 			Name: "detailpage_direct_bloom_ids", Help: "Product ids added to the Bloom filter.",
 		}, func() float64 { return float64(s.filter.added.Load()) }))
 	}
-	if s.ln, err = server.Listen(cfg.Listen); err != nil {
+	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -235,7 +276,7 @@ func (s *Service) Addr() string { return s.ln.Addr().String() }
 // the background meanwhile; until it is ready it refuses nothing.
 func (s *Service) Run(ctx context.Context) error {
 	s.Start(ctx)
-	return server.Serve(ctx, s.ln, s.Handler(), s.log)
+	return httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
 }
 
 // Start runs the background work without serving (Run does both): the
@@ -270,13 +311,14 @@ func (s *Service) Close() error {
 		s.stop()
 		s.wg.Wait()
 		err = s.store.Close()
+		s.release()
 	})
 	return err
 }
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
-	e := server.NewEngine(s.log, s.reg, func(context.Context) error { return nil })
+	e := httpapi.NewEngine(s.log, s.tel, func(context.Context) error { return nil })
 	e.GET("/api/item/:id", s.getItemJSON)
 	e.GET("/item/:file", s.getItemHTML)
 	return e
@@ -286,13 +328,17 @@ func (s *Service) Handler() http.Handler {
 var errMissing = fmt.Errorf("product: %w", catalog.ErrNotFound)
 
 // errRejected is the answer beyond the rebuild concurrency limit.
-var errRejected = fmt.Errorf("rebuild limit reached: %w", server.ErrUnavailable)
+var errRejected = fmt.Errorf("rebuild limit reached: %w", catalog.ErrUnavailable)
+
+// errNoCopy is the last good link's answer when it has nothing.
+var errNoCopy = errors.New("no last good copy")
 
 // Item returns the page document of id and the level that answered:
-// local, stale, redis, source, or bloom (refused by the filter).
+// local, stale, redis, source, last_good, or bloom (refused by the filter).
 func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
 	now := s.now()
-	if e, ok := s.items.Get(id); ok {
+	e, cached := s.items.Get(id)
+	if cached {
 		switch {
 		case now.Before(e.expires):
 			if s.cfg.XFetch && e.doc != nil && xfetch(now, e.expires, e.delta, s.cfg.XFetchBeta, s.rand()) {
@@ -303,7 +349,7 @@ func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
 				return nil, "local", errMissing
 			}
 			return e.doc, "local", nil
-		case s.cfg.Stale && e.doc != nil:
+		case s.cfg.Stale && e.doc != nil && now.Before(e.expires.Add(s.cfg.StaleTTL)):
 			s.refresh(id, e, "stale")
 			s.served.WithLabelValues("stale").Inc()
 			return e.doc, "stale", nil
@@ -313,9 +359,30 @@ func (s *Service) Item(ctx context.Context, id int64) ([]byte, string, error) {
 		s.served.WithLabelValues("bloom").Inc()
 		return nil, "bloom", errMissing
 	}
-	r, err := s.load(ctx, id)
-	s.served.WithLabelValues(r.level).Inc()
-	return r.doc, r.level, err
+	level := "waiting" // unless a link runs: the caller left first
+	links := []resilience.Link[[]byte]{{Name: "fresh", Get: func(ctx context.Context) ([]byte, error) {
+		r, err := s.load(ctx, id)
+		level = r.level
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil, resilience.Permanent{Err: err} // gone: no older copy may bring it back
+		}
+		return r.doc, err
+	}}}
+	if s.cfg.Stale {
+		links = append(links, resilience.Link[[]byte]{Name: "last_good", Get: func(context.Context) ([]byte, error) {
+			if !cached || e.doc == nil {
+				return nil, errNoCopy
+			}
+			level = "last_good"
+			return e.doc, nil
+		}})
+	}
+	doc, _, err := resilience.Chain(ctx, ItemChain, links...)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) && !errors.Is(err, catalog.ErrUnavailable) && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", catalog.ErrUnavailable, err)
+	}
+	s.served.WithLabelValues(level).Inc()
+	return doc, level, err
 }
 
 type lookupResult struct {
@@ -388,7 +455,7 @@ const refreshRetry = time.Second
 
 // lookup reads Redis main, then rebuilds from the source services.
 func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) {
-	doc, err := resilience.Do(ctx, "redis.main.read", func(ctx context.Context) ([]byte, error) {
+	doc, err := resilience.Do(ctx, RedisGetCommand, func(ctx context.Context) ([]byte, error) {
 		return s.store.Get(ctx, redisstore.ItemKey(id))
 	}, func(context.Context, error) ([]byte, error) { return nil, nil }) // Redis down: rebuild
 	if err != nil {
@@ -411,7 +478,7 @@ func (s *Service) lookup(ctx context.Context, id int64) ([]byte, string, error) 
 		return nil, "rejected", err
 	}
 	if err != nil {
-		return nil, "source", fmt.Errorf("%w: %v", server.ErrUnavailable, err)
+		return nil, "source", fmt.Errorf("%w: %v", catalog.ErrUnavailable, err)
 	}
 	if d, ok := res.Docs[id]; ok {
 		return d, "source", nil
@@ -449,17 +516,49 @@ func isMissing(doc []byte) bool {
 	return bytes.HasPrefix(doc, catalog.MissingJSON[:len(catalog.MissingJSON)-1])
 }
 
+// errNoShop is the fresh link's answer for a shop that does not exist.
+var errNoShop = fmt.Errorf("shop: %w", catalog.ErrNotFound)
+
 // Shop returns the shop document (nil when unavailable: the page copes).
-// An expired shop is served stale when it cannot be refreshed.
+// Below the local cache it is the ShopChain: fresh (Redis main, else the
+// source) → the last good local copy, however old → nil.
 func (s *Service) Shop(ctx context.Context, id int64) []byte {
 	e, ok := s.shops.Get(id)
 	if ok && s.now().Before(e.expires) {
 		return e.doc
 	}
+	links := []resilience.Link[[]byte]{{Name: "fresh", Get: func(ctx context.Context) ([]byte, error) {
+		return s.loadShop(ctx, id)
+	}}}
+	if s.cfg.Stale {
+		links = append(links, resilience.Link[[]byte]{Name: "last_good", Get: func(context.Context) ([]byte, error) {
+			if !ok || e.doc == nil {
+				return nil, errNoCopy
+			}
+			return e.doc, nil
+		}})
+	}
+	doc, _, err := resilience.Chain(ctx, ShopChain, links...)
+	switch {
+	case err == nil:
+		return doc
+	case errors.Is(err, catalog.ErrNotFound) || ctx.Err() != nil:
+		s.log.Debug("page rendered without its shop", "shop", id, "error", err)
+	default:
+		s.log.Warn("shop unavailable; page rendered without it", "shop", id, "error", err)
+	}
+	return nil
+}
+
+// loadShop reads a shop from Redis main, else rebuilds it from the source,
+// once per id at a time, and caches it; errNoShop (Permanent) when the
+// source does not have it. The read runs on the service's context, so a
+// caller that gives up does not fail the others waiting on the flight.
+func (s *Service) loadShop(ctx context.Context, id int64) ([]byte, error) {
 	ch := s.flight.DoChan("s"+strconv.FormatInt(id, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(s.bg, s.cfg.LoadTimeout)
 		defer cancel()
-		doc, err := resilience.Do(ctx, "redis.main.read", func(ctx context.Context) ([]byte, error) {
+		doc, err := resilience.Do(ctx, RedisGetCommand, func(ctx context.Context) ([]byte, error) {
 			return s.store.Get(ctx, redisstore.ShopKey(id))
 		}, func(context.Context, error) ([]byte, error) { return nil, nil })
 		if err == nil && doc == nil {
@@ -468,55 +567,34 @@ func (s *Service) Shop(ctx context.Context, id int64) []byte {
 				return s.asm.Shops(ctx, []int64{id})
 			})
 			doc = res.Docs[id]
+			if err == nil && doc == nil {
+				err = resilience.Permanent{Err: errNoShop}
+			}
 		}
-		if err == nil && doc != nil {
+		if err == nil {
 			s.shops.Add(id, &entry{doc: doc, version: docVersion(doc), expires: s.now().Add(jittered(s.cfg.CacheTTL, s.rand()))})
 		}
 		return doc, err
 	})
-	var res singleflight.Result
 	select {
-	case res = <-ch:
+	case res := <-ch:
+		b, _ := res.Val.([]byte)
+		return b, res.Err
 	case <-ctx.Done():
-		res.Err = ctx.Err()
+		return nil, ctx.Err()
 	}
-	if res.Err != nil {
-		if ok && e.doc != nil {
-			return e.doc
-		}
-		s.log.Warn("shop unavailable; page rendered without it", "shop", id, "error", res.Err)
-		return nil
-	}
-	b, _ := res.Val.([]byte)
-	return b
-}
-
-// unavailable logs a failed lookup: quietly when it is the rebuild limit
-// shedding load (that can be thousands a second).
-func (s *Service) unavailable(id int64, level string, err error) {
-	if errors.Is(err, errRejected) {
-		s.log.Debug("page unavailable", "id", id, "level", level, "error", err)
-		return
-	}
-	s.log.Warn("page unavailable", "id", id, "level", level, "error", err)
 }
 
 func (s *Service) getItemJSON(c *gin.Context) {
 	id, err := catalog.ParseID(c.Param("id"))
 	if err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		httpapi.Error(c, err)
 		return
 	}
 	doc, level, err := s.Item(c.Request.Context(), id)
 	c.Header("X-Cache", level)
 	if err != nil {
-		if !errors.Is(err, catalog.ErrNotFound) {
-			s.unavailable(id, level, err)
-			c.Header("Retry-After", "2")
-			c.AbortWithStatusJSON(server.Status(err), gin.H{"error": err.Error()})
-			return
-		}
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	if c.Query("with") != "shop" {
@@ -542,19 +620,14 @@ func (s *Service) getItemHTML(c *gin.Context) {
 	name, ok := strings.CutSuffix(c.Param("file"), ".html")
 	id, err := catalog.ParseID(name)
 	if !ok || err != nil {
-		c.Data(http.StatusNotFound, "text/html; charset=utf-8", s.renderer.NotFound())
+		// A page URL that names no product is a page that does not exist.
+		httpapi.ErrorPage(c, fmt.Errorf("page %q: %w", c.Param("file"), catalog.ErrNotFound), s.errorPage)
 		return
 	}
-	doc, level, err := s.Item(c.Request.Context(), id)
+	doc, _, err := s.Item(c.Request.Context(), id)
 	c.Header("X-Cache", "direct")
-	switch {
-	case errors.Is(err, catalog.ErrNotFound):
-		c.Data(http.StatusNotFound, "text/html; charset=utf-8", s.renderer.NotFound())
-		return
-	case err != nil:
-		s.unavailable(id, level, err)
-		c.Header("Retry-After", "2")
-		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", s.renderer.Unavailable())
+	if err != nil {
+		httpapi.ErrorPage(c, err, s.errorPage)
 		return
 	}
 	var head struct {
@@ -566,9 +639,20 @@ func (s *Service) getItemHTML(c *gin.Context) {
 	}
 	var buf bytes.Buffer
 	if err := s.renderer.RenderItem(&buf, doc, shop); err != nil {
+		// A page is never a 500: a document this template cannot render is
+		// served as the "try again" page, like a dependency that is down.
 		s.log.Error("render failed", "id", id, "error", err)
-		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", s.renderer.Unavailable())
+		httpapi.ErrorPage(c, fmt.Errorf("render %d: %w: %w", id, catalog.ErrUnavailable, err), s.errorPage)
 		return
 	}
 	c.Data(http.StatusOK, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// errorPage is the HTML page of an error status: the 404 page, or the
+// "try again" page for anything else.
+func (s *Service) errorPage(status int) []byte {
+	if status == http.StatusNotFound {
+		return s.renderer.NotFound()
+	}
+	return s.renderer.Unavailable()
 }

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +22,9 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/resilience"
+	"github.com/detailpage/detailpage/go/internal/sourceclient"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -48,7 +54,7 @@ func MustService(tb testing.TB, edit func(*Config)) *harness {
 	if edit != nil {
 		edit(&cfg)
 	}
-	svc, err := Open(cfg, slog.New(slog.DiscardHandler))
+	svc, err := Open(cfg, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -150,10 +156,12 @@ func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
 	// background refresh runs (a Redis hit: the rebuild wrote it back).
 	h.clock.advance(time.Minute)
 	var wg sync.WaitGroup
-	var slow, stale atomic.Int64
-	for range 200 {
+	var stale atomic.Int64
+	took := make([]time.Duration, 200)
+	for i := range took {
 		wg.Go(func() {
 			start := time.Now()
+			defer func() { took[i] = time.Since(start) }()
 			got, level, err := h.svc.Item(t.Context(), id)
 			// stale until the refresh lands, then local
 			if err != nil || (level != "stale" && level != "local") || !bytes.Equal(got, doc) {
@@ -162,17 +170,18 @@ func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
 			if level == "stale" {
 				stale.Add(1)
 			}
-			if time.Since(start) > 50*time.Millisecond {
-				slow.Add(1)
-			}
 		})
 	}
 	wg.Wait()
 	if stale.Load() == 0 {
 		t.Errorf("no request got the stale copy")
 	}
-	if slow.Load() > 0 {
-		t.Errorf("%d requests for the stale copy took over 50ms", slow.Load())
+	// The copy is in memory: a request waits for nothing but the CPU. The
+	// bound is generous (a loaded machine under -race); the figure is logged.
+	slices.Sort(took)
+	t.Logf("stale copy to 200 concurrent requests: p50 %s, max %s", took[100], took[199])
+	if took[199] > time.Second {
+		t.Errorf("a request for the stale copy took %s", took[199])
 	}
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if _, level, _ := h.svc.Item(t.Context(), id); level != "local" {
@@ -209,8 +218,15 @@ func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
 
 // Beyond the rebuild limit a request fails fast instead of queueing.
 func TestRebuildLimitFailsFast(t *testing.T) {
-	h := MustService(t, func(c *Config) { c.RebuildConcurrency = 1 })
-	h.fault(t, "stock", 400)
+	h := MustService(t, func(c *Config) {
+		c.RebuildConcurrency = 1
+		// The stock service takes 2 s, within every timeout on the way.
+		c.Commands = []resilience.Command{
+			{Name: sourceclient.CommandName("stock", "get"), Timeout: 5 * time.Second},
+			{Name: sourceclient.CommandName("stock", "batch"), Timeout: 5 * time.Second},
+		}
+	})
+	h.fault(t, "stock", 2000)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := h.svc.Item(t.Context(), 21)
@@ -222,17 +238,95 @@ func TestRebuildLimitFailsFast(t *testing.T) {
 		}
 		return nil
 	})
+	// Over HTTP the rejection is a 503 with Retry-After, JSON and page alike.
+	for _, path := range []string{"/api/item/23", "/item/24.html"} {
+		w := httptest.NewRecorder()
+		h.svc.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Errorf("GET %s: %d Retry-After %q, want 503 with Retry-After", path, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
 	start := time.Now()
 	_, level, err := h.svc.Item(t.Context(), 22)
 	if level != "rejected" || !errors.Is(err, errRejected) {
 		t.Errorf("level %q err %v, want rejected while 21 rebuilds", level, err)
 	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Errorf("rejection took %s, want it at once", d)
+	// At once: before the rebuild holding the only slot (2 s in the slow
+	// stock service) is done, not after it.
+	select {
+	case <-done:
+		t.Errorf("the rejection came after the rebuild of 21 finished (%s): it waited for the slot", time.Since(start))
+		return
+	default:
 	}
+	t.Logf("rejected in %s while 21 rebuilds", time.Since(start))
 	if err := <-done; err != nil {
 		t.Errorf("the rebuild within the limit failed: %v", err)
 	}
+}
+
+// Every handler answers through httpapi's one error mapping: bad input is a
+// 400 with the reason, a missing product a 404, a page URL that names no
+// product the 404 page.
+func TestHandlerStatuses(t *testing.T) {
+	h := MustService(t, nil)
+	missing := fmt.Sprint(testutil.SourceProducts + 500)
+	tests := []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/api/item/7", 200, `"version"`},
+		{"/api/item/abc", 400, "want 1 to 18 digits"},
+		{"/api/item/0", 400, "positive"},
+		{"/api/item/" + missing, 404, "not found"},
+		{"/item/7.html", 200, "<html"},
+		{"/item/" + missing + ".html", 404, string(h.svc.renderer.NotFound())},
+		{"/item/abc.html", 404, string(h.svc.renderer.NotFound())},
+		{"/item/7.htm", 404, string(h.svc.renderer.NotFound())},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			h.svc.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, tc.path, nil))
+			if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.body) {
+				t.Fatalf("%d %.200q, want %d with %.80q", w.Code, w.Body, tc.status, tc.body)
+			}
+		})
+	}
+}
+
+// A command has one configuration in a process: a second service with
+// other settings for it fails at start, naming the setting; the same
+// settings are fine, and once the first closes the name is free.
+func TestOpenRejectsASecondConfiguration(t *testing.T) {
+	h := MustService(t, nil)
+	open := func(edit func(*Config)) (*Service, error) {
+		cfg := h.svc.cfg
+		edit(&cfg)
+		return Open(cfg, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
+	}
+	_, err := open(func(c *Config) { c.RebuildConcurrency = 3 })
+	if err == nil || !strings.Contains(err.Error(), "direct.rebuild: configured twice differently: max_concurrent 16, then 3") {
+		t.Fatalf("err = %v, want the conflict on direct.rebuild named", err)
+	}
+	_, err = open(func(c *Config) {
+		c.Commands = []resilience.Command{{Name: RedisGetCommand, Timeout: time.Second}}
+	})
+	if err == nil || !strings.Contains(err.Error(), "direct.redis.get: configured twice differently") {
+		t.Fatalf("err = %v, want the conflict on direct.redis.get", err)
+	}
+	same, err := open(func(*Config) {})
+	if err != nil {
+		t.Fatalf("the same settings again: %v", err)
+	}
+	same.Close()
+	h.svc.Close()
+	other, err := open(func(c *Config) { c.RebuildConcurrency = 3 })
+	if err != nil {
+		t.Fatalf("after both closed: %v", err)
+	}
+	other.Close()
 }
 
 func mathFloat(b uint64) float64 { return math.Float64frombits(b) }

@@ -4,6 +4,18 @@
 // versioned compare-and-set, then tells the app tiers what changed. The
 // sync service and the direct-data service's rebuild both go through here,
 // so they cannot disagree on what a page is.
+//
+// Dimensions are handled by looping over catalog.ProductKinds, never by
+// naming them, except where a dimension's meaning matters (recommendations
+// are resolved to the recommended products' names and prices).
+//
+// One call of Products, Apply or Shops is one aggregation: it runs under a
+// request cache (resilience.WithRequestCache, unless the caller's context
+// has one already), so it asks the source for a given record at most once —
+// also when a product is both rebuilt and recommended by another product
+// of the batch, or when the re-read of what Redis holds (a lost segment, a
+// dimension never filled) sends Apply back to the source for a full
+// rebuild of dimensions it has just fetched.
 package pagedoc
 
 import (
@@ -32,19 +44,24 @@ type Assembler struct {
 	Workers int
 }
 
-// Commands of the Redis calls made here (a service's own Configure wins).
+// Commands of the Redis calls made here.
 const (
 	CmdRedisWrite = "redis.main.write"
 	CmdRedisRead  = "redis.main.read"
 )
 
-// New returns an Assembler.
-func New(src *sourceclient.Client, store *redisstore.Store) *Assembler {
+// Commands returns the resilience commands an Assembler runs, with their
+// default settings, for the service using it to configure.
+func Commands() []resilience.Command {
 	w := resilience.Defaults(CmdRedisWrite)
 	w.Timeout, w.MaxConcurrent = 3*time.Second, 64 // pipelines of a few thousand writes
 	r := resilience.Defaults(CmdRedisRead)
-	r.Timeout, r.MaxConcurrent = time.Second, 64
-	resilience.Declare(w, r)
+	r.Timeout, r.MaxConcurrent = time.Second, 64 // MGETs of a batch's segments
+	return []resilience.Command{w, r}
+}
+
+// New returns an Assembler.
+func New(src *sourceclient.Client, store *redisstore.Store) *Assembler {
 	return &Assembler{src: src, store: store, Now: time.Now, Workers: 4}
 }
 
@@ -63,32 +80,41 @@ type Result struct {
 	Written int // Redis values actually replaced (others were newer already)
 }
 
+// aggregation returns ctx with a request cache, unless it has one already
+// (a caller that makes several calls for one request may open it itself).
+func aggregation(ctx context.Context) context.Context {
+	if resilience.HasRequestCache(ctx) {
+		return ctx
+	}
+	return resilience.WithRequestCache(ctx)
+}
+
 // collapseBelow is the batch size under which ids join the request
 // collapser's batches instead of making a call of their own: many
 // concurrent one-page rebuilds (the direct-data service under a miss storm)
 // then share batch calls.
 const collapseBelow = 10
 
-// fetchAll fetches one source service's records for ids in chunks of
-// catalog.MaxBatch, at most a.Workers chunks at a time.
-func fetchAll[T any](ctx context.Context, a *Assembler, service string, ids []int64) (map[int64]T, error) {
+// fetchRaw fetches one source service's records for ids in chunks of
+// catalog.MaxBatch, at most a.Workers chunks at a time, as JSON by id.
+func fetchRaw(ctx context.Context, a *Assembler, service string, ids []int64) (map[int64]json.RawMessage, error) {
 	if len(ids) == 0 {
-		return map[int64]T{}, nil
+		return map[int64]json.RawMessage{}, nil
 	}
 	if len(ids) < collapseBelow {
-		return sourceclient.LookupMany[T](ctx, a.src, service, ids)
+		return sourceclient.LookupManyRaw(ctx, a.src, service, ids)
 	}
 	if len(ids) <= catalog.MaxBatch {
-		return sourceclient.Batch[T](ctx, a.src, service, ids)
+		return sourceclient.BatchRaw(ctx, a.src, service, ids)
 	}
-	out := make(map[int64]T, len(ids))
+	out := make(map[int64]json.RawMessage, len(ids))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(a.Workers, 1))
 	for start := 0; start < len(ids); start += catalog.MaxBatch {
 		chunk := ids[start:min(start+catalog.MaxBatch, len(ids))]
 		g.Go(func() error {
-			got, err := sourceclient.Batch[T](gctx, a.src, service, chunk)
+			got, err := sourceclient.BatchRaw(gctx, a.src, service, chunk)
 			if err != nil {
 				return err
 			}
@@ -106,14 +132,48 @@ func fetchAll[T any](ctx context.Context, a *Assembler, service string, ids []in
 	return out, nil
 }
 
-// dims holds fetched dimensions by product id; a nil map was not fetched.
+// fetchAll is fetchRaw decoded into T.
+func fetchAll[T any](ctx context.Context, a *Assembler, service string, ids []int64) (map[int64]T, error) {
+	raws, err := fetchRaw(ctx, a, service, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]T, len(raws))
+	for id, raw := range raws {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, fmt.Errorf("decode %s %d: %w", service, id, err)
+		}
+		out[id] = v
+	}
+	return out, nil
+}
+
+// fetchRecords is fetchRaw decoded into records of kind.
+func fetchRecords(ctx context.Context, a *Assembler, kind *catalog.Kind, ids []int64) (map[int64]catalog.Record, error) {
+	raws, err := fetchRaw(ctx, a, kind.Name, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]catalog.Record, len(raws))
+	for id, raw := range raws {
+		r := kind.New()
+		if err := json.Unmarshal(raw, r); err != nil {
+			return nil, fmt.Errorf("decode %s %d: %w", kind, id, err)
+		}
+		out[id] = r
+	}
+	return out, nil
+}
+
+// records holds records by kind and product id; a kind without a map was
+// not fetched.
+type records map[*catalog.Kind]map[int64]catalog.Record
+
+// dims holds the fetched dimensions, and the base and price of the
+// recommended products.
 type dims struct {
-	base   map[int64]catalog.Product
-	desc   map[int64]catalog.Description
-	spec   map[int64]catalog.Spec
-	price  map[int64]catalog.Price
-	stock  map[int64]catalog.Stock
-	recs   map[int64]catalog.Recommendations
+	recs   records
 	rbase  map[int64]catalog.Product
 	rprice map[int64]catalog.Price
 }
@@ -121,25 +181,24 @@ type dims struct {
 // fetch loads the wanted dimensions of ids from the source, one worker pool
 // per dimension.
 func (a *Assembler) fetch(ctx context.Context, ids []int64, want map[catalog.Dimension]bool) (*dims, error) {
-	d := &dims{}
+	d := &dims{recs: records{}}
+	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	get := func(dim catalog.Dimension, f func() error) {
-		if want[dim] {
-			g.Go(f)
+	for _, k := range catalog.ProductKinds {
+		if !want[k.Dim] {
+			continue
 		}
+		g.Go(func() error {
+			got, err := fetchRecords(gctx, a, k, ids)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			d.recs[k] = got
+			return nil
+		})
 	}
-	get(catalog.DimBase, func() (err error) { d.base, err = fetchAll[catalog.Product](gctx, a, "product", ids); return })
-	get(catalog.DimDescription, func() (err error) {
-		d.desc, err = fetchAll[catalog.Description](gctx, a, "description", ids)
-		return
-	})
-	get(catalog.DimSpec, func() (err error) { d.spec, err = fetchAll[catalog.Spec](gctx, a, "spec", ids); return })
-	get(catalog.DimPrice, func() (err error) { d.price, err = fetchAll[catalog.Price](gctx, a, "price", ids); return })
-	get(catalog.DimStock, func() (err error) { d.stock, err = fetchAll[catalog.Stock](gctx, a, "stock", ids); return })
-	get(catalog.DimRecommend, func() (err error) {
-		d.recs, err = fetchAll[catalog.Recommendations](gctx, a, "recommendation", ids)
-		return
-	})
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("pagedoc: fetch: %w", err)
 	}
@@ -179,8 +238,14 @@ func (a *Assembler) fetchRecommended(ctx context.Context, d *dims, recs []catalo
 	var fromBase map[int64]catalog.Product
 	var fromPrice map[int64]catalog.Price
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { fromBase, err = fetchAll[catalog.Product](gctx, a, "product", needBase); return })
-	g.Go(func() (err error) { fromPrice, err = fetchAll[catalog.Price](gctx, a, "price", needPrice); return })
+	g.Go(func() (err error) {
+		fromBase, err = fetchAll[catalog.Product](gctx, a, catalog.KindProduct.Name, needBase)
+		return
+	})
+	g.Go(func() (err error) {
+		fromPrice, err = fetchAll[catalog.Price](gctx, a, catalog.KindPrice.Name, needPrice)
+		return
+	})
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("pagedoc: fetch recommended: %w", err)
 	}
@@ -197,75 +262,46 @@ func (a *Assembler) fetchRecommended(ctx context.Context, d *dims, recs []catalo
 // fetches only what changed, and a product that does not exist at the
 // source has none of its dimensions either (dimensions need their product).
 func (d *dims) has(id int64) bool {
-	_, b := d.base[id]
-	_, de := d.desc[id]
-	_, sp := d.spec[id]
-	_, pr := d.price[id]
-	_, st := d.stock[id]
-	_, rc := d.recs[id]
-	return b || de || sp || pr || st || rc
+	for _, m := range d.recs {
+		if _, ok := m[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
-var allDims = map[catalog.Dimension]bool{
-	catalog.DimBase: true, catalog.DimDescription: true, catalog.DimSpec: true,
-	catalog.DimPrice: true, catalog.DimStock: true, catalog.DimRecommend: true,
-}
+var allDims = func() map[catalog.Dimension]bool {
+	m := map[catalog.Dimension]bool{}
+	for _, d := range catalog.ProductDimensions {
+		m[d] = true
+	}
+	return m
+}()
 
 // parts assembles the fetched dimensions of one product. ok is false when
 // the product does not exist.
 func (d *dims) parts(id int64) (p catalog.Parts, ok bool) {
-	base, ok := d.base[id]
-	if !ok {
+	if _, ok := d.recs[catalog.KindProduct][id]; !ok {
 		return p, false
 	}
-	p = catalog.Parts{Base: base, RecBases: d.rbase, RecPrices: d.rprice}
-	if v, ok := d.desc[id]; ok {
-		p.Desc = &v
-	}
-	if v, ok := d.spec[id]; ok {
-		p.Spec = &v
-	}
-	if v, ok := d.price[id]; ok {
-		p.Price = &v
-	}
-	if v, ok := d.stock[id]; ok {
-		p.Stock = &v
-	}
-	if v, ok := d.recs[id]; ok {
-		p.Recommend = &v
+	p = catalog.Parts{RecBases: d.rbase, RecPrices: d.rprice}
+	for k, m := range d.recs {
+		if r, ok := m[id]; ok {
+			k.SetPart(&p, r)
+		}
 	}
 	return p, true
-}
-
-type dimValue struct {
-	dim     catalog.Dimension
-	version int64
-	value   any
 }
 
 // fetchedParts are the dimensions of id this fetch brought, limited to
 // only (all when only is empty); the base is included only if it was
 // fetched and wanted (Base.ID 0 otherwise).
 func (d *dims) fetchedParts(id int64, only []catalog.Dimension) catalog.Parts {
-	want := func(dim catalog.Dimension) bool { return len(only) == 0 || slices.Contains(only, dim) }
 	var p catalog.Parts
-	if want(catalog.DimBase) {
-		p.Base = d.base[id]
-	}
-	if v, ok := d.desc[id]; ok && want(catalog.DimDescription) {
-		p.Desc = &v
-	}
-	if v, ok := d.spec[id]; ok && want(catalog.DimSpec) {
-		p.Spec = &v
-	}
-	if v, ok := d.price[id]; ok && want(catalog.DimPrice) {
-		p.Price = &v
-	}
-	if v, ok := d.stock[id]; ok && want(catalog.DimStock) {
-		p.Stock = &v
-	}
-	if v, ok := d.recs[id]; ok && want(catalog.DimRecommend) {
-		p.Recommend = &v
+	for k, m := range d.recs {
+		if r, ok := m[id]; ok && (len(only) == 0 || slices.Contains(only, k.Dim)) {
+			k.SetPart(&p, r)
+		}
 	}
 	return p
 }
@@ -273,32 +309,18 @@ func (d *dims) fetchedParts(id int64, only []catalog.Dimension) catalog.Parts {
 // dimEntries are the versioned Redis writes of one product's dimensions
 // (the base only when p carries one).
 func dimEntries(id int64, p catalog.Parts) ([]redisstore.Entry, error) {
-	var vals []dimValue
-	if p.Base.ID != 0 {
-		vals = append(vals, dimValue{catalog.DimBase, p.Base.Version, p.Base})
-	}
-	if p.Desc != nil {
-		vals = append(vals, dimValue{catalog.DimDescription, p.Desc.Version, p.Desc})
-	}
-	if p.Spec != nil {
-		vals = append(vals, dimValue{catalog.DimSpec, p.Spec.Version, p.Spec})
-	}
-	if p.Price != nil {
-		vals = append(vals, dimValue{catalog.DimPrice, p.Price.Version, p.Price})
-	}
-	if p.Stock != nil {
-		vals = append(vals, dimValue{catalog.DimStock, p.Stock.Version, p.Stock})
-	}
-	if p.Recommend != nil {
-		vals = append(vals, dimValue{catalog.DimRecommend, p.Recommend.Version, p.Recommend})
-	}
-	out := make([]redisstore.Entry, 0, len(vals))
-	for _, v := range vals {
-		b, err := encode(v.value)
-		if err != nil {
-			return nil, fmt.Errorf("pagedoc: encode %d %s: %w", id, v.dim, err)
+	var out []redisstore.Entry
+	for _, k := range catalog.ProductKinds {
+		r := k.Part(&p)
+		if r == nil {
+			continue
 		}
-		out = append(out, redisstore.Entry{Key: redisstore.DimKey(id, v.dim), Version: v.version, Value: b})
+		_, version := r.Stamped()
+		b, err := encode(r)
+		if err != nil {
+			return nil, fmt.Errorf("pagedoc: encode %d %s: %w", id, k.Dim, err)
+		}
+		out = append(out, redisstore.Entry{Key: redisstore.DimKey(id, k.Dim), Version: version, Value: b})
 	}
 	return out, nil
 }
@@ -309,13 +331,14 @@ func dimEntries(id int64, p catalog.Parts) ([]redisstore.Entry, error) {
 // never built from a partial read. When only the Redis write fails, the
 // documents are still returned with the error, so a caller can serve them.
 func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
+	ctx = aggregation(ctx)
 	d, err := a.fetch(ctx, ids, allDims)
 	if err != nil {
 		return Result{}, err
 	}
-	recs := make([]catalog.Recommendations, 0, len(d.recs))
-	for _, r := range d.recs {
-		recs = append(recs, r)
+	recs := make([]catalog.Recommendations, 0, len(d.recs[catalog.KindRecommend]))
+	for _, r := range d.recs[catalog.KindRecommend] {
+		recs = append(recs, *r.(*catalog.Recommendations))
 	}
 	if err := a.fetchRecommended(ctx, d, recs); err != nil {
 		return Result{}, err
@@ -372,6 +395,7 @@ func (a *Assembler) write(ctx context.Context, res Result, entries []redisstore.
 // never lost. Dimensions Redis does not have yet are fetched from the
 // source; recommendations are re-resolved only when they changed.
 func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimension) (Result, error) {
+	ctx = aggregation(ctx)
 	want := map[catalog.Dimension]bool{}
 	ids := make([]int64, 0, len(changes))
 	for id, ds := range changes {
@@ -416,9 +440,9 @@ func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, c
 	if err != nil {
 		return Result{}, fmt.Errorf("pagedoc: aggregate: %w", err)
 	}
-	cur := &dims{
-		base: map[int64]catalog.Product{}, desc: map[int64]catalog.Description{}, spec: map[int64]catalog.Spec{},
-		price: map[int64]catalog.Price{}, stock: map[int64]catalog.Stock{}, recs: map[int64]catalog.Recommendations{},
+	cur := &dims{recs: records{}}
+	for _, k := range catalog.ProductKinds {
+		cur.recs[k] = map[int64]catalog.Record{}
 	}
 	oldRecs := map[int64][]catalog.PageRecItem{}
 	var incomplete []int64
@@ -428,12 +452,12 @@ func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, c
 			continue // not at the source: handled below
 		}
 		v := stored[id]
-		complete := decodeInto(v.Dims[catalog.DimBase], cur.base, id) &&
-			decodeInto(v.Dims[catalog.DimDescription], cur.desc, id) &&
-			decodeInto(v.Dims[catalog.DimSpec], cur.spec, id) &&
-			decodeInto(v.Dims[catalog.DimPrice], cur.price, id) &&
-			decodeInto(v.Dims[catalog.DimStock], cur.stock, id) &&
-			decodeInto(v.Dims[catalog.DimRecommend], cur.recs, id)
+		complete := true
+		for _, k := range catalog.ProductKinds {
+			if complete = decodeRecord(k, v.Dims[k.Dim], cur.recs[k], id); !complete {
+				break
+			}
+		}
 		if !complete {
 			incomplete = append(incomplete, id)
 			continue
@@ -447,12 +471,13 @@ func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, c
 		// resolved from the list Redis holds now: a list change whose page
 		// build failed (and went to the retry topic) must not be masked by
 		// a later edit's page, which would outrank the retried one.
+		recs := cur.recs[catalog.KindRecommend][id].(*catalog.Recommendations)
 		recsChanged := slices.Contains(changes[id], catalog.DimRecommend) || len(changes[id]) == 0
 		if !recsChanged && v.Item != nil && json.Unmarshal(v.Item, &old) == nil && old.ID == id &&
-			old.RecsVersion == cur.recs[id].Version {
+			old.RecsVersion == recs.Version {
 			oldRecs[id] = old.Recommendations
 		} else {
-			needRecs = append(needRecs, cur.recs[id])
+			needRecs = append(needRecs, *recs)
 		}
 	}
 	var res Result
@@ -507,6 +532,20 @@ func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, c
 // escaping every < > & of a description cost a sixth of the aggregation.
 func encode(v any) ([]byte, error) { return json.MarshalNoEscape(v) }
 
+// decodeRecord decodes a stored dimension of kind into m[id]; false when
+// absent or unreadable (the caller rebuilds from the source).
+func decodeRecord(kind *catalog.Kind, raw []byte, m map[int64]catalog.Record, id int64) bool {
+	if raw == nil {
+		return false
+	}
+	r := kind.New()
+	if err := json.Unmarshal(raw, r); err != nil {
+		return false
+	}
+	m[id] = r
+	return true
+}
+
 // decodeInto decodes a stored dimension into m[id]; false when absent or
 // unreadable (the caller rebuilds from the source).
 func decodeInto[T any](raw []byte, m map[int64]T, id int64) bool {
@@ -523,7 +562,8 @@ func decodeInto[T any](raw []byte, m map[int64]T, id int64) bool {
 
 // Shops fetches shops from the source and writes them to Redis.
 func (a *Assembler) Shops(ctx context.Context, ids []int64) (Result, error) {
-	shops, err := fetchAll[catalog.Shop](ctx, a, "shop", ids)
+	ctx = aggregation(ctx)
+	shops, err := fetchAll[catalog.Shop](ctx, a, catalog.KindShop.Name, ids)
 	if err != nil {
 		return Result{}, fmt.Errorf("pagedoc: fetch shops: %w", err)
 	}

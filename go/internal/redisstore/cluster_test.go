@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,19 +55,104 @@ func MustCluster(tb testing.TB) []string {
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	testutil.Eventually(tb, 15*time.Second, func() error {
-		c := redis.NewClient(&redis.Options{Addr: addrs[0]})
-		defer c.Close()
-		info, err := c.ClusterInfo(context.Background()).Result()
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(info, "cluster_state:ok") {
-			return fmt.Errorf("cluster not ready")
+	MustClusterAgreed(tb, addrs)
+	return addrs
+}
+
+// MustClusterAgreed waits until every node reports cluster_state:ok with all
+// 16384 slots served, and every node gives the same slot map: a node that
+// has not yet learnt the map by gossip answers CLUSTERDOWN.
+func MustClusterAgreed(tb testing.TB, addrs []string) {
+	tb.Helper()
+	clients := make([]*redis.Client, len(addrs))
+	for i, a := range addrs {
+		clients[i] = redis.NewClient(&redis.Options{Addr: a})
+		defer clients[i].Close()
+	}
+	ctx := tb.Context()
+	testutil.Eventually(tb, 30*time.Second, func() error {
+		var first string
+		for i, c := range clients {
+			info, err := c.ClusterInfo(ctx).Result()
+			if err != nil {
+				return fmt.Errorf("%s: cluster info: %w", addrs[i], err)
+			}
+			for _, want := range []string{"cluster_state:ok", "cluster_slots_assigned:16384", "cluster_slots_ok:16384", "cluster_known_nodes:3"} {
+				if !strings.Contains(info, want+"\r\n") {
+					return fmt.Errorf("%s: no %q yet in cluster info", addrs[i], want)
+				}
+			}
+			m, err := slotMap(ctx, c)
+			if err != nil {
+				return fmt.Errorf("%s: %w", addrs[i], err)
+			}
+			if i == 0 {
+				first = m
+			} else if m != first {
+				return fmt.Errorf("%s sees slots %s, %s sees %s", addrs[i], m, addrs[0], first)
+			}
 		}
 		return nil
 	})
-	return addrs
+}
+
+// slotMap is a node's view of which master serves which slots, as text.
+func slotMap(ctx context.Context, c *redis.Client) (string, error) {
+	slots, err := c.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", fmt.Errorf("cluster slots: %w", err)
+	}
+	var ranges []string
+	covered := 0
+	for _, s := range slots {
+		if len(s.Nodes) == 0 {
+			return "", fmt.Errorf("slots %d-%d have no master", s.Start, s.End)
+		}
+		ranges = append(ranges, fmt.Sprintf("%05d-%05d@%s", s.Start, s.End, s.Nodes[0].Addr))
+		covered += s.End - s.Start + 1
+	}
+	if covered != 16384 {
+		return "", fmt.Errorf("%d of 16384 slots covered", covered)
+	}
+	slices.Sort(ranges)
+	return strings.Join(ranges, ","), nil
+}
+
+// MustClientRoutes waits until the cluster client has loaded the slot map
+// the nodes agree on: every key goes to the master that serves its slot.
+func MustClientRoutes(tb testing.TB, cc *redis.ClusterClient, node string, keys []string) {
+	tb.Helper()
+	ctx := tb.Context()
+	c := redis.NewClient(&redis.Options{Addr: node})
+	defer c.Close()
+	testutil.Eventually(tb, 10*time.Second, func() error {
+		slots, err := c.ClusterSlots(ctx).Result()
+		if err != nil {
+			return fmt.Errorf("cluster slots: %w", err)
+		}
+		for _, k := range keys {
+			slot, err := c.ClusterKeySlot(ctx, k).Result()
+			if err != nil {
+				return fmt.Errorf("keyslot %s: %w", k, err)
+			}
+			owner := ""
+			for _, s := range slots {
+				if int64(s.Start) <= slot && slot <= int64(s.End) {
+					owner = s.Nodes[0].Addr
+				}
+			}
+			m, err := cc.MasterForKey(ctx, k)
+			if err != nil {
+				cc.ReloadState(ctx)
+				return fmt.Errorf("client route of %s: %w", k, err)
+			}
+			if got := m.Options().Addr; got != owner {
+				cc.ReloadState(ctx)
+				return fmt.Errorf("client sends %s (slot %d) to %s, the cluster serves it on %s", k, slot, got, owner)
+			}
+		}
+		return nil
+	})
 }
 
 // One product's keys share a hash tag: on a real Cluster the versioned
@@ -78,12 +164,18 @@ func TestClusterCASAndMGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if _, ok := store.Client().(*redis.ClusterClient); !ok {
+	cc, ok := store.Client().(*redis.ClusterClient)
+	if !ok {
 		t.Fatalf("three addresses gave a %T, want a cluster client", store.Client())
 	}
 	ctx := t.Context()
 	var entries []redisstore.Entry
 	ids := []int64{1, 2, 3, 42, 777, 9999}
+	var routed []string
+	for _, id := range ids {
+		routed = append(routed, redisstore.ItemKey(id))
+	}
+	MustClientRoutes(t, cc, addrs[0], routed)
 	for _, id := range ids {
 		entries = append(entries, redisstore.Entry{Key: redisstore.ItemKey(id), Version: 5, Value: fmt.Appendf(nil, `{"version":5,"id":%d}`, id)})
 		for _, d := range catalog.ProductDimensions {

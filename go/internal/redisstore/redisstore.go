@@ -246,6 +246,20 @@ func (s *Store) unsegment(ctx context.Context, key string, v []byte) ([]byte, er
 	return out, nil
 }
 
+// segmentsOrMissing is unsegment for the bulk reads: a value that lost a
+// segment is nil (absent: the caller rebuilds it); a failed read of the
+// segments is an error.
+func (s *Store) segmentsOrMissing(ctx context.Context, key string, v []byte) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := s.unsegment(ctx, key, v)
+	if errors.Is(err, ErrSegmentMissing) {
+		return nil, nil
+	}
+	return b, err
+}
+
 // MGet returns the values at keys (nil for a missing key). Keys must share a
 // hash tag on a Cluster.
 func (s *Store) MGet(ctx context.Context, keys ...string) ([][]byte, error) {
@@ -362,13 +376,20 @@ func (s *Store) ProductValues(ctx context.Context, ids []int64) (map[int64]Store
 			}
 		}
 		// Split values (large descriptions) need a second read; a lost
-		// segment reads as absent, which makes the caller rebuild.
-		if sp.Item, err = s.unsegment(ctx, ItemKey(id), sp.Item); err != nil {
-			sp.Item = nil
+		// segment reads as absent, which makes the caller rebuild. Any
+		// other failure of that read is the caller's error, not a miss.
+		if sp.Item, err = s.segmentsOrMissing(ctx, ItemKey(id), sp.Item); err != nil {
+			return nil, err
 		}
 		for d, v := range sp.Dims {
-			if sp.Dims[d], err = s.unsegment(ctx, DimKey(id, d), v); err != nil {
+			b, err := s.segmentsOrMissing(ctx, DimKey(id, d), v)
+			if err != nil {
+				return nil, err
+			}
+			if b == nil {
 				delete(sp.Dims, d)
+			} else {
+				sp.Dims[d] = b
 			}
 		}
 		out[id] = sp
@@ -397,10 +418,16 @@ func (s *Store) Dimensions(ctx context.Context, ids []int64, dims ...catalog.Dim
 	for i, id := range ids {
 		sp := StoredProduct{Dims: map[catalog.Dimension][]byte{}}
 		for j, v := range cmds[i].Val() {
-			if str, ok := v.(string); ok {
-				if b, err := s.unsegment(ctx, DimKey(id, dims[j]), []byte(str)); err == nil {
-					sp.Dims[dims[j]] = b
-				}
+			str, ok := v.(string)
+			if !ok {
+				continue
+			}
+			b, err := s.segmentsOrMissing(ctx, DimKey(id, dims[j]), []byte(str))
+			if err != nil {
+				return nil, err
+			}
+			if b != nil {
+				sp.Dims[dims[j]] = b
 			}
 		}
 		out[id] = sp

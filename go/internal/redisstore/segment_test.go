@@ -2,11 +2,16 @@ package redisstore_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 )
 
@@ -118,5 +123,75 @@ func TestSameVersionReplayKeepsSegments(t *testing.T) {
 	got, err := st.Get(t.Context(), key)
 	if err != nil || !bytes.Equal(got, v) {
 		t.Fatalf("after replays: %d bytes, %v; want the %d written", len(got), err, len(v))
+	}
+}
+
+// failSegmentReads makes every MGET of segment keys fail on the client (the
+// server stays real): the read of a split value's segments breaks after its
+// head was read.
+type failSegmentReads struct{}
+
+var (
+	errSegmentRead = errors.New("injected: segment read failed")
+	segmentKey     = regexp.MustCompile(`:\d+:\d+$`) // key:version:i
+)
+
+func (failSegmentReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (failSegmentReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); cmd.Name() == "mget" && len(args) > 1 && segmentKey.MatchString(fmt.Sprint(args[1])) {
+			cmd.SetErr(errSegmentRead)
+			return errSegmentRead
+		}
+		return next(ctx, cmd)
+	}
+}
+func (failSegmentReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A failed read of a split value's segments is an error of the bulk reads,
+// never a missing value (which would send the caller to rebuild a page
+// that is there); a segment really gone still reads as absent.
+func TestBulkReadsReportSegmentReadFailures(t *testing.T) {
+	st := MustStore(t)
+	ctx := t.Context()
+	const id = 5
+	doc := bigValue(30, 150<<10, "段")
+	desc := bigValue(30, 150<<10, "述")
+	if _, err := st.Put(ctx,
+		redisstore.Entry{Key: redisstore.ItemKey(id), Version: 30, Value: doc},
+		redisstore.Entry{Key: redisstore.DimKey(id, catalog.DimDescription), Version: 30, Value: desc},
+	); err != nil {
+		t.Fatal(err)
+	}
+	failing := redisstore.New(redis.NewClient(st.Client().(*redis.Client).Options()))
+	t.Cleanup(func() { failing.Close() })
+	failing.Client().AddHook(failSegmentReads{})
+
+	if vals, err := failing.ProductValues(ctx, []int64{id}); !errors.Is(err, errSegmentRead) {
+		t.Errorf("ProductValues with failing segment reads: %d values, error %v; want the read error", len(vals[id].Item), err)
+	}
+	if vals, err := failing.Dimensions(ctx, []int64{id}, catalog.DimDescription); !errors.Is(err, errSegmentRead) {
+		t.Errorf("Dimensions with failing segment reads: %d bytes, error %v; want the read error", len(vals[id].Dims[catalog.DimDescription]), err)
+	}
+
+	// A lost segment: absent, no error.
+	if err := st.Client().Del(ctx, redisstore.SegmentKey(redisstore.DimKey(id, catalog.DimDescription), 30, 1)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := st.Dimensions(ctx, []int64{id}, catalog.DimDescription)
+	if err != nil {
+		t.Fatalf("Dimensions with a lost segment: %v, want no error", err)
+	}
+	if v, ok := vals[id].Dims[catalog.DimDescription]; ok {
+		t.Errorf("a description that lost a segment read as %d bytes, want absent", len(v))
+	}
+	pv, err := st.ProductValues(ctx, []int64{id})
+	if err != nil {
+		t.Fatalf("ProductValues with a lost segment: %v, want no error", err)
+	}
+	if _, ok := pv[id].Dims[catalog.DimDescription]; ok || !bytes.Equal(pv[id].Item, doc) {
+		t.Errorf("ProductValues: description present %v, item %d bytes; want the description absent and the %d-byte item", ok, len(pv[id].Item), len(doc))
 	}
 }

@@ -2,8 +2,11 @@ package resilience
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
 )
 
 // The request cache is Hystrix's request-scoped memo: within one request
@@ -92,4 +95,104 @@ func Cached[T any](ctx context.Context, key string, fn func(context.Context) (T,
 		}
 		return v, nil
 	}
+}
+
+// CachedMany is Cached for keys fetched together (a batch call). A key the
+// request cache holds, or that another caller of the same request is
+// fetching, is taken from it; the others are fetched with one call of
+// fetch, which returns the values it found by key. A key fetch does not
+// return is kept as not found (catalog.ErrNotFound in a Permanent), so a
+// later Cached of it gets that error at once; not-found keys, now or kept,
+// are left out of the result. An error of fetch is returned and kept for
+// the keys it asked for, unless the caller gave up (as in Cached). name
+// gives each key's cache key, as for Cached. Without a request cache in ctx
+// it just calls fetch.
+func CachedMany[K comparable, V any](ctx context.Context, keys []K, name func(K) string, fetch func(context.Context, []K) (map[K]V, error)) (map[K]V, error) {
+	rc, ok := ctx.Value(requestCacheKey{}).(*requestCache)
+	if !ok {
+		return fetch(ctx, keys)
+	}
+	out := make(map[K]V, len(keys))
+	seen := make(map[K]bool, len(keys))
+	var pending []K
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			pending = append(pending, k)
+		}
+	}
+	for len(pending) > 0 {
+		var own, wait []K
+		var ownE, waitE []*cacheEntry
+		rc.mu.Lock()
+		for _, k := range pending {
+			e, hit := rc.m[name(k)]
+			if hit {
+				wait, waitE = append(wait, k), append(waitE, e)
+				continue
+			}
+			e = &cacheEntry{done: make(chan struct{})}
+			rc.m[name(k)] = e
+			own, ownE = append(own, k), append(ownE, e)
+		}
+		rc.mu.Unlock()
+		// Fetch what this caller claimed before waiting for others, so two
+		// callers that each wait for the other's keys cannot deadlock.
+		if len(own) > 0 {
+			requestCacheMiss.Add(float64(len(own)))
+			got, err := fetch(ctx, own)
+			abandoned := err != nil && ctx.Err() != nil
+			for i, k := range own {
+				e := ownE[i]
+				switch v, found := got[k]; {
+				case err != nil:
+					e.err = err
+				case found:
+					e.v = v
+					out[k] = v
+				default:
+					e.err = Permanent{Err: fmt.Errorf("%s: %w", name(k), catalog.ErrNotFound)}
+				}
+				if abandoned {
+					e.abandoned = true
+					rc.mu.Lock()
+					if rc.m[name(k)] == e {
+						delete(rc.m, name(k))
+					}
+					rc.mu.Unlock()
+				}
+				close(e.done)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		pending = nil
+		for i, k := range wait {
+			e := waitE[i]
+			select {
+			case <-e.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if e.abandoned {
+				pending = append(pending, k) // its fetcher gave up: ask again
+				continue
+			}
+			requestCacheHit.Inc()
+			if errors.Is(e.err, catalog.ErrNotFound) {
+				continue
+			}
+			if e.err != nil {
+				return nil, e.err
+			}
+			v, ok := e.v.(V)
+			if !ok {
+				var zero V
+				return nil, fmt.Errorf("resilience: request cache key %q holds a %T, not a %T", name(k), e.v, zero)
+			}
+			out[k] = v
+		}
+	}
+	return out, nil
 }

@@ -17,7 +17,7 @@ type Link[T any] struct {
 // not (nil when the first one served).
 type Served struct {
 	Chain  string
-	Link   string // "" when no link served
+	Link   string // "" when no link answered
 	Reason error
 }
 
@@ -30,8 +30,10 @@ func (s Served) Degraded() bool { return s.Reason != nil }
 //
 // A business answer stops the chain: a link that returns a Permanent error
 // (e.g. the product no longer exists) makes Chain return it, because a
-// last good copy must not resurrect what the source says is gone. So does
-// the caller's context ending. When every link fails, the error joins all
+// last good copy must not resurrect what the source says is gone; that
+// link answered, so it is the one counted and named in Served. The
+// caller's context ending stops the chain too, and counts nothing (the
+// caller left; no link failed). When every link fails, the error joins all
 // their errors and the link counted is "none".
 func Chain[T any](ctx context.Context, chain string, links ...Link[T]) (T, Served, error) {
 	var zero T
@@ -49,8 +51,9 @@ func Chain[T any](ctx context.Context, chain string, links ...Link[T]) (T, Serve
 			return v, served, nil
 		}
 		if isPermanent(err) {
+			served.Link = l.Name
 			served.Reason = errors.Join(reasons...)
-			chainServed.WithLabelValues(chain, "none").Inc()
+			chainServed.WithLabelValues(chain, l.Name).Inc()
 			return zero, served, err
 		}
 		if ctx.Err() != nil {

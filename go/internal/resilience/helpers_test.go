@@ -34,10 +34,9 @@ func MustCommand(tb testing.TB, edit func(*resilience.Command)) string {
 	if edit != nil {
 		edit(&c)
 	}
-	if err := c.Validate(); err != nil {
+	if err := resilience.Configure(c); err != nil {
 		tb.Fatal(err)
 	}
-	resilience.Configure(c)
 	return c.Name
 }
 

@@ -3,8 +3,10 @@
 // that cancels the call's context, a circuit breaker, a fallback with its
 // own concurrency bound, panic recovery, and metrics for Prometheus and the
 // Hystrix dashboard. Beside commands it offers a request collapser
-// (Collapser), a per-request memo (WithRequestCache, Cached) and fallback
-// chains that record which link served (Chain).
+// (Collapser), a per-request memo (WithRequestCache, Cached, CachedMany;
+// every page aggregation in pagedoc runs under one) and fallback chains
+// that record which link served (Chain; the direct-data service's read
+// path is one).
 //
 // # What is ours and what is hystrix-go's
 //
@@ -65,6 +67,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,22 +155,24 @@ func (c Command) withDefaults() Command {
 	return c
 }
 
-// Configure sets the settings of commands, creating those that do not exist
-// yet. A command already in use keeps its circuit state and in-flight
-// count; new settings apply to the next call.
-func Configure(cmds ...Command) {
-	for _, c := range cmds {
-		commands.put(c.withDefaults(), true)
-	}
+// Configure validates cmds and makes each the one configuration of its
+// name. A service calls it once at start with the settings of every command
+// it runs (from its flags and environment). A name has one configuration:
+// configuring it again with other settings is an error, the same settings
+// again are not (two holders, see Release). Nothing is applied unless every
+// command is valid and free of conflicts. A command already in use keeps its
+// circuit state and in-flight count; the settings apply to its next call. A
+// name never configured runs with Defaults.
+func Configure(cmds ...Command) error {
+	return commands.configure(cmds)
 }
 
-// Declare creates commands that do not exist yet with the given settings
-// and leaves existing ones as they are: a client library declares its
-// commands, a service's own Configure wins whichever runs first.
-func Declare(cmds ...Command) {
-	for _, c := range cmds {
-		commands.put(c.withDefaults(), false)
-	}
+// Release ends one holder's configuration of each name (a service calls it
+// when it closes, for the names it configured). When the last holder has
+// released a name, the command keeps running with its settings, and the
+// next Configure may set it anew.
+func Release(names ...string) {
+	commands.release(names)
 }
 
 // Settings returns the settings command name runs with.
@@ -367,6 +372,7 @@ type command struct {
 	outcomes         [numOutcomes]counter
 	latency          observer
 	streamPause      atomic.Int64 // unix nanos until which dashboard events are dropped
+	holders          int          // Configure calls not released yet; guarded by registry.mu
 }
 
 // registry holds the commands: lock-free reads of a copy-on-write map.
@@ -389,18 +395,78 @@ func (r *registry) get(name string) *command {
 	if c, ok := (*r.m.Load())[name]; ok {
 		return c
 	}
-	return r.put(Defaults(name), false)
-}
-
-func (r *registry) put(s Command, replace bool) *command {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := *r.m.Load()
-	if c, ok := old[s.Name]; ok {
-		if replace {
+	return r.getLocked(Defaults(name))
+}
+
+func (r *registry) configure(cmds []Command) error {
+	want := make(map[string]Command, len(cmds))
+	var errs []error
+	for _, c := range cmds {
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := c.withDefaults()
+		if prev, ok := want[s.Name]; ok && prev != s {
+			errs = append(errs, fmt.Errorf("resilience: %s: configured twice differently: %s", s.Name, diff(prev, s)))
+		}
+		want[s.Name] = s
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := *r.m.Load()
+	for name, s := range want {
+		if c, ok := m[name]; ok && c.holders > 0 {
+			if cur := *c.settings.Load(); cur != s {
+				errs = append(errs, fmt.Errorf("resilience: %s: configured twice differently: %s", name, diff(cur, s)))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, s := range want {
+		c := r.getLocked(s)
+		if c.holders == 0 {
 			c.settings.Store(&s)
 			configureHystrix(s)
 		}
+		c.holders++
+	}
+	return nil
+}
+
+func (r *registry) release(names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range names {
+		if c, ok := (*r.m.Load())[name]; ok && c.holders > 0 {
+			c.holders--
+		}
+	}
+}
+
+// diff names the settings that differ between a and b.
+func diff(a, b Command) string {
+	var d []string
+	for _, f := range settingFields {
+		if va, vb := f.get(&a), f.get(&b); va != vb {
+			d = append(d, fmt.Sprintf("%s %v, then %v", f.name, va, vb))
+		}
+	}
+	return strings.Join(d, "; ")
+}
+
+// getLocked returns command s.Name, creating it with settings s if it does
+// not exist. r.mu is held.
+func (r *registry) getLocked(s Command) *command {
+	old := *r.m.Load()
+	if c, ok := old[s.Name]; ok {
 		return c
 	}
 	c := newCommand(s)

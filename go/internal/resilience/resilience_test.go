@@ -329,7 +329,7 @@ func TestCollapser(t *testing.T) {
 			// batch calls time, this test is about matching and forming.
 			batch := resilience.Defaults(sourceclient.CommandName(tt.service, "batch"))
 			batch.Timeout = 10 * time.Second
-			resilience.Configure(batch)
+			resiliencetest.MustConfigure(t, batch)
 			batches0, size0 := BatchSizes(t, reg, collapser)
 
 			start := make(chan struct{})

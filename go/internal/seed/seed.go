@@ -27,6 +27,11 @@ type Bundle struct {
 	Recommend catalog.Recommendations
 }
 
+// Records are the bundle's records, the product first.
+func (b *Bundle) Records() []catalog.Record {
+	return []catalog.Record{&b.Product, &b.Desc, &b.Spec, &b.Price, &b.Stock, &b.Recommend}
+}
+
 // NumCategories is the number of top-level categories.
 const NumCategories = 12
 

@@ -3,11 +3,14 @@ package source
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
 )
 
 // Fault is what an operator injects into one source service to rehearse
@@ -20,14 +23,14 @@ type Fault struct {
 }
 
 func (f *Fault) validate() error {
-	if _, ok := serviceKinds[f.Service]; !ok {
-		return fmt.Errorf("service: unknown %q (want one of %s)", f.Service, serviceNames())
+	if _, ok := catalog.KindByName(f.Service); !ok {
+		return badInput("service: unknown %q (want one of %s)", f.Service, catalog.KindNames())
 	}
 	if f.LatencyMS < 0 || f.LatencyMS > 60_000 {
-		return fmt.Errorf("latency_ms: want 0 to 60000")
+		return badInput("latency_ms: want 0 to 60000")
 	}
 	if f.ErrorRate < 0 || f.ErrorRate > 1 {
-		return fmt.Errorf("error_rate: want 0 to 1")
+		return badInput("error_rate: want 0 to 1")
 	}
 	return nil
 }
@@ -57,7 +60,7 @@ func (f *faults) list() []Fault {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := []Fault{}
-	for _, name := range serviceNames() {
+	for _, name := range catalog.KindNames() {
 		if x, ok := f.m[name]; ok {
 			out = append(out, x)
 		}
@@ -65,10 +68,12 @@ func (f *faults) list() []Fault {
 	return out
 }
 
-// errInjected is the failure a fault makes.
-type errInjected struct{ reason string }
-
-func (e errInjected) Error() string { return "injected fault: " + e.reason }
+// The failures a fault makes: a service that is down answers 503 (it wraps
+// catalog.ErrUnavailable), one failing at its error rate 500.
+var (
+	errInjectedDown = fmt.Errorf("injected fault: service down: %w", catalog.ErrUnavailable)
+	errInjectedFail = errors.New("injected fault: error rate")
+)
 
 // apply waits the injected latency (or until ctx ends) and returns an error
 // if the request must fail.
@@ -80,7 +85,7 @@ func (f *faults) apply(ctx context.Context, service string) error {
 		return nil
 	}
 	if x.Down {
-		return errInjected{"service down"}
+		return errInjectedDown
 	}
 	if x.LatencyMS > 0 {
 		t := time.NewTimer(time.Duration(x.LatencyMS) * time.Millisecond)
@@ -92,7 +97,7 @@ func (f *faults) apply(ctx context.Context, service string) error {
 		}
 	}
 	if x.ErrorRate > 0 && rand.Float64() < x.ErrorRate {
-		return errInjected{"error rate"}
+		return errInjectedFail
 	}
 	return nil
 }

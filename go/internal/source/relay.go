@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/sqlite"
@@ -20,10 +21,11 @@ const relayBatch = 500
 // cmdPublish is the command of the relay's writes to Kafka.
 const cmdPublish = "kafka.produce.outbox"
 
-func init() {
+// relayCommand is the setting of cmdPublish.
+func relayCommand() resilience.Command {
 	c := resilience.Defaults(cmdPublish)
 	c.Timeout, c.MaxConcurrent = 15*time.Second, 1 // one relay; the writer retries a restarting broker itself
-	resilience.Declare(c)
+	return c
 }
 
 // Relay publishes the outbox to Kafka. A row is marked sent only after the
@@ -66,10 +68,13 @@ func (r *Relay) Notify() {
 	}
 }
 
+// relayRetry is the backoff between failed publishes.
+var relayRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+
 // Run publishes until ctx is done, then closes the producer.
 func (r *Relay) Run(ctx context.Context) {
 	defer r.w.Close()
-	backoff := 100 * time.Millisecond
+	retry := relayRetry.Start()
 	idle := time.NewTicker(250 * time.Millisecond) // catches rows written by another process
 	defer idle.Stop()
 	for ctx.Err() == nil {
@@ -77,13 +82,13 @@ func (r *Relay) Run(ctx context.Context) {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.failed.Inc()
-			r.log.Warn("publish failed; changes stay in the outbox", "error", err, "retry_in", backoff.String())
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
+			d := retry.Next()
+			r.log.Warn("publish failed; changes stay in the outbox", "error", err, "retry_in", d.String())
+			_ = backoff.Sleep(ctx, d) // ctx done: the loop ends
 		case n == relayBatch:
-			backoff = 100 * time.Millisecond // more waiting: go on at once
+			retry.Reset() // more waiting: go on at once
 		case err == nil:
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			select {
 			case <-ctx.Done():
 			case <-r.wake:
@@ -127,13 +132,4 @@ func (r *Relay) publishOnce(ctx context.Context) (int, error) {
 		return len(sent), err
 	}
 	return len(rows), nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -14,9 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -25,8 +23,9 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/artwork"
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/seed"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/sqlite"
 )
 
@@ -38,7 +37,14 @@ type Config struct {
 	AdminToken   string
 	SeedProducts int // catalog size loaded on first start
 	SeedShops    int
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
 }
+
+// Commands returns the resilience commands the source service runs, with
+// their default settings.
+func Commands() []resilience.Command { return []resilience.Command{relayCommand()} }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
@@ -59,38 +65,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// serviceKinds maps the service names used by faults and stats (and in
-// URLs, pluralised) to their record kinds.
-var serviceKinds = map[string]sqlite.Kind{
-	"product":        sqlite.KindProduct,
-	"shop":           sqlite.KindShop,
-	"description":    sqlite.KindDescription,
-	"spec":           sqlite.KindSpec,
-	"price":          sqlite.KindPrice,
-	"stock":          sqlite.KindStock,
-	"recommendation": sqlite.KindRecommend,
-}
-
-// pathServices maps the URL segment after /api/ to a service name.
-var pathServices = map[string]string{
-	"products":        "product",
-	"shops":           "shop",
-	"descriptions":    "description",
-	"specs":           "spec",
-	"prices":          "price",
-	"stock":           "stock",
-	"recommendations": "recommendation",
-}
-
-func serviceNames() []string {
-	names := make([]string, 0, len(serviceKinds))
-	for n := range serviceKinds {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // Service is a running source service.
 type Service struct {
 	cfg      Config
@@ -101,32 +75,41 @@ type Service struct {
 	faults   faults
 	stats    map[string]*serviceStats
 	sanitize *bluemonday.Policy
-	reg      *prometheus.Registry
+	tel      httpapi.Telemetry
+	reg      *prometheus.Registry // tel.Registry
+	release  func()               // of the commands' configuration
 	once     sync.Once
 }
 
 // Open opens the database, loads the seed catalog on first start and
 // binds the listener.
-func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Service, error) {
+func Open(ctx context.Context, cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
 	db, err := sqlite.Open(ctx, cfg.DBPath)
 	if err != nil {
+		release()
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), reg: server.NewRegistry()}
-	for name := range serviceKinds {
-		s.stats[name] = &serviceStats{}
+	s := &Service{cfg: cfg, log: log, db: db, stats: map[string]*serviceStats{}, sanitize: bluemonday.UGCPolicy(), tel: tel, reg: tel.Registry, release: release}
+	for _, k := range catalog.Kinds {
+		s.stats[k.Name] = &serviceStats{}
 	}
 	if err := s.seedOnce(ctx); err != nil {
 		db.Close()
+		release()
 		return nil, err
 	}
 	s.relay = NewRelay(db, cfg.Brokers, log)
 	s.reg.MustRegister(s.relay.metrics()...)
-	if s.ln, err = server.Listen(cfg.Listen); err != nil {
+	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		db.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -150,7 +133,7 @@ func (s *Service) seedOnce(ctx context.Context) error {
 		for id := int64(1); id <= n; id++ {
 			b := seed.Item(id, shops, n)
 			b.Desc.HTML = s.sanitize.Sanitize(b.Desc.HTML)
-			if !yield(sqlite.ProductRecords{Product: b.Product, Desc: b.Desc, Spec: b.Spec, Price: b.Price, Stock: b.Stock, Recommend: b.Recommend}) {
+			if !yield(b.Records()) {
 				return
 			}
 		}
@@ -171,7 +154,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.relay.Run(ctx) })
-	err := server.Serve(ctx, s.ln, s.Handler(), s.log)
+	err := httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
 	cancel()
 	wg.Wait()
 	return err
@@ -183,24 +166,25 @@ func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.ln.Close() // already closed by Run's server: the error is expected
 		err = s.db.Close()
+		s.release()
 	})
 	return err
 }
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
-	e := server.NewEngine(s.log, s.reg, func(ctx context.Context) error {
-		_, err := s.db.Count(ctx, sqlite.KindShop)
+	e := httpapi.NewEngine(s.log, s.tel, func(ctx context.Context) error {
+		_, err := s.db.Count(ctx, catalog.KindShop)
 		return err
 	})
 	api := e.Group("/api")
 	api.GET("/products/ids", s.productIDs)
-	for seg, name := range pathServices {
-		api.GET("/"+seg, s.batch(name))
-		api.GET("/"+seg+"/:id", s.get(name))
-		api.PUT("/"+seg+"/:id", s.put(name))
+	for _, k := range catalog.Kinds {
+		api.GET("/"+k.Segment, s.batch(k))
+		api.GET("/"+k.Segment+"/:id", s.get(k))
+		api.PUT("/"+k.Segment+"/:id", s.put(k))
 	}
-	admin := e.Group("/_admin", server.RequireToken(s.cfg.AdminToken))
+	admin := e.Group("/_admin", httpapi.RequireToken(s.cfg.AdminToken))
 	admin.GET("/faults", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"faults": s.faults.list()}) })
 	admin.POST("/faults", s.postFault)
 	admin.DELETE("/faults", func(c *gin.Context) {
@@ -231,22 +215,18 @@ func (s *Service) begin(c *gin.Context, service string) func() {
 	if err := s.faults.apply(c.Request.Context(), service); err != nil {
 		st.leave()
 		st.Failed.Add(1)
-		status := http.StatusInternalServerError
-		if errors.As(err, new(errInjected)) && strings.Contains(err.Error(), "down") {
-			status = http.StatusServiceUnavailable
-		}
-		c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
+		httpapi.Error(c, err)
 		return nil
 	}
 	return st.leave
 }
 
-func (s *Service) get(service string) gin.HandlerFunc {
-	kind := serviceKinds[service]
+func (s *Service) get(kind *catalog.Kind) gin.HandlerFunc {
+	service := kind.Name
 	return func(c *gin.Context) {
 		id, err := catalog.ParseID(c.Param("id"))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		release := s.begin(c, service)
@@ -256,13 +236,11 @@ func (s *Service) get(service string) gin.HandlerFunc {
 		defer release()
 		s.stats[service].Lookups.Add(1)
 		doc, err := s.db.Get(c.Request.Context(), kind, id)
-		if errors.Is(err, catalog.ErrNotFound) {
-			s.stats[service].Missing.Add(1)
-			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": fmt.Sprintf("%s %d not found", service, id)})
-			return
-		}
 		if err != nil {
-			server.Error(c, s.log, err)
+			if errors.Is(err, catalog.ErrNotFound) {
+				s.stats[service].Missing.Add(1)
+			}
+			httpapi.Error(c, fmt.Errorf("%s %d: %w", service, id, err))
 			return
 		}
 		c.Data(http.StatusOK, "application/json; charset=utf-8", doc)
@@ -272,12 +250,12 @@ func (s *Service) get(service string) gin.HandlerFunc {
 // A batch lookup answers {"items":[...],"missing":[...]}: the records found,
 // in the order asked, and the ids that do not exist. Callers match by id.
 
-func (s *Service) batch(service string) gin.HandlerFunc {
-	kind := serviceKinds[service]
+func (s *Service) batch(kind *catalog.Kind) gin.HandlerFunc {
+	service := kind.Name
 	return func(c *gin.Context) {
 		ids, err := catalog.ParseIDList(c.Query("ids"))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		release := s.begin(c, service)
@@ -287,7 +265,7 @@ func (s *Service) batch(service string) gin.HandlerFunc {
 		defer release()
 		docs, err := s.db.GetMany(c.Request.Context(), kind, ids)
 		if err != nil {
-			server.Error(c, s.log, err)
+			httpapi.Error(c, err)
 			return
 		}
 		// Written by hand: the stored documents are valid JSON already, and
@@ -334,17 +312,17 @@ const maxIDPage = 100_000
 func (s *Service) productIDs(c *gin.Context) {
 	after, err := strconv.ParseInt(c.DefaultQuery("after", "0"), 10, 64)
 	if err != nil || after < 0 {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "after: want a non-negative id"})
+		httpapi.Error(c, badInput("after: want a non-negative id"))
 		return
 	}
 	limit, err := strconv.Atoi(c.DefaultQuery("limit", "10000"))
 	if err != nil || limit < 1 || limit > maxIDPage {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": fmt.Sprintf("limit: want 1 to %d", maxIDPage)})
+		httpapi.Error(c, badInput("limit: want 1 to %d", maxIDPage))
 		return
 	}
 	ids, err := s.db.ProductIDs(c.Request.Context(), after, limit)
 	if err != nil {
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	next := int64(0)
@@ -357,17 +335,17 @@ func (s *Service) productIDs(c *gin.Context) {
 // maxEditBody bounds an edit's body: the largest record is a description.
 const maxEditBody = 2 << 20
 
-func (s *Service) put(service string) gin.HandlerFunc {
-	kind := serviceKinds[service]
+func (s *Service) put(kind *catalog.Kind) gin.HandlerFunc {
+	service := kind.Name
 	return func(c *gin.Context) {
 		id, err := catalog.ParseID(c.Param("id"))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		rec, err := s.decodeEdit(kind, http.MaxBytesReader(c.Writer, c.Request.Body, maxEditBody))
 		if err != nil {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			httpapi.Error(c, err)
 			return
 		}
 		release := s.begin(c, service)
@@ -377,7 +355,7 @@ func (s *Service) put(service string) gin.HandlerFunc {
 		defer release()
 		doc, err := s.db.Put(c.Request.Context(), kind, id, rec)
 		if err != nil {
-			server.Error(c, s.log, err)
+			httpapi.Error(c, err)
 			return
 		}
 		s.stats[service].Edits.Add(1)
@@ -389,35 +367,19 @@ func (s *Service) put(service string) gin.HandlerFunc {
 
 // decodeEdit parses a full JSON record strictly (unknown fields, trailing
 // data and wrong types are errors) and validates it.
-func (s *Service) decodeEdit(kind sqlite.Kind, body io.Reader) (any, error) {
-	var rec interface{ Validate() error }
-	switch kind {
-	case sqlite.KindProduct:
-		rec = &catalog.Product{}
-	case sqlite.KindShop:
-		rec = &catalog.Shop{}
-	case sqlite.KindDescription:
-		rec = &catalog.Description{}
-	case sqlite.KindSpec:
-		rec = &catalog.Spec{}
-	case sqlite.KindPrice:
-		rec = &catalog.Price{}
-	case sqlite.KindStock:
-		rec = &catalog.Stock{}
-	case sqlite.KindRecommend:
-		rec = &catalog.Recommendations{}
-	}
+func (s *Service) decodeEdit(kind *catalog.Kind, body io.Reader) (catalog.Record, error) {
+	rec := kind.New()
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(rec); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("body larger than %d bytes", maxEditBody)
+			return nil, badInput("body larger than %d bytes", maxEditBody)
 		}
-		return nil, fmt.Errorf("body: %v", err)
+		return nil, badInput("body: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) { // dec.More misses a stray } or ]
-		return nil, errors.New("body: trailing data after the JSON object")
+		return nil, badInput("body: trailing data after the JSON object")
 	}
 	if err := rec.Validate(); err != nil {
 		return nil, err
@@ -433,11 +395,11 @@ func (s *Service) postFault(c *gin.Context) {
 	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "body: " + err.Error()})
+		httpapi.Error(c, badInput("body: %v", err))
 		return
 	}
 	if err := f.validate(); err != nil {
-		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		httpapi.Error(c, err)
 		return
 	}
 	s.faults.set(f)
@@ -445,10 +407,15 @@ func (s *Service) postFault(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"faults": s.faults.list()})
 }
 
+// badInput is a request the API refuses: httpapi answers it 400.
+func badInput(format string, args ...any) error {
+	return &catalog.ValidationError{Reason: fmt.Sprintf(format, args...)}
+}
+
 func (s *Service) getStats(c *gin.Context) {
 	pending, err := s.db.OutboxPending(c.Request.Context())
 	if err != nil {
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"services": s.stats, "outbox_pending": pending})
@@ -457,7 +424,7 @@ func (s *Service) getStats(c *gin.Context) {
 func (s *Service) postRefresh(c *gin.Context) {
 	n, err := s.db.EnqueueRefresh(c.Request.Context())
 	if err != nil {
-		server.Error(c, s.log, err)
+		httpapi.Error(c, err)
 		return
 	}
 	s.relay.Notify()

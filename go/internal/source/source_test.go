@@ -149,6 +149,9 @@ func TestGetSingle(t *testing.T) {
 				if r.errorText() == "" {
 					t.Fatalf("%d without a JSON error reason: %s", r.Status, r.Body)
 				}
+				if tt.status == 400 && !strings.Contains(r.errorText(), "id") {
+					t.Fatalf("400 reason %q does not name the id", r.errorText())
+				}
 				return
 			}
 			m := mustDecode[map[string]json.RawMessage](t, r.Body)
@@ -415,7 +418,13 @@ func TestFaultDown(t *testing.T) {
 	base, _ := testutil.MustSourceServer(t)
 	MustStatus(t, 200, http.MethodPost, base+"/_admin/faults", token, []byte(`{"service":"product","down":true}`))
 
-	MustStatus(t, http.StatusServiceUnavailable, http.MethodGet, base+"/api/products/1", "", nil)
+	r := MustStatus(t, http.StatusServiceUnavailable, http.MethodGet, base+"/api/products/1", "", nil)
+	if got := r.Header.Get("Retry-After"); got == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	if !strings.Contains(r.errorText(), "service down") {
+		t.Errorf("503 reason %q, want it to say the service is down", r.errorText())
+	}
 	MustStatus(t, http.StatusServiceUnavailable, http.MethodGet, base+"/api/products?ids=1,2", "", nil)
 	MustStatus(t, http.StatusOK, http.MethodGet, base+"/api/shops/1", "", nil)
 	MustStatus(t, http.StatusOK, http.MethodGet, base+"/api/prices/1", "", nil)

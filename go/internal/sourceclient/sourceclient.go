@@ -1,6 +1,12 @@
 // Package sourceclient calls the source services' HTTP API. Every call is a
 // resilience command named source.<service>.<op>, so timeouts, bulkheads
-// and circuit breakers apply per service and operation.
+// and circuit breakers apply per service and operation. A service is named
+// by its catalog.Kind's Name ("price") and found at its Segment.
+//
+// With a request cache in the context (resilience.WithRequestCache; the
+// page aggregation in pagedoc opens one) every function here asks the
+// source for a given record at most once per request: single lookups and
+// batches share the cache, key source/<service>/<id>.
 package sourceclient
 
 import (
@@ -9,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,17 +26,6 @@ import (
 	"github.com/detailpage/detailpage/go/internal/resilience"
 )
 
-// Services are the source services by name, with their URL segment.
-var Services = map[string]string{
-	"product":        "products",
-	"shop":           "shops",
-	"description":    "descriptions",
-	"spec":           "specs",
-	"price":          "prices",
-	"stock":          "stock",
-	"recommendation": "recommendations",
-}
-
 // Client is a source API client.
 type Client struct {
 	base       string
@@ -37,9 +33,9 @@ type Client struct {
 	collapsers map[string]*resilience.Collapser[int64, json.RawMessage]
 }
 
-// New returns a client for the source API at base (e.g. http://127.0.0.1:9101)
-// and declares its resilience commands (settings a service configured
-// already win).
+// New returns a client for the source API at base (e.g.
+// http://127.0.0.1:9101). The service using it configures its commands
+// (Commands) at start.
 func New(base string) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -50,10 +46,10 @@ func New(base string) (*Client, error) {
 	c := &Client{
 		base:       strings.TrimRight(base, "/"),
 		http:       &http.Client{Transport: tr, Timeout: 10 * time.Second},
-		collapsers: make(map[string]*resilience.Collapser[int64, json.RawMessage], len(Services)),
+		collapsers: make(map[string]*resilience.Collapser[int64, json.RawMessage], len(catalog.Kinds)),
 	}
-	for name := range Services {
-		resilience.Declare(resilience.Defaults(CommandName(name, "get")), resilience.Defaults(CommandName(name, "batch")))
+	for _, k := range catalog.Kinds {
+		name := k.Name
 		c.collapsers[name] = resilience.NewCollapser(resilience.CollapserConfig{Name: CommandName(name, "lookup")},
 			func(ctx context.Context, ids []int64) (map[int64]json.RawMessage, error) {
 				return resilience.Do(ctx, CommandName(name, "batch"), func(ctx context.Context) (map[int64]json.RawMessage, error) {
@@ -62,6 +58,18 @@ func New(base string) (*Client, error) {
 			})
 	}
 	return c, nil
+}
+
+// Commands returns the resilience commands a Client runs, with their
+// default settings, for the service using it to configure.
+func Commands() []resilience.Command {
+	var cmds []resilience.Command
+	for _, k := range catalog.Kinds {
+		name := k.Name
+		cmds = append(cmds, resilience.Defaults(CommandName(name, "get")), resilience.Defaults(CommandName(name, "batch")))
+	}
+	slices.SortFunc(cmds, func(a, b resilience.Command) int { return strings.Compare(a.Name, b.Name) })
+	return cmds
 }
 
 // CloseIdleConnections closes the client's idle keep-alive connections.
@@ -116,13 +124,13 @@ func truncate(b []byte) string {
 // once per request, shared with Lookup.
 func Get[T any](ctx context.Context, c *Client, service string, id int64) (T, error) {
 	var v T
-	seg, ok := Services[service]
+	kind, ok := catalog.KindByName(service)
 	if !ok {
 		return v, fmt.Errorf("sourceclient: unknown service %q", service)
 	}
 	raw, err := resilience.Cached(ctx, cacheKey(service, id), func(ctx context.Context) (json.RawMessage, error) {
 		return resilience.Do(ctx, CommandName(service, "get"), func(ctx context.Context) (json.RawMessage, error) {
-			return c.fetch(ctx, "/api/"+seg+"/"+strconv.FormatInt(id, 10))
+			return c.fetch(ctx, "/api/"+kind.Segment+"/"+strconv.FormatInt(id, 10))
 		}, nil)
 	})
 	if err != nil {
@@ -164,15 +172,20 @@ func Lookup[T any](ctx context.Context, c *Client, service string, id int64) (T,
 // rebuilds (one page each) share batch calls. It returns the records that
 // exist, keyed by id, like Batch.
 func LookupMany[T any](ctx context.Context, c *Client, service string, ids []int64) (map[int64]T, error) {
-	col, ok := c.collapsers[service]
-	if !ok {
-		return nil, fmt.Errorf("sourceclient: unknown service %q", service)
-	}
-	raws, err := col.GetMany(ctx, ids)
+	raws, err := LookupManyRaw(ctx, c, service, ids)
 	if err != nil {
 		return nil, err
 	}
 	return decodeAll[T](service, raws)
+}
+
+// LookupManyRaw is LookupMany without decoding: each record's JSON.
+func LookupManyRaw(ctx context.Context, c *Client, service string, ids []int64) (map[int64]json.RawMessage, error) {
+	col, ok := c.collapsers[service]
+	if !ok {
+		return nil, fmt.Errorf("sourceclient: unknown service %q", service)
+	}
+	return resilience.CachedMany(ctx, ids, func(id int64) string { return cacheKey(service, id) }, col.GetMany)
 }
 
 func cacheKey(service string, id int64) string {
@@ -183,27 +196,35 @@ func cacheKey(service string, id int64) string {
 // and returns those that exist keyed by their id. Results are matched to ids
 // by the id inside each record, never by position.
 func Batch[T any](ctx context.Context, c *Client, service string, ids []int64) (map[int64]T, error) {
-	if _, ok := Services[service]; !ok {
+	raws, err := BatchRaw(ctx, c, service, ids)
+	if err != nil {
+		return nil, err
+	}
+	return decodeAll[T](service, raws)
+}
+
+// BatchRaw is Batch without decoding: each record's JSON.
+func BatchRaw(ctx context.Context, c *Client, service string, ids []int64) (map[int64]json.RawMessage, error) {
+	if _, ok := catalog.KindByName(service); !ok {
 		return nil, fmt.Errorf("sourceclient: unknown service %q", service)
 	}
-	out := make(map[int64]T, len(ids))
-	for start := 0; start < len(ids); start += catalog.MaxBatch {
-		chunk := ids[start:min(start+catalog.MaxBatch, len(ids))]
-		raws, err := resilience.Do(ctx, CommandName(service, "batch"), func(ctx context.Context) (map[int64]json.RawMessage, error) {
-			return c.batchRaw(ctx, service, chunk)
-		}, nil)
-		if err != nil {
-			return nil, err
-		}
-		got, err := decodeAll[T](service, raws)
-		if err != nil {
-			return nil, err
-		}
-		for id, v := range got {
-			out[id] = v
-		}
-	}
-	return out, nil
+	return resilience.CachedMany(ctx, ids, func(id int64) string { return cacheKey(service, id) },
+		func(ctx context.Context, ids []int64) (map[int64]json.RawMessage, error) {
+			out := make(map[int64]json.RawMessage, len(ids))
+			for start := 0; start < len(ids); start += catalog.MaxBatch {
+				chunk := ids[start:min(start+catalog.MaxBatch, len(ids))]
+				raws, err := resilience.Do(ctx, CommandName(service, "batch"), func(ctx context.Context) (map[int64]json.RawMessage, error) {
+					return c.batchRaw(ctx, service, chunk)
+				}, nil)
+				if err != nil {
+					return nil, err
+				}
+				for id, raw := range raws {
+					out[id] = raw
+				}
+			}
+			return out, nil
+		})
 }
 
 func decodeAll[T any](service string, raws map[int64]json.RawMessage) (map[int64]T, error) {
@@ -231,7 +252,11 @@ func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map
 		}
 		buf = strconv.AppendInt(buf, id, 10)
 	}
-	body, err := c.fetch(ctx, "/api/"+Services[service]+"?ids="+string(buf))
+	kind, ok := catalog.KindByName(service)
+	if !ok {
+		return nil, fmt.Errorf("sourceclient: unknown service %q", service)
+	}
+	body, err := c.fetch(ctx, "/api/"+kind.Segment+"?ids="+string(buf))
 	if err != nil {
 		return nil, err
 	}

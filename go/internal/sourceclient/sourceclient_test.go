@@ -22,6 +22,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/resilience"
+	"github.com/detailpage/detailpage/go/internal/resilience/resiliencetest"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
@@ -369,8 +370,7 @@ func TestTimeoutCancelsRequest(t *testing.T) {
 	c := MustClient(t, srv.URL)
 	cmd := resilience.Defaults(sourceclient.CommandName("stock", "get"))
 	cmd.Timeout = 150 * time.Millisecond
-	resilience.Configure(cmd)
-	t.Cleanup(func() { resilience.Configure(resilience.Defaults(cmd.Name)) })
+	resiliencetest.MustConfigure(t, cmd)
 
 	_, err := sourceclient.Get[catalog.Stock](t.Context(), c, "stock", 1)
 	if !errors.Is(err, resilience.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
@@ -524,7 +524,7 @@ func BenchmarkPageFetch(b *testing.B) {
 			for _, d := range dims {
 				cmd := resilience.Defaults(sourceclient.CommandName(d, "batch"))
 				cmd.MaxConcurrent = 1024
-				resilience.Configure(cmd)
+				resiliencetest.MustConfigure(b, cmd)
 			}
 			before := sourceRequests(b, base)
 			var pages atomic.Int64

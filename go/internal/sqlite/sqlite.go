@@ -2,7 +2,8 @@
 // their dimensions in SQLite (modernc.org/sqlite, no cgo), with a
 // transactional outbox so that no edit is lost on its way to Kafka.
 //
-// Every record is stored as its JSON document next to its id and version.
+// Every record is stored as its JSON document next to its id and version,
+// one table per catalog.Kind (Kind.Table).
 // Versions come from one catalog-wide sequence, bumped in the same
 // transaction as the edit and its outbox row.
 package sqlite
@@ -28,52 +29,6 @@ import (
 
 //go:embed migrations/*.sql
 var migrations embed.FS
-
-// Kind names one table of documents: a product dimension or shops.
-type Kind string
-
-const (
-	KindProduct     Kind = "product"
-	KindShop        Kind = "shop"
-	KindDescription Kind = "description"
-	KindSpec        Kind = "spec"
-	KindPrice       Kind = "price"
-	KindStock       Kind = "stock"
-	KindRecommend   Kind = "recommendation"
-)
-
-// Kinds lists every kind, in the order the source services are named.
-var Kinds = []Kind{KindProduct, KindShop, KindDescription, KindSpec, KindPrice, KindStock, KindRecommend}
-
-var kindTables = map[Kind]string{
-	KindProduct:     "products",
-	KindShop:        "shops",
-	KindDescription: "descriptions",
-	KindSpec:        "specs",
-	KindPrice:       "prices",
-	KindStock:       "stock",
-	KindRecommend:   "recommendations",
-}
-
-// kindDims maps a product-scoped kind to the page dimension it feeds.
-var kindDims = map[Kind]catalog.Dimension{
-	KindProduct:     catalog.DimBase,
-	KindDescription: catalog.DimDescription,
-	KindSpec:        catalog.DimSpec,
-	KindPrice:       catalog.DimPrice,
-	KindStock:       catalog.DimStock,
-	KindRecommend:   catalog.DimRecommend,
-}
-
-// ParseKind maps a name from a URL to a Kind.
-func ParseKind(s string) (Kind, bool) {
-	k := Kind(s)
-	_, ok := kindTables[k]
-	return k, ok
-}
-
-// Dimension is the page dimension a product-scoped kind feeds ("" for shops).
-func (k Kind) Dimension() catalog.Dimension { return kindDims[k] }
 
 // DB is an open catalog database.
 type DB struct {
@@ -163,9 +118,9 @@ func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // Get returns the JSON document of one record, or catalog.ErrNotFound.
-func (db *DB) Get(ctx context.Context, kind Kind, id int64) (json.RawMessage, error) {
+func (db *DB) Get(ctx context.Context, kind *catalog.Kind, id int64) (json.RawMessage, error) {
 	var doc string
-	err := db.ro.QueryRowContext(ctx, `SELECT doc FROM `+kindTables[kind]+` WHERE id = ?`, id).Scan(&doc)
+	err := db.ro.QueryRowContext(ctx, `SELECT doc FROM `+kind.Table+` WHERE id = ?`, id).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, catalog.ErrNotFound
 	}
@@ -176,7 +131,7 @@ func (db *DB) Get(ctx context.Context, kind Kind, id int64) (json.RawMessage, er
 }
 
 // GetMany returns the documents of the ids that exist, keyed by id.
-func (db *DB) GetMany(ctx context.Context, kind Kind, ids []int64) (map[int64]json.RawMessage, error) {
+func (db *DB) GetMany(ctx context.Context, kind *catalog.Kind, ids []int64) (map[int64]json.RawMessage, error) {
 	out := make(map[int64]json.RawMessage, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -186,7 +141,7 @@ func (db *DB) GetMany(ctx context.Context, kind Kind, ids []int64) (map[int64]js
 	for i, id := range ids {
 		args[i], marks[i] = id, "?"
 	}
-	rows, err := db.ro.QueryContext(ctx, `SELECT id, doc FROM `+kindTables[kind]+` WHERE id IN (`+strings.Join(marks, ",")+`)`, args...)
+	rows, err := db.ro.QueryContext(ctx, `SELECT id, doc FROM `+kind.Table+` WHERE id IN (`+strings.Join(marks, ",")+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: get %s batch: %w", kind, err)
 	}
@@ -204,7 +159,7 @@ func (db *DB) GetMany(ctx context.Context, kind Kind, ids []int64) (map[int64]js
 
 // ProductIDs returns up to limit product ids greater than after, in order.
 func (db *DB) ProductIDs(ctx context.Context, after int64, limit int) ([]int64, error) {
-	rows, err := db.ro.QueryContext(ctx, `SELECT id FROM products WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	rows, err := db.ro.QueryContext(ctx, `SELECT id FROM `+catalog.KindProduct.Table+` WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: product ids: %w", err)
 	}
@@ -221,43 +176,44 @@ func (db *DB) ProductIDs(ctx context.Context, after int64, limit int) ([]int64, 
 }
 
 // Count returns how many records of a kind exist.
-func (db *DB) Count(ctx context.Context, kind Kind) (int64, error) {
+func (db *DB) Count(ctx context.Context, kind *catalog.Kind) (int64, error) {
 	var n int64
-	err := db.ro.QueryRowContext(ctx, `SELECT count(*) FROM `+kindTables[kind]).Scan(&n)
+	err := db.ro.QueryRowContext(ctx, `SELECT count(*) FROM `+kind.Table).Scan(&n)
 	return n, err
 }
 
 // Put validates and stores a full record of kind for id, assigns it the
 // next catalog version and queues its change event in the outbox, all in
 // one transaction. It returns the stored document. A product-scoped kind
-// other than KindProduct needs the product to exist.
-func (db *DB) Put(ctx context.Context, kind Kind, id int64, rec any) (json.RawMessage, error) {
+// other than the base (catalog.KindProduct) needs the product to exist,
+// and a product its shop.
+func (db *DB) Put(ctx context.Context, kind *catalog.Kind, id int64, rec catalog.Record) (json.RawMessage, error) {
 	var stored json.RawMessage
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		version, err := nextVersion(ctx, tx)
 		if err != nil {
 			return err
 		}
-		shopID, err := stamp(rec, id, version)
-		if err != nil {
-			return err
+		if rec.Kind() != kind {
+			return fmt.Errorf("a %T is not a %s record", rec, kind)
 		}
-		if kind != KindProduct && kind != KindShop {
+		rec.Stamp(id, version)
+		if kind.Dim != "" && kind != catalog.KindProduct {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM products WHERE id = ?`, id).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+catalog.KindProduct.Table+` WHERE id = ?`, id).Scan(&n); err != nil {
 				return err
 			}
 			if n == 0 {
 				return fmt.Errorf("product %d: %w", id, catalog.ErrNotFound)
 			}
 		}
-		if kind == KindProduct {
+		if p, ok := rec.(*catalog.Product); ok {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM shops WHERE id = ?`, shopID).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+catalog.KindShop.Table+` WHERE id = ?`, p.ShopID).Scan(&n); err != nil {
 				return err
 			}
 			if n == 0 {
-				return &catalog.ValidationError{Reason: fmt.Sprintf("shop_id: shop %d does not exist", shopID)}
+				return &catalog.ValidationError{Reason: fmt.Sprintf("shop_id: shop %d does not exist", p.ShopID)}
 			}
 		}
 		doc, err := json.Marshal(rec)
@@ -267,11 +223,9 @@ func (db *DB) Put(ctx context.Context, kind Kind, id int64, rec any) (json.RawMe
 		if err := upsert(ctx, tx, kind, id, version, doc); err != nil {
 			return err
 		}
-		change := catalog.Change{Entity: catalog.EntityProduct, ID: id, Version: version, TS: db.Now().UnixMilli()}
-		if kind == KindShop {
-			change.Entity = catalog.EntityShop
-		} else {
-			change.Dims = []catalog.Dimension{kind.Dimension()}
+		change := catalog.Change{Entity: kind.Entity, ID: id, Version: version, TS: db.Now().UnixMilli()}
+		if kind.Dim != "" {
+			change.Dims = []catalog.Dimension{kind.Dim}
 		}
 		if err := enqueue(ctx, tx, catalog.TopicHigh, change); err != nil {
 			return err
@@ -285,39 +239,14 @@ func (db *DB) Put(ctx context.Context, kind Kind, id int64, rec any) (json.RawMe
 	return stored, nil
 }
 
-// stamp sets the id and version fields of a record and returns its shop id
-// (for products).
-func stamp(rec any, id, version int64) (shopID int64, err error) {
-	switch r := rec.(type) {
-	case *catalog.Product:
-		r.ID, r.Version = id, version
-		return r.ShopID, nil
-	case *catalog.Shop:
-		r.ID, r.Version = id, version
-	case *catalog.Description:
-		r.ProductID, r.Version = id, version
-	case *catalog.Spec:
-		r.ProductID, r.Version = id, version
-	case *catalog.Price:
-		r.ProductID, r.Version = id, version
-	case *catalog.Stock:
-		r.ProductID, r.Version = id, version
-	case *catalog.Recommendations:
-		r.ProductID, r.Version = id, version
-	default:
-		return 0, fmt.Errorf("unsupported record %T", rec)
-	}
-	return 0, nil
-}
-
 func nextVersion(ctx context.Context, tx *sql.Tx) (int64, error) {
 	var v int64
 	err := tx.QueryRowContext(ctx, `UPDATE version_seq SET v = v + 1 WHERE id = 1 RETURNING v`).Scan(&v)
 	return v, err
 }
 
-func upsert(ctx context.Context, tx *sql.Tx, kind Kind, id, version int64, doc []byte) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO `+kindTables[kind]+` (id, version, doc) VALUES (?, ?, ?)
+func upsert(ctx context.Context, tx *sql.Tx, kind *catalog.Kind, id, version int64, doc []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO `+kind.Table+` (id, version, doc) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc`, id, version, string(doc))
 	return err
 }
@@ -413,17 +342,14 @@ func (db *DB) EnqueueRefresh(ctx context.Context) (int, error) {
 func (db *DB) enqueueRefresh(ctx context.Context, tx *sql.Tx) (int, error) {
 	n := 0
 	now := db.Now().UnixMilli()
-	for _, k := range []struct {
-		table  string
-		entity catalog.Entity
-	}{{"shops", catalog.EntityShop}, {"products", catalog.EntityProduct}} {
-		rows, err := tx.QueryContext(ctx, `SELECT id, version FROM `+k.table+` ORDER BY id`)
+	for _, k := range []*catalog.Kind{catalog.KindShop, catalog.KindProduct} {
+		rows, err := tx.QueryContext(ctx, `SELECT id, version FROM `+k.Table+` ORDER BY id`)
 		if err != nil {
 			return 0, err
 		}
 		var changes []catalog.Change
 		for rows.Next() {
-			c := catalog.Change{Entity: k.entity, Refresh: true, TS: now}
+			c := catalog.Change{Entity: k.Entity, Refresh: true, TS: now}
 			if err := rows.Scan(&c.ID, &c.Version); err != nil {
 				rows.Close()
 				return 0, err
@@ -441,15 +367,9 @@ func (db *DB) enqueueRefresh(ctx context.Context, tx *sql.Tx) (int, error) {
 	return n, nil
 }
 
-// ProductRecords are all the records of one product, for bulk loading.
-type ProductRecords struct {
-	Product   catalog.Product
-	Desc      catalog.Description
-	Spec      catalog.Spec
-	Price     catalog.Price
-	Stock     catalog.Stock
-	Recommend catalog.Recommendations
-}
+// ProductRecords are the records of one product, for bulk loading: its
+// *catalog.Product first, then any of its other dimensions.
+type ProductRecords []catalog.Record
 
 // Seeded reports whether the catalog was loaded already.
 func (db *DB) Seeded(ctx context.Context) (bool, error) {
@@ -464,35 +384,35 @@ func (db *DB) Seeded(ctx context.Context) (bool, error) {
 // called every 1,000 products.
 func (db *DB) BulkLoad(ctx context.Context, shops []catalog.Shop, products func(yield func(ProductRecords) bool), progress func(n int)) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		put := func(kind Kind, id int64, rec any) error {
+		put := func(id int64, rec catalog.Record) error {
 			version, err := nextVersion(ctx, tx)
 			if err != nil {
 				return err
 			}
-			if _, err := stamp(rec, id, version); err != nil {
-				return err
-			}
+			rec.Stamp(id, version)
 			doc, err := json.Marshal(rec)
 			if err != nil {
 				return err
 			}
-			return upsert(ctx, tx, kind, id, version, doc)
+			return upsert(ctx, tx, rec.Kind(), id, version, doc)
 		}
 		for i := range shops {
-			if err := put(KindShop, shops[i].ID, &shops[i]); err != nil {
+			if err := put(shops[i].ID, &shops[i]); err != nil {
 				return fmt.Errorf("shop %d: %w", shops[i].ID, err)
 			}
 		}
 		var loadErr error
 		n := 0
-		products(func(r ProductRecords) bool {
-			id := r.Product.ID
-			for _, p := range []struct {
-				kind Kind
-				rec  any
-			}{{KindProduct, &r.Product}, {KindDescription, &r.Desc}, {KindSpec, &r.Spec}, {KindPrice, &r.Price}, {KindStock, &r.Stock}, {KindRecommend, &r.Recommend}} {
-				if loadErr = put(p.kind, id, p.rec); loadErr != nil {
-					loadErr = fmt.Errorf("product %d %s: %w", id, p.kind, loadErr)
+		products(func(recs ProductRecords) bool {
+			p, ok := recs[0].(*catalog.Product)
+			if !ok {
+				loadErr = fmt.Errorf("product records start with a %T, want the product", recs[0])
+				return false
+			}
+			id := p.ID
+			for _, rec := range recs {
+				if loadErr = put(id, rec); loadErr != nil {
+					loadErr = fmt.Errorf("product %d %s: %w", id, rec.Kind(), loadErr)
 					return false
 				}
 			}

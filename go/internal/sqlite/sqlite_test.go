@@ -40,7 +40,7 @@ func MustSeeded(tb testing.TB, shops, products int64) (*sqlite.DB, string) {
 	items := func(yield func(sqlite.ProductRecords) bool) {
 		for id := int64(1); id <= products; id++ {
 			b := seed.Item(id, shops, products)
-			if !yield(sqlite.ProductRecords{Product: b.Product, Desc: b.Desc, Spec: b.Spec, Price: b.Price, Stock: b.Stock, Recommend: b.Recommend}) {
+			if !yield(b.Records()) {
 				return
 			}
 		}
@@ -118,7 +118,7 @@ func TestOpenTwiceKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Put(ctx, sqlite.KindShop, 1, &catalog.Shop{Name: "first"}); err != nil {
+	if _, err := db.Put(ctx, catalog.KindShop, 1, &catalog.Shop{Name: "first"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -127,7 +127,7 @@ func TestOpenTwiceKeepsData(t *testing.T) {
 
 	for i := range 2 { // migrations must be idempotent
 		db := MustOpen(t, path)
-		got, err := db.Get(ctx, sqlite.KindShop, 1)
+		got, err := db.Get(ctx, catalog.KindShop, 1)
 		if err != nil {
 			t.Fatalf("reopen %d: %v", i, err)
 		}
@@ -141,7 +141,7 @@ func TestOpenTwiceKeepsData(t *testing.T) {
 
 	// The version sequence survives too: the next edit is newer.
 	db = MustOpen(t, path)
-	stored, err := db.Put(ctx, sqlite.KindShop, 1, &catalog.Shop{Name: "second"})
+	stored, err := db.Put(ctx, catalog.KindShop, 1, &catalog.Shop{Name: "second"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,9 +159,9 @@ func TestBulkLoad(t *testing.T) {
 	if err != nil || !seeded {
 		t.Fatalf("Seeded = %v, %v; want true", seeded, err)
 	}
-	for _, k := range sqlite.Kinds {
+	for _, k := range catalog.Kinds {
 		want := int64(products)
-		if k == sqlite.KindShop {
+		if k == catalog.KindShop {
 			want = shops
 		}
 		if n, err := db.Count(ctx, k); err != nil || n != want {
@@ -200,7 +200,7 @@ func TestBulkLoad(t *testing.T) {
 	}
 
 	// The stored record is the seeded one, with a version.
-	raw, err := db.Get(ctx, sqlite.KindPrice, 7)
+	raw, err := db.Get(ctx, catalog.KindPrice, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,23 +217,23 @@ func TestPutVersionsAndOutbox(t *testing.T) {
 	MustMarkAllSent(t, db)
 
 	edits := []struct {
-		kind sqlite.Kind
+		kind *catalog.Kind
 		id   int64
-		rec  any
+		rec  catalog.Record
 		dim  catalog.Dimension
 	}{
-		{sqlite.KindProduct, 1, &catalog.Product{ShopID: 2, Name: "renamed"}, catalog.DimBase},
-		{sqlite.KindPrice, 1, &catalog.Price{Amount: "1.00", Currency: "CNY"}, catalog.DimPrice},
-		{sqlite.KindShop, 2, &catalog.Shop{Name: "shop two"}, ""},
-		{sqlite.KindStock, 3, &catalog.Stock{Available: 4}, catalog.DimStock},
-		{sqlite.KindDescription, 3, &catalog.Description{HTML: "<p>x</p>"}, catalog.DimDescription},
-		{sqlite.KindSpec, 4, &catalog.Spec{}, catalog.DimSpec},
-		{sqlite.KindRecommend, 4, &catalog.Recommendations{IDs: []int64{1}}, catalog.DimRecommend},
-		{sqlite.KindProduct, 9, &catalog.Product{ShopID: 1, Name: "new product"}, catalog.DimBase},
+		{catalog.KindProduct, 1, &catalog.Product{ShopID: 2, Name: "renamed"}, catalog.DimBase},
+		{catalog.KindPrice, 1, &catalog.Price{Amount: "1.00", Currency: "CNY"}, catalog.DimPrice},
+		{catalog.KindShop, 2, &catalog.Shop{Name: "shop two"}, ""},
+		{catalog.KindStock, 3, &catalog.Stock{Available: 4}, catalog.DimStock},
+		{catalog.KindDescription, 3, &catalog.Description{HTML: "<p>x</p>"}, catalog.DimDescription},
+		{catalog.KindSpec, 4, &catalog.Spec{}, catalog.DimSpec},
+		{catalog.KindRecommend, 4, &catalog.Recommendations{IDs: []int64{1}}, catalog.DimRecommend},
+		{catalog.KindProduct, 9, &catalog.Product{ShopID: 1, Name: "new product"}, catalog.DimBase},
 	}
 	last := int64(0)
 	for _, e := range edits {
-		t.Run(string(e.kind), func(t *testing.T) {
+		t.Run(e.kind.Name, func(t *testing.T) {
 			stored, err := db.Put(ctx, e.kind, e.id, e.rec)
 			if err != nil {
 				t.Fatal(err)
@@ -264,7 +264,7 @@ func TestPutVersionsAndOutbox(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantEntity := catalog.EntityProduct
-			if e.kind == sqlite.KindShop {
+			if e.kind == catalog.KindShop {
 				wantEntity = catalog.EntityShop
 			}
 			if r.Topic != catalog.TopicHigh || c.Entity != wantEntity || c.ID != e.id || c.Version != head.Version || c.Refresh {
@@ -282,36 +282,36 @@ func TestPutRejectedWritesNothing(t *testing.T) {
 	db, _ := MustSeeded(t, 2, 4)
 	ctx := t.Context()
 	MustMarkAllSent(t, db)
-	before, err := db.Get(ctx, sqlite.KindProduct, 1)
+	before, err := db.Get(ctx, catalog.KindProduct, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	tests := []struct {
 		name   string
-		kind   sqlite.Kind
+		kind   *catalog.Kind
 		id     int64
-		rec    any
+		rec    catalog.Record
 		check  func(error) bool
 		absent bool // the record must not exist afterwards
 	}{
 		{
-			name: "product with unknown shop", kind: sqlite.KindProduct, id: 1,
+			name: "product with unknown shop", kind: catalog.KindProduct, id: 1,
 			rec:   &catalog.Product{ShopID: 99, Name: "moved"},
 			check: func(err error) bool { var ve *catalog.ValidationError; return errors.As(err, &ve) },
 		},
 		{
-			name: "new product with unknown shop", kind: sqlite.KindProduct, id: 50,
+			name: "new product with unknown shop", kind: catalog.KindProduct, id: 50,
 			rec:   &catalog.Product{ShopID: 99, Name: "new"},
 			check: func(err error) bool { var ve *catalog.ValidationError; return errors.As(err, &ve) }, absent: true,
 		},
 		{
-			name: "description of unknown product", kind: sqlite.KindDescription, id: 77,
+			name: "description of unknown product", kind: catalog.KindDescription, id: 77,
 			rec:   &catalog.Description{HTML: "<p>x</p>"},
 			check: func(err error) bool { return errors.Is(err, catalog.ErrNotFound) }, absent: true,
 		},
 		{
-			name: "price of unknown product", kind: sqlite.KindPrice, id: 78,
+			name: "price of unknown product", kind: catalog.KindPrice, id: 78,
 			rec:   &catalog.Price{Amount: "1", Currency: "CNY"},
 			check: func(err error) bool { return errors.Is(err, catalog.ErrNotFound) }, absent: true,
 		},
@@ -332,7 +332,7 @@ func TestPutRejectedWritesNothing(t *testing.T) {
 			}
 		})
 	}
-	after, err := db.Get(ctx, sqlite.KindProduct, 1)
+	after, err := db.Get(ctx, catalog.KindProduct, 1)
 	if err != nil || string(after) != string(before) {
 		t.Fatalf("product 1 changed by rejected puts:\nbefore %s\nafter  %s", before, after)
 	}
@@ -340,7 +340,7 @@ func TestPutRejectedWritesNothing(t *testing.T) {
 	// A rejected put does not use up a version: the next one follows the
 	// highest version stored so far.
 	var maxV int64
-	for _, k := range sqlite.Kinds {
+	for _, k := range catalog.Kinds {
 		docs, err := db.GetMany(ctx, k, []int64{1, 2, 3, 4})
 		if err != nil {
 			t.Fatal(err)
@@ -349,7 +349,7 @@ func TestPutRejectedWritesNothing(t *testing.T) {
 			maxV = max(maxV, decode[recordHead](t, d).Version)
 		}
 	}
-	stored, err := db.Put(ctx, sqlite.KindStock, 1, &catalog.Stock{Available: 1})
+	stored, err := db.Put(ctx, catalog.KindStock, 1, &catalog.Stock{Available: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestUnsentAndMarkSent(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 
 	for id := int64(1); id <= 5; id++ {
-		if _, err := db.Put(ctx, sqlite.KindShop, id, &catalog.Shop{Name: "s"}); err != nil {
+		if _, err := db.Put(ctx, catalog.KindShop, id, &catalog.Shop{Name: "s"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -458,15 +458,15 @@ func TestGetMany(t *testing.T) {
 	ctx := t.Context()
 	tests := []struct {
 		name string
-		kind sqlite.Kind
+		kind *catalog.Kind
 		ids  []int64
 		want []int64
 	}{
-		{name: "all exist", kind: sqlite.KindProduct, ids: []int64{3, 1, 2}, want: []int64{1, 2, 3}},
-		{name: "some missing", kind: sqlite.KindPrice, ids: []int64{6, 7, 100, 1}, want: []int64{1, 6}},
-		{name: "none exist", kind: sqlite.KindStock, ids: []int64{70, 80}, want: nil},
-		{name: "empty", kind: sqlite.KindSpec, ids: nil, want: nil},
-		{name: "shops", kind: sqlite.KindShop, ids: []int64{1, 2, 3}, want: []int64{1, 2}},
+		{name: "all exist", kind: catalog.KindProduct, ids: []int64{3, 1, 2}, want: []int64{1, 2, 3}},
+		{name: "some missing", kind: catalog.KindPrice, ids: []int64{6, 7, 100, 1}, want: []int64{1, 6}},
+		{name: "none exist", kind: catalog.KindStock, ids: []int64{70, 80}, want: nil},
+		{name: "empty", kind: catalog.KindSpec, ids: nil, want: nil},
+		{name: "shops", kind: catalog.KindShop, ids: []int64{1, 2, 3}, want: []int64{1, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -493,10 +493,35 @@ func TestGetMany(t *testing.T) {
 
 func TestGetUnknown(t *testing.T) {
 	db, _ := MustSeeded(t, 1, 1)
-	for _, k := range sqlite.Kinds {
+	for _, k := range catalog.Kinds {
 		if _, err := db.Get(t.Context(), k, 12345); !errors.Is(err, catalog.ErrNotFound) {
 			t.Errorf("Get %s 12345 = %v, want ErrNotFound", k, err)
 		}
+	}
+}
+
+// Every kind of the catalog's table has its SQLite table, and a record of
+// each goes in and comes back; a record of another kind is refused.
+func TestEveryKindHasItsTable(t *testing.T) {
+	db, _ := MustSeeded(t, 1, 1)
+	for _, k := range catalog.Kinds {
+		if _, err := db.Count(t.Context(), k); err != nil {
+			t.Errorf("count %s (table %s): %v", k, k.Table, err)
+		}
+		raw, err := db.Get(t.Context(), k, 1)
+		if err != nil {
+			t.Fatalf("get %s 1: %v", k, err)
+		}
+		rec := k.New()
+		if err := json.Unmarshal(raw, rec); err != nil {
+			t.Fatalf("decode %s into %T: %v", k, rec, err)
+		}
+		if id, v := rec.Stamped(); id != 1 || v <= 0 {
+			t.Errorf("%s 1 reads back as id %d version %d", k, id, v)
+		}
+	}
+	if _, err := db.Put(t.Context(), catalog.KindPrice, 1, &catalog.Stock{}); err == nil {
+		t.Errorf("a stock record was stored as a price")
 	}
 }
 
@@ -511,10 +536,10 @@ func TestConcurrentPuts(t *testing.T) {
 		wg.Go(func() {
 			id := int64(w + 1)
 			for i := range each {
-				var rec any = &catalog.Stock{Available: int64(i)}
-				kind := sqlite.KindStock
+				var rec catalog.Record = &catalog.Stock{Available: int64(i)}
+				kind := catalog.KindStock
 				if i%3 == 0 {
-					rec, kind = &catalog.Price{Amount: "9.99", Currency: "CNY"}, sqlite.KindPrice
+					rec, kind = &catalog.Price{Amount: "9.99", Currency: "CNY"}, catalog.KindPrice
 				}
 				stored, err := db.Put(ctx, kind, id, rec)
 				if err != nil {
@@ -530,7 +555,7 @@ func TestConcurrentPuts(t *testing.T) {
 				}
 				versions <- h.Version
 				// Readers run beside the writers.
-				if _, err := db.GetMany(ctx, sqlite.KindStock, []int64{1, 2, 3}); err != nil {
+				if _, err := db.GetMany(ctx, catalog.KindStock, []int64{1, 2, 3}); err != nil {
 					errs <- err
 				}
 			}

@@ -26,12 +26,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
-	"github.com/detailpage/detailpage/go/internal/server"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
@@ -48,6 +49,19 @@ type Config struct {
 	RetryBase   time.Duration // first retry delay; doubles each attempt
 	RetryMax    time.Duration // longest retry delay
 	Pipeline    int           // batches of one topic in hand at once
+	// Commands overrides settings of the resilience commands the service
+	// runs (Commands); zero fields keep the default.
+	Commands []resilience.Command
+}
+
+// Commands returns the resilience commands the sync service runs, with
+// their default settings: its own, the page builder's and the source
+// client's.
+func Commands() []resilience.Command {
+	kp := resilience.Defaults(CmdKafkaProduce)
+	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
+	cmds := append([]resilience.Command{kp}, pagedoc.Commands()...)
+	return append(cmds, sourceclient.Commands()...)
 }
 
 // Validate checks the configuration.
@@ -85,8 +99,9 @@ type Service struct {
 	asm      *pagedoc.Assembler
 	producer *kafkago.Writer // retry and DLQ
 	ln       net.Listener
-	reg      *prometheus.Registry
+	tel      httpapi.Telemetry
 	m        metrics
+	release  func() // of the commands' configuration
 }
 
 type metrics struct {
@@ -97,7 +112,7 @@ type metrics struct {
 }
 
 // Open connects the clients and binds the listener.
-func Open(cfg Config, log *slog.Logger) (*Service, error) {
+func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -105,14 +120,20 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	release, err := resilience.ConfigureService(Commands(), cfg.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
 	store, err := redisstore.Open(cfg.Redis)
 	if err != nil {
+		release()
 		return nil, err
 	}
 	s := &Service{
-		cfg: cfg, log: log, store: store, asm: pagedoc.New(src, store),
+		release: release,
+		cfg:     cfg, log: log, store: store, asm: pagedoc.New(src, store),
 		producer: kafka.NewWriter(cfg.Brokers),
-		reg:      server.NewRegistry(),
+		tel:      tel,
 		m: metrics{
 			events: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "detailpage_sync_events_total", Help: "Change events handled, by topic and outcome (applied, retried, dead_lettered).",
@@ -129,12 +150,11 @@ func Open(cfg Config, log *slog.Logger) (*Service, error) {
 			}, []string{"topic"}),
 		},
 	}
-	s.reg.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
-	kp := resilience.Defaults(CmdKafkaProduce)
-	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
-	resilience.Configure(kp)
-	if s.ln, err = server.Listen(cfg.Listen); err != nil {
+	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
+	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
+		s.producer.Close()
+		release()
 		return nil, err
 	}
 	return s, nil
@@ -168,8 +188,8 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.consume(ctx, topic) })
 	}
 	wg.Go(func() { s.consumeRetries(ctx) })
-	e := server.NewEngine(s.log, s.reg, s.store.Ping)
-	err := server.Serve(ctx, s.ln, e, s.log)
+	e := httpapi.NewEngine(s.log, s.tel, s.store.Ping)
+	err := httpapi.Serve(ctx, s.ln, e, s.log)
 	cancel()
 	wg.Wait()
 	return err
@@ -177,6 +197,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Close releases the clients.
 func (s *Service) Close() error {
+	defer s.release()
 	return errors.Join(s.producer.Close(), s.store.Close())
 }
 
@@ -234,7 +255,7 @@ func (s *Service) consume(ctx context.Context, topic string) {
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("fetch failed", "error", err)
-				sleep(ctx, time.Second)
+				_ = backoff.Sleep(ctx, failPause) // ctx done: the loop ends
 			}
 			continue
 		}
@@ -255,7 +276,7 @@ func (s *Service) consume(ctx context.Context, topic string) {
 // reports whether the batch may be committed.
 func (s *Service) handleOrRetry(ctx context.Context, topic string, msgs []kafkago.Message, log *slog.Logger) bool {
 	dctx := context.WithoutCancel(ctx) // a started batch finishes on shutdown
-	backoff := 100 * time.Millisecond
+	retry := localRetry.Start()
 	for {
 		err := s.handle(dctx, topic, msgs)
 		if err == nil {
@@ -267,13 +288,20 @@ func (s *Service) handleOrRetry(ctx context.Context, topic string, msgs []kafkag
 			s.m.events.WithLabelValues(topic, "retried").Add(float64(len(msgs)))
 			return true
 		}
-		log.Warn("retry topic unavailable; retrying the batch here", "error", rerr, "retry_in", backoff.String())
-		if !sleep(ctx, backoff) {
+		d := retry.Next()
+		log.Warn("retry topic unavailable; retrying the batch here", "error", rerr, "retry_in", d.String())
+		if backoff.Sleep(ctx, d) != nil {
 			return false // not committed: the group replays it
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
+
+// localRetry is the backoff of a batch retried here because the retry
+// topic is unavailable.
+var localRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+
+// failPause is the wait after a failed fetch or hand-off to the retry topic.
+const failPause = time.Second
 
 // fetchBatch waits for one message, then gathers more for up to BatchWait:
 // that window is also what deduplicates repeated changes of one id.
@@ -421,6 +449,20 @@ func header(m kafkago.Message, key string) string {
 	return ""
 }
 
+// retryHeaders reads when a retried event is due (Unix ms) and how many
+// attempts it has had; both headers must be there and be numbers.
+func retryHeaders(m kafkago.Message) (due int64, attempt int, err error) {
+	due, err = strconv.ParseInt(header(m, hdrDue), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sync: retry event header %s: %w", hdrDue, err)
+	}
+	attempt, err = strconv.Atoi(header(m, hdrAttempt))
+	if err != nil || attempt < 1 {
+		return 0, 0, fmt.Errorf("sync: retry event header %s=%q: want an attempt count ≥ 1", hdrAttempt, header(m, hdrAttempt))
+	}
+	return due, attempt, nil
+}
+
 func deadLetter(m kafkago.Message, reason string) kafkago.Message {
 	src := header(m, hdrTopic)
 	if src == "" {
@@ -434,11 +476,7 @@ func deadLetter(m kafkago.Message, reason string) kafkago.Message {
 
 // delay is the backoff before attempt n (1-based).
 func (s *Service) delay(attempt int) time.Duration {
-	d := s.cfg.RetryBase
-	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, s.cfg.RetryMax)
+	return backoff.Policy{Base: s.cfg.RetryBase, Max: s.cfg.RetryMax}.Delay(attempt)
 }
 
 // toRetry hands msgs to the retry topic after their attempt-th failed try,
@@ -480,20 +518,39 @@ func (s *Service) consumeRetries(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("fetch failed", "error", err)
-				sleep(ctx, time.Second)
+				_ = backoff.Sleep(ctx, failPause) // ctx done: the loop ends
 			}
 			continue
 		}
-		due, _ := strconv.ParseInt(header(m, hdrDue), 10, 64)
-		if wait := time.Until(time.UnixMilli(due)); wait > 0 && !sleep(ctx, wait) {
+		due, attempt, err := retryHeaders(m)
+		if err != nil {
+			// Not written by toRetry (produced by hand, or damaged): its
+			// attempt count is unknown, so it goes to the DLQ, not round again.
+			log.Error("malformed retry event: dead-lettered", "key", string(m.Key), "offset", m.Offset, "error", err)
+			for {
+				perr := s.produce(context.WithoutCancel(ctx), deadLetter(m, err.Error()))
+				if perr == nil {
+					break
+				}
+				log.Warn("dead-letter failed; trying again", "error", perr)
+				if backoff.Sleep(ctx, time.Second) != nil {
+					return
+				}
+			}
+			s.m.events.WithLabelValues(catalog.TopicRetry, "dead_lettered").Inc()
+			if err := commit(ctx, r, m); err != nil {
+				log.Warn("commit failed; the event will be handled again", "error", err)
+			}
+			continue
+		}
+		if wait := time.Until(time.UnixMilli(due)); wait > 0 && backoff.Sleep(ctx, wait) != nil {
 			return // uncommitted: handled after the restart
 		}
-		attempt, _ := strconv.Atoi(header(m, hdrAttempt))
 		dctx := context.WithoutCancel(ctx)
 		if err := s.handle(dctx, catalog.TopicRetry, []kafkago.Message{m}); err != nil {
 			log.Warn("retry failed", "attempt", attempt, "key", string(m.Key), "error", err)
 			for s.toRetry(dctx, []kafkago.Message{m}, attempt+1, err) != nil {
-				if !sleep(ctx, time.Second) {
+				if backoff.Sleep(ctx, failPause) != nil {
 					return
 				}
 			}
@@ -516,15 +573,4 @@ func commit(ctx context.Context, r *kafkago.Reader, msgs ...kafkago.Message) err
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return r.CommitMessages(cctx, msgs...)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/source"
 )
 
@@ -31,7 +34,7 @@ func MustSourceService(tb testing.TB) (*source.Service, string) {
 		AdminToken:   SourceToken,
 		SeedProducts: SourceProducts,
 		SeedShops:    SourceShops,
-	}, slog.New(slog.DiscardHandler))
+	}, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		tb.Fatalf("testutil: open source service: %v", err)
 	}

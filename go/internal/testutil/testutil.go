@@ -25,8 +25,8 @@ import (
 	"github.com/detailpage/detailpage/go/internal/catalog"
 )
 
-// RedisServerPath is where the Debian package installs redis-server.
-const RedisServerPath = "/usr/bin/redis-server"
+// redisServerPath is where the Debian package installs redis-server.
+const redisServerPath = "/usr/bin/redis-server"
 
 // KafkaPartitions is how many partitions MustKafka gives each catalog topic.
 const KafkaPartitions = 4
@@ -43,23 +43,57 @@ func FreePort(tb testing.TB) int {
 }
 
 // Eventually calls fn every few milliseconds until it returns nil, and fails
-// the test with fn's last error if that does not happen within timeout.
+// the test with fn's last error if that does not happen within timeout. It
+// calls tb.Fatalf: use it from the test's own goroutine only (elsewhere,
+// Poll and report its error with tb.Errorf).
 func Eventually(tb testing.TB, timeout time.Duration, fn func() error) {
 	tb.Helper()
+	if err := Poll(timeout, fn); err != nil {
+		tb.Fatalf("testutil: %v", err)
+	}
+}
+
+// Poll calls fn every few milliseconds (5 ms, doubling up to 100 ms) until
+// it returns nil, and returns nil then; after timeout it returns fn's last
+// error. It is the one polling loop of the tests, safe in any goroutine.
+func Poll(timeout time.Duration, fn func() error) error {
+	return poll(timeout, 5*time.Millisecond, 100*time.Millisecond, fn)
+}
+
+// PollEvery is Poll at a fixed interval, for a wait that is itself the
+// figure measured (the interval bounds the error of the measurement).
+func PollEvery(timeout, interval time.Duration, fn func() error) error {
+	return poll(timeout, interval, interval, fn)
+}
+
+func poll(timeout, first, most time.Duration, fn func() error) error {
 	deadline := time.Now().Add(timeout)
-	poll := 5 * time.Millisecond
+	poll := first
 	for {
 		err := fn()
 		if err == nil {
-			return
+			return nil
+		}
+		var final stopPolling
+		if errors.As(err, &final) {
+			return final.err
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("testutil: condition not met within %v: %v", timeout, err)
+			return fmt.Errorf("condition not met within %v: %w", timeout, err)
 		}
 		time.Sleep(poll) // a poll interval, not synchronization
-		poll = min(poll*2, 100*time.Millisecond)
+		poll = min(poll*2, most)
 	}
 }
+
+// StopPolling wraps an error that ends Poll (and Eventually) at once: the
+// condition can never be met any more (the process under test exited).
+func StopPolling(err error) error { return stopPolling{err} }
+
+type stopPolling struct{ err error }
+
+func (e stopPolling) Error() string { return e.err.Error() }
+func (e stopPolling) Unwrap() error { return e.err }
 
 // MustRedis starts a real redis-server on a free loopback port, with its
 // files in a temporary directory and persistence off, waits until it answers
@@ -68,8 +102,8 @@ func Eventually(tb testing.TB, timeout time.Duration, fn func() error) {
 // exist to run against the real thing.
 func MustRedis(tb testing.TB) string {
 	tb.Helper()
-	if _, err := os.Stat(RedisServerPath); err != nil {
-		tb.Fatalf("testutil: redis-server not found at %s (apt-get install redis-server): %v", RedisServerPath, err)
+	if _, err := os.Stat(redisServerPath); err != nil {
+		tb.Fatalf("testutil: redis-server not found at %s (apt-get install redis-server): %v", redisServerPath, err)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // the free port can be taken before redis binds it
@@ -89,7 +123,7 @@ func startRedis(tb testing.TB) (string, error) {
 	port := FreePort(tb)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	logFile := filepath.Join(dir, "redis.log")
-	cmd := exec.Command(RedisServerPath,
+	cmd := exec.Command(redisServerPath,
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
@@ -99,7 +133,7 @@ func startRedis(tb testing.TB) (string, error) {
 		"--logfile", logFile,
 	)
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("run %s: %w", RedisServerPath, err)
+		return "", fmt.Errorf("run %s: %w", redisServerPath, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -112,23 +146,18 @@ func startRedis(tb testing.TB) (string, error) {
 			<-exited
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := ping(addr)
-		if err == nil {
-			break
-		}
+	err := Poll(10*time.Second, func() error {
 		select {
 		case werr := <-exited:
 			exited <- werr // let stop see it
-			return "", fmt.Errorf("redis-server on %s exited (%v); log:\n%s", addr, werr, readTail(logFile))
+			return StopPolling(fmt.Errorf("exited (%v)", werr))
 		default:
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("redis-server on %s: no PONG within 10s: %v; log:\n%s", addr, err, readTail(logFile))
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+		return ping(addr)
+	})
+	if err != nil {
+		stop() // a no-op for a server that exited
+		return "", fmt.Errorf("redis-server on %s: %w; log:\n%s", addr, err, readTail(logFile))
 	}
 	tb.Cleanup(stop)
 	return addr, nil
@@ -172,6 +201,14 @@ func readTail(path string) string {
 // It returns the broker's host:port.
 func MustKafka(tb testing.TB) string {
 	tb.Helper()
+	_, addr := MustKafkaCluster(tb)
+	return addr
+}
+
+// MustKafkaCluster is MustKafka that also returns the kfake cluster, for
+// tests that inject broker faults (Cluster.ControlKey).
+func MustKafkaCluster(tb testing.TB) (*kfake.Cluster, string) {
+	tb.Helper()
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1), // port 0: the kernel picks a free port, no race
 		kfake.SeedTopics(KafkaPartitions, catalog.Topics...),
@@ -194,5 +231,5 @@ func MustKafka(tb testing.TB) string {
 		}
 		return c.Close()
 	})
-	return addrs[0]
+	return cluster, addrs[0]
 }

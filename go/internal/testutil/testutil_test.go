@@ -73,3 +73,23 @@ func TestFreePortIsBindable(t *testing.T) {
 	}
 	ln.Close()
 }
+
+func TestPollGivesUpWithTheLastError(t *testing.T) {
+	errNotYet := errors.New("not yet")
+	err := testutil.Poll(20*time.Millisecond, func() error { return errNotYet })
+	if !errors.Is(err, errNotYet) {
+		t.Fatalf("Poll = %v, want the condition's last error", err)
+	}
+}
+
+func TestStopPollingEndsPollAtOnce(t *testing.T) {
+	errGone := errors.New("the process exited")
+	calls := 0
+	err := testutil.Poll(time.Hour, func() error {
+		calls++
+		return testutil.StopPolling(errGone)
+	})
+	if !errors.Is(err, errGone) || calls != 1 {
+		t.Fatalf("Poll = %v after %d calls, want the stop error after one", err, calls)
+	}
+}

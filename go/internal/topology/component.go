@@ -31,14 +31,14 @@ type Component struct {
 	cmd        *exec.Cmd
 	done       chan struct{} // closed when the current process has exited
 	stopping   bool
-	unexpected chan struct{}
+	unexpected chan<- string // the topology's Exited channel: this component's name on an unasked-for exit
 }
 
-func newComponent(s spec, cfg Config) *Component {
+func newComponent(s spec, cfg Config, unexpected chan<- string) *Component {
 	return &Component{
 		spec:       s,
 		logPath:    filepath.Join(cfg.VarDir, "logs", s.name+".log"),
-		unexpected: make(chan struct{}, 8),
+		unexpected: unexpected,
 	}
 }
 
@@ -110,22 +110,29 @@ func (c *Component) Start(ctx context.Context) error {
 	done := make(chan struct{})
 	c.cmd, c.done, c.stopping = cmd, done, false
 	c.mu.Unlock()
+	// The one goroutine per process: it ends when the process does, and
+	// Stop and Kill wait for it (done).
 	go func() {
-		cmd.Wait()
-		logf.Close()
+		werr := cmd.Wait()
 		c.mu.Lock()
 		expected := c.stopping
 		c.mu.Unlock()
+		if !expected {
+			fmt.Fprintf(logf, "\n==> %s exited unexpectedly: %v\n", time.Now().Format(time.RFC3339), werr)
+		}
+		logf.Close()
 		close(done)
 		if !expected {
 			select {
-			case c.unexpected <- struct{}{}:
-			default:
+			case c.unexpected <- c.Name():
+			default: // the channel is full of earlier news; nobody is reading
 			}
 		}
 	}()
 	if err := c.WaitHealthy(ctx, c.spec.healthWait); err != nil {
-		c.Kill()
+		if kerr := c.Kill(); kerr != nil {
+			return errors.Join(err, kerr)
+		}
 		return err
 	}
 	return nil
@@ -191,15 +198,26 @@ func (c *Component) Stop() error {
 	if !c.Running() {
 		return nil
 	}
-	c.signal(syscall.SIGCONT)
+	if err := c.signal(syscall.SIGCONT); err != nil {
+		if !c.Running() {
+			return nil // it exited meanwhile
+		}
+		return err
+	}
 	if err := c.signal(syscall.SIGTERM); err != nil {
+		if !c.Running() {
+			return nil
+		}
 		return err
 	}
 	if c.wait(10 * time.Second) {
 		return nil
 	}
-	c.Kill()
-	return fmt.Errorf("topology: %s did not stop within 10s; killed", c.Name())
+	err := fmt.Errorf("topology: %s did not stop within 10s; killed", c.Name())
+	if kerr := c.Kill(); kerr != nil {
+		return errors.Join(err, kerr)
+	}
+	return err
 }
 
 // Kill kills the whole process group with SIGKILL and waits for it.

@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 )
 
@@ -26,11 +31,28 @@ type Nginx struct {
 	Source      string   // dist: source service host:port (product pictures)
 	LoadModules bool     // Debian nginx: load ndk and lua modules
 	ModulesDir  string   // where the dynamic modules are
-	RunAsRoot   bool     // master is root: keep workers root so they can read the checkout
+	AdminListen string   // dist: host:port of the internal admin port (never the page port)
+	User        string   // worker user when the master is root (e.g. www-data); "": no user directive
 	Workers     int      // worker processes (0: auto)
 	Resolver    string   // DNS server for host names Lua connects to (compose: 127.0.0.11)
-	L1TTL       float64  // app: seconds a page stays in a worker's L1 (0: default)
-	L2TTL       float64  // app: seconds a page stays fresh in the node's L2 (0: default)
+	L1TTL       float64  // app: seconds a page stays in a worker's L1 (0: DEFAULTS in lua/detailpage/app.lua)
+	L2TTL       float64  // app: seconds a page stays fresh in the node's L2 (0: DEFAULTS in lua/detailpage/app.lua)
+
+	// RenderOnly: the config is only written, for reading (no nginx
+	// starts): an app node whose name does not resolve here is written by
+	// name instead of failing.
+	RenderOnly bool
+
+	// Peers are the dist tier's app nodes with their IP addresses, which
+	// ngx.balancer needs: filled by RenderNginx from Apps.
+	Peers []Peer
+}
+
+// Peer is one app node as the dist tier's Lua balancer sees it.
+type Peer struct {
+	Name string // host:port as configured (app1:8081 in compose)
+	Host string // its IP address
+	Port int
 }
 
 // Validate checks the node description.
@@ -70,6 +92,18 @@ func (n *Nginx) Validate() error {
 		if err := check("source", n.Source); err != nil {
 			return err
 		}
+		if err := check("admin listen", n.AdminListen); err != nil {
+			return err
+		}
+		if n.AdminListen == n.Listen {
+			return fmt.Errorf("nginx: admin listen %q: the admin port must not be the page port", n.AdminListen)
+		}
+	}
+	if strings.ContainsAny(n.User, " ;{}\"'$") {
+		return fmt.Errorf("nginx: user %q: want a plain user name", n.User)
+	}
+	if n.L1TTL < 0 || n.L2TTL < 0 {
+		return fmt.Errorf("nginx: l1 ttl %g, l2 ttl %g: want positive seconds, or 0 for the default", n.L1TTL, n.L2TTL)
 	}
 	if n.Prefix == "" || n.Root == "" {
 		return errors.New("nginx: prefix and root required")
@@ -89,9 +123,15 @@ func RenderNginx(n Nginx) (string, error) {
 		"host": func(addr string) string { h, _, _ := net.SplitHostPort(addr); return h },
 		"port": func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p },
 		"lua":  func(s string) string { return fmt.Sprintf("%q", s) },
+		"inc":  func(i int) int { return i + 1 },
 	}).ParseFiles(src)
 	if err != nil {
 		return "", fmt.Errorf("nginx: %w", err)
+	}
+	if n.Tier == "dist" {
+		if n.Peers, err = resolvePeers(n.Apps, n.RenderOnly); err != nil {
+			return "", err
+		}
 	}
 	for _, d := range []string{"logs", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(n.Prefix, d), 0o755); err != nil {
@@ -107,4 +147,138 @@ func RenderNginx(n Nginx) (string, error) {
 		return "", fmt.Errorf("nginx: %w", err)
 	}
 	return conf, nil
+}
+
+// resolvePeers turns the app nodes' host:port into IP addresses for
+// ngx.balancer (which takes no host names). A host name (compose: app1) is
+// resolved once, here, as nginx resolves an upstream's server names once
+// at start. With lenient, a name that does not resolve is kept as it is.
+func resolvePeers(apps []string, lenient bool) ([]Peer, error) {
+	peers := make([]Peer, 0, len(apps))
+	for _, a := range apps {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("nginx: app %q: %w", a, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("nginx: app %q: bad port", a)
+		}
+		ip := host
+		if net.ParseIP(host) == nil {
+			addrs, err := net.LookupHost(host)
+			if err != nil || len(addrs) == 0 {
+				if lenient {
+					peers = append(peers, Peer{Name: a, Host: host, Port: p})
+					continue
+				}
+				return nil, fmt.Errorf("nginx: resolve app node %q: %w", a, err)
+			}
+			// an IPv4 address when there is one (localhost: 127.0.0.1, not ::1)
+			ip = addrs[0]
+			if i := slices.IndexFunc(addrs, func(a string) bool { return net.ParseIP(a).To4() != nil }); i >= 0 {
+				ip = addrs[i]
+			}
+		}
+		peers = append(peers, Peer{Name: a, Host: ip, Port: p})
+	}
+	return peers, nil
+}
+
+// PrepareForUser readies a rendered prefix for workers running as n.User
+// (the master being root) before nginx starts: the temp and log dirs
+// belong to that user alone (mode 0700), and what the workers read — the
+// Lua modules, the templates, their way to the temp dir — must be open to
+// them. It fails with the path to fix rather than let a worker fail on its
+// first request. Without a user it does nothing.
+func PrepareForUser(n Nginx) error {
+	if n.User == "" {
+		return nil
+	}
+	u, err := user.Lookup(n.User)
+	if err != nil {
+		return fmt.Errorf("nginx: worker user: %w", err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("nginx: worker user %s: uid %q gid %q", n.User, u.Uid, u.Gid)
+	}
+	for _, d := range []string{"logs", "tmp"} {
+		p := filepath.Join(n.Prefix, d)
+		if err := os.Chown(p, uid, gid); err != nil {
+			return fmt.Errorf("nginx: %w", err)
+		}
+		if err := os.Chmod(p, 0o700); err != nil {
+			return fmt.Errorf("nginx: %w", err)
+		}
+	}
+	// Directories workers search (x) and list or read (r).
+	need := []struct {
+		path string
+		bits fs.FileMode
+	}{
+		{filepath.Join(n.Prefix, "tmp"), 0o1},
+		{filepath.Join(n.Root, "lua", "detailpage"), 0o5},
+		{filepath.Join(n.Root, "templates"), 0o5},
+	}
+	for _, w := range need {
+		if err := reachable(w.path, w.bits, uid, gid); err != nil {
+			return fmt.Errorf("nginx: worker user %s: %w (make it readable, or run as a non-root user)", n.User, err)
+		}
+	}
+	for _, glob := range []string{filepath.Join(n.Root, "lua", "detailpage", "*.lua"), filepath.Join(n.Root, "templates", "*")} {
+		files, _ := filepath.Glob(glob)
+		for _, f := range files {
+			if err := allows(f, 0o4, uid, gid); err != nil {
+				return fmt.Errorf("nginx: worker user %s: %w (make it readable, or run as a non-root user)", n.User, err)
+			}
+		}
+	}
+	return nil
+}
+
+// reachable checks that uid:gid can search every directory above path and
+// has bits (rwx as 0o4/0o2/0o1) on path itself.
+func reachable(path string, bits fs.FileMode, uid, gid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		if err := allows(dir, 0o1, uid, gid); err != nil {
+			return err
+		}
+		if dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	return allows(abs, bits, uid, gid)
+}
+
+// allows checks the permission bits that apply to uid:gid on path (owner,
+// group or other; supplementary groups are not considered).
+func allows(path string, bits fs.FileMode, uid, gid int) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	perm := fi.Mode().Perm()
+	var have fs.FileMode
+	switch {
+	case int(st.Uid) == uid:
+		have = perm >> 6 & 7
+	case int(st.Gid) == gid:
+		have = perm >> 3 & 7
+	default:
+		have = perm & 7
+	}
+	if have&bits != bits {
+		return fmt.Errorf("%s is %s owned by %d:%d", path, fi.Mode(), st.Uid, st.Gid)
+	}
+	return nil
 }

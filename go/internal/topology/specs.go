@@ -75,7 +75,8 @@ func (t *Topology) specs() []spec {
 		t.syncSpec(Sync, p.Sync),
 		t.nginxSpec(App1, p.App1, "app", t.appArgs()...),
 		t.nginxSpec(App2, p.App2, "app", t.appArgs()...),
-		t.nginxSpec(Dist, p.Dist, "dist", "--apps", Addr(p.App1)+","+Addr(p.App2), "--direct", Addr(p.Direct), "--source", Addr(p.Source)),
+		t.nginxSpec(Dist, p.Dist, "dist", "--apps", Addr(p.App1)+","+Addr(p.App2), "--direct", Addr(p.Direct), "--source", Addr(p.Source),
+			"--admin-listen", Addr(p.DistAdmin)),
 	}
 	if c.SyncInstances == 2 {
 		// right after the first sync, so it starts before the nginx tiers
@@ -118,12 +119,32 @@ func (t *Topology) nginxSpec(name string, port int, tier string, args ...string)
 		name: name, addr: Addr(port), healthWait: 15 * time.Second,
 		env: []string{"DETAILPAGE_ADMIN_TOKEN=" + c.AdminToken},
 		command: func() ([]string, error) {
+			if err := searchableByWorkers(c.VarDir); err != nil {
+				return nil, err
+			}
 			argv := []string{c.Binary, "nginx", "--tier", tier, "--name", name, "--listen", Addr(port),
 				"--prefix", filepath.Join(c.VarDir, name), "--root", c.Root}
 			return append(argv, args...), nil
 		},
 		healthy: httpOK(URL(port) + "/_health"),
 	}
+}
+
+// searchableByWorkers lets nginx workers, which run as an unprivileged
+// user when we are root, reach their prefix under the var dir (a temp dir
+// is 0700): o+x only, so they can pass through it but not list it.
+func searchableByWorkers(varDir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(varDir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o001 != 0 {
+		return nil
+	}
+	return os.Chmod(varDir, fi.Mode().Perm()|0o001)
 }
 
 func redisPing(addr string) func(context.Context) error {

@@ -41,6 +41,7 @@ var Order = []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, App1
 // Ports are the loopback ports of every component.
 type Ports struct {
 	Dist, App1, App2        int
+	DistAdmin               int // the dist tier's internal admin port
 	RedisMain, RedisReplica int
 	Kafka                   int
 	Source, Sync, Direct    int
@@ -49,7 +50,7 @@ type Ports struct {
 
 // DefaultPorts are the ports of the contract (docs/ARCHITECTURE).
 func DefaultPorts() Ports {
-	return Ports{Dist: 8080, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Sync2: 9104}
+	return Ports{Dist: 8080, DistAdmin: 8070, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Sync2: 9104}
 }
 
 // FreePorts picks unused loopback ports (for tests).
@@ -60,17 +61,19 @@ func FreePorts() (Ports, error) {
 			l.Close()
 		}
 	}()
+	var errs []error
 	next := func() int {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
+			errs = append(errs, err)
 			return 0
 		}
 		ls = append(ls, l)
 		return l.Addr().(*net.TCPAddr).Port
 	}
-	p := Ports{Dist: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next()}
-	if p.Direct == 0 || p.Dist == 0 {
-		return Ports{}, errors.New("topology: no free loopback ports")
+	p := Ports{Dist: next(), DistAdmin: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next()}
+	if len(errs) > 0 {
+		return Ports{}, fmt.Errorf("topology: no free loopback ports: %w", errors.Join(errs...))
 	}
 	return p, nil
 }
@@ -85,8 +88,8 @@ type Config struct {
 	SeedProducts  int
 	SeedShops     int
 	Progress      io.Writer     // start and stop progress for humans; nil: silent
-	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the nginx default)
-	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the nginx default)
+	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the default in lua/detailpage/app.lua)
+	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the default in lua/detailpage/app.lua)
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
 	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
 }
@@ -140,9 +143,10 @@ func (c *Config) Validate() error {
 
 // Topology is a set of components that start and stop together.
 type Topology struct {
-	cfg   Config
-	comps map[string]*Component
-	order []string
+	cfg    Config
+	comps  map[string]*Component
+	order  []string
+	exited chan string // names of components that exited unasked
 }
 
 // New prepares the components of cfg; nothing runs yet.
@@ -151,8 +155,10 @@ func New(cfg Config) (*Topology, error) {
 		return nil, err
 	}
 	t := &Topology{cfg: cfg, comps: map[string]*Component{}}
-	for _, spec := range t.specs() {
-		t.comps[spec.name] = newComponent(spec, cfg)
+	specs := t.specs()
+	t.exited = make(chan string, 4*len(specs))
+	for _, spec := range specs {
+		t.comps[spec.name] = newComponent(spec, cfg, t.exited)
 		t.order = append(t.order, spec.name)
 	}
 	return t, nil
@@ -183,7 +189,9 @@ func (t *Topology) Start(ctx context.Context) error {
 		start := time.Now()
 		if err := c.Start(ctx); err != nil {
 			fmt.Fprintf(t.cfg.Progress, "failed\n")
-			t.Stop()
+			if serr := t.Stop(); serr != nil {
+				return errors.Join(err, fmt.Errorf("topology: stopping after the failed start: %w", serr))
+			}
 			return err
 		}
 		fmt.Fprintf(t.cfg.Progress, "ok (%s, %s)\n", c.Addr(), time.Since(start).Round(time.Millisecond))
@@ -207,19 +215,11 @@ func (t *Topology) Stop() error {
 	return errors.Join(errs...)
 }
 
-// Exited returns a channel that yields the name of any component whose
-// process ends without having been asked to.
-func (t *Topology) Exited() <-chan string {
-	ch := make(chan string, len(t.order))
-	for _, c := range t.comps {
-		go func() {
-			for range c.unexpected {
-				ch <- c.Name()
-			}
-		}()
-	}
-	return ch
-}
+// Exited returns the channel that yields the name of any component whose
+// process ends without having been asked to (Stop, Kill). It is the same
+// channel on every call and starts nothing: each component's process has
+// one goroutine waiting for it, which ends when the process does.
+func (t *Topology) Exited() <-chan string { return t.exited }
 
 // LoadOrCreateToken returns the admin token kept in varDir/admin-token,
 // creating a random one on first use.

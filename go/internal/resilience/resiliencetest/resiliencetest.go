@@ -6,7 +6,24 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/detailpage/detailpage/go/internal/resilience"
 )
+
+// MustConfigure configures cmds for the test (resilience.Configure, which
+// fails the test on an invalid or conflicting setting) and releases them
+// when it ends, so a later test may configure the names anew.
+func MustConfigure(tb testing.TB, cmds ...resilience.Command) {
+	tb.Helper()
+	if err := resilience.Configure(cmds...); err != nil {
+		tb.Fatalf("configure commands: %v", err)
+	}
+	tb.Cleanup(func() {
+		for _, c := range cmds {
+			resilience.Release(c.Name)
+		}
+	})
+}
 
 // LeakOptions are the goleak options for a process that uses resilience:
 // hystrix-go starts two goroutines per command name that never end (its

@@ -1,9 +1,11 @@
-// Package server holds what every detailpage Go service shares at its HTTP
-// edge: the gin engine with slog request logs and panic recovery, the
-// standard endpoints (/healthz, /metrics, /hystrix.stream), bearer-token
-// admin auth, the one mapping of domain errors to HTTP status, and serving
-// with a clean shutdown.
-package server
+// Package httpapi is the HTTP edge every detailpage Go service shares: the
+// gin engine with slog request logs and panic recovery, the standard
+// endpoints (/healthz, /metrics, /hystrix.stream), bearer-token admin auth,
+// the one mapping of domain errors to HTTP status (Status, Error,
+// ErrorPage), and serving with a clean shutdown. What it serves at
+// /metrics and /hystrix.stream is built by the caller (the CLI wires them
+// once per process).
+package httpapi
 
 import (
 	"context"
@@ -13,12 +15,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/afex/hystrix-go/hystrix"
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,21 +28,19 @@ import (
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
-// NewLogger returns the JSON slog logger every service uses, tagged with
-// the service name.
-func NewLogger(service, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})
-	return slog.New(h).With("service", service), nil
+// Telemetry is what a service exposes beside its API: its Prometheus
+// registry, served at /metrics (the service registers its own metrics in
+// it), and the Hystrix dashboard stream, served at /hystrix.stream when not
+// nil.
+type Telemetry struct {
+	Registry *prometheus.Registry
+	Stream   http.Handler
 }
 
 // NewEngine returns a gin engine with request logging, panic recovery that
 // answers a JSON 500 (never a stack trace), JSON 404/405 and the standard
 // endpoints. health reports whether the service is ready.
-func NewEngine(log *slog.Logger, reg *prometheus.Registry, health func(ctx context.Context) error) *gin.Engine {
+func NewEngine(log *slog.Logger, tel Telemetry, health func(ctx context.Context) error) *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(requestLog(log), gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, rec any) {
@@ -59,35 +56,17 @@ func NewEngine(log *slog.Logger, reg *prometheus.Registry, health func(ctx conte
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ok"})
 	})
-	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	e.GET("/hystrix.stream", gin.WrapH(hystrixStream()))
+	if tel.Registry != nil {
+		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{Registry: tel.Registry})))
+	}
+	if tel.Stream != nil {
+		e.GET("/hystrix.stream", gin.WrapH(tel.Stream))
+	}
 	return e
 }
 
-var (
-	streamOnce sync.Once
-	stream     *hystrix.StreamHandler
-)
-
-// hystrixStream returns the process-wide Hystrix dashboard stream: hystrix-go
-// keeps its circuits in globals, so one stream serves every engine.
-func hystrixStream() http.Handler {
-	streamOnce.Do(func() {
-		stream = hystrix.NewStreamHandler()
-		stream.Start()
-	})
-	return stream
-}
-
-// NewRegistry returns a Prometheus registry with the Go and process
-// collectors and the resilience commands' metrics.
-func NewRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	resilience.MustRegister(reg)
-	return reg
-}
-
+// requestLog logs every request, with the error Error or ErrorPage
+// recorded: at debug level, at warn for a 5xx.
 func requestLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
@@ -97,8 +76,15 @@ func requestLog(log *slog.Logger) gin.HandlerFunc {
 		if status >= 500 {
 			lvl = slog.LevelWarn
 		}
-		log.Log(c.Request.Context(), lvl, "request", "method", c.Request.Method, "path", c.Request.URL.Path,
-			"status", status, "duration_ms", time.Since(start).Milliseconds())
+		if !log.Enabled(c.Request.Context(), lvl) {
+			return
+		}
+		attrs := []any{"method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", status, "duration_ms", time.Since(start).Milliseconds()}
+		if err := c.Errors.Last(); err != nil {
+			attrs = append(attrs, "error", err.Err)
+		}
+		log.Log(c.Request.Context(), lvl, "request", attrs...)
 	}
 }
 
@@ -116,9 +102,17 @@ func RequireToken(token string) gin.HandlerFunc {
 	}
 }
 
-// Status maps an error to its HTTP status: the one place that does.
+// Status maps an error to its HTTP status: the one place that does. Errors
+// are matched by type (errors.Is / errors.As), never by message:
+//
+//   - *catalog.ValidationError (bad input from outside): 400
+//   - catalog.ErrNotFound: 404
+//   - catalog.ErrUnavailable, a failed resilience command (*resilience.Error:
+//     circuit open, bulkhead full, timeout, failure), a context that ended: 503
+//   - anything else: 500
 func Status(err error) int {
 	var ve *catalog.ValidationError
+	var re *resilience.Error
 	switch {
 	case err == nil:
 		return http.StatusOK
@@ -126,27 +120,46 @@ func Status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, catalog.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, catalog.ErrUnavailable), errors.As(err, &re),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}
 }
 
-// ErrUnavailable marks an error as "a dependency is down, try later".
-var ErrUnavailable = errors.New("temporarily unavailable")
+// RetryAfter is the Retry-After (seconds) of every 503.
+const RetryAfter = "2"
 
-// Error writes err as a JSON error with its mapped status.
-func Error(c *gin.Context, log *slog.Logger, err error) {
-	status := Status(err)
-	if status >= 500 {
-		log.Warn("request failed", "path", c.Request.URL.Path, "error", err)
-	}
+// Error answers err as JSON {"error": message} with its mapped status. A
+// 500's message is "internal error" (the error itself goes to the request
+// log, never to the client); a 503 carries Retry-After.
+func Error(c *gin.Context, err error) {
+	status := begin(c, err)
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
 		msg = "internal error"
 	}
 	c.AbortWithStatusJSON(status, gin.H{"error": msg})
+}
+
+// ErrorPage answers err as the HTML page page(status) with its mapped
+// status, for endpoints that serve pages rather than JSON.
+func ErrorPage(c *gin.Context, err error, page func(status int) []byte) {
+	status := begin(c, err)
+	c.Data(status, "text/html; charset=utf-8", page(status))
+	c.Abort()
+}
+
+// begin records err for the request log and returns its status, with
+// Retry-After set on a 503.
+func begin(c *gin.Context, err error) int {
+	status := Status(err)
+	_ = c.Error(err) // for requestLog; returns err wrapped
+	if status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", RetryAfter)
+	}
+	return status
 }
 
 // Serve serves h on ln until ctx is done, then shuts down: in-flight

@@ -52,6 +52,8 @@ var notInCompose = map[string]string{
 	"broker": "compose runs Apache Kafka, not the embedded broker",
 	"up":     "it starts the whole local topology; compose runs each service itself",
 	"nginx":  "the Go image has no nginx; build the service from " + OpenRestyDockerfile,
+
+	"bench-protect": "a benchmark that starts topologies of its own, not a service",
 }
 
 // addressFlags are the flags whose values name other services.

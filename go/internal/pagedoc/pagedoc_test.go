@@ -1,0 +1,186 @@
+package pagedoc_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/pagedoc"
+	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/sourceclient"
+	"github.com/detailpage/detailpage/go/internal/testutil"
+)
+
+type harness struct {
+	src   string
+	store *redisstore.Store
+	asm   *pagedoc.Assembler
+}
+
+// MustAssembler builds an Assembler over a real Redis and an in-process
+// source service of testutil.SourceProducts products.
+func MustAssembler(tb testing.TB) *harness {
+	tb.Helper()
+	src, _ := testutil.MustSourceServer(tb)
+	c, err := sourceclient.New(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.CloseIdleConnections)
+	store, err := redisstore.Open(testutil.MustRedis(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	return &harness{src: src, store: store, asm: pagedoc.New(c, store)}
+}
+
+// lookups resets (DELETE) or reads (GET) the source's ids asked for, per
+// service.
+func (h *harness) lookups(tb testing.TB, method string) map[string]int64 {
+	tb.Helper()
+	req, _ := http.NewRequest(method, h.src+"/_admin/stats", nil)
+	req.Header.Set("Authorization", "Bearer "+testutil.SourceToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Services map[string]struct {
+			Lookups int64 `json:"lookups"`
+		} `json:"services"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		tb.Fatalf("source stats: %s %v", resp.Status, err)
+	}
+	out := map[string]int64{}
+	for name, s := range body.Services {
+		out[name] = s.Lookups
+	}
+	return out
+}
+
+// recommended returns the ids the products ids recommend, from the source.
+func (h *harness) recommended(tb testing.TB, ids []int64) []int64 {
+	tb.Helper()
+	c, _ := sourceclient.New(h.src)
+	recs, err := sourceclient.Batch[catalog.Recommendations](tb.Context(), c, catalog.KindRecommend.Name, ids)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []int64
+	for _, r := range recs {
+		out = append(out, r.IDs...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func allIDs() []int64 {
+	all := make([]int64, testutil.SourceProducts)
+	for i := range all {
+		all[i] = int64(i + 1)
+	}
+	return all
+}
+
+func union(a, b []int64) []int64 {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// One aggregation asks each source for a given id at most once: a product
+// that is rebuilt and also recommended by another product of the batch
+// (its base and price are needed twice, and Redis has neither yet) is
+// fetched once, in a large batch and in a small collapsed one alike.
+func TestProductsAskEachSourceOncePerID(t *testing.T) {
+	all := allIDs()
+	tests := []struct {
+		name string
+		ids  []int64
+	}{
+		{"batch of every product", all},
+		{"collapsed batch of three", []int64{3, 4, 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := MustAssembler(t)
+			recs := h.recommended(t, tt.ids)
+			shared := 0
+			for _, id := range recs {
+				if slices.Contains(tt.ids, id) {
+					shared++
+				}
+			}
+			if tt.name == "batch of every product" && shared == 0 {
+				t.Fatalf("no product of the batch is recommended by another: the test shows nothing")
+			}
+			h.lookups(t, http.MethodDelete)
+			res, err := h.asm.Products(t.Context(), tt.ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Docs) != len(tt.ids) {
+				t.Fatalf("%d documents for %d ids", len(res.Docs), len(tt.ids))
+			}
+			got := h.lookups(t, http.MethodGet)
+			t.Logf("%d products recommending %d products (%d of them in the batch): lookups %v", len(tt.ids), len(recs), shared, got)
+			want := map[string]int64{
+				"product": int64(len(union(tt.ids, recs))), "price": int64(len(union(tt.ids, recs))),
+				"description": int64(len(tt.ids)), "spec": int64(len(tt.ids)), "stock": int64(len(tt.ids)),
+				"recommendation": int64(len(tt.ids)), "shop": 0,
+			}
+			for name, n := range want {
+				if got[name] != n {
+					t.Errorf("%s: %d ids asked for, want %d (each id once)", name, got[name], n)
+				}
+			}
+		})
+	}
+}
+
+// Apply re-reads what Redis holds after writing the changed dimensions;
+// when a dimension is missing there (a lost segment, never filled) it
+// rebuilds the product from the source — without asking again for the
+// dimension it has just fetched.
+func TestApplyReReadAsksOncePerID(t *testing.T) {
+	h := MustAssembler(t)
+	const id = 7
+	if _, err := h.asm.Products(t.Context(), allIDs()); err != nil { // Redis holds every product
+		t.Fatal(err)
+	}
+	if err := h.store.Client().Del(t.Context(), redisstore.DimKey(id, catalog.DimDescription)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.lookups(t, http.MethodDelete)
+	res, err := h.asm.Apply(t.Context(), map[int64][]catalog.Dimension{id: {catalog.DimPrice}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Docs[id]; !ok {
+		t.Fatalf("no document for %d", id)
+	}
+	got := h.lookups(t, http.MethodGet)
+	t.Logf("lookups %v", got)
+	for _, k := range catalog.ProductKinds {
+		if got[k.Name] != 1 && k != catalog.KindProduct {
+			t.Errorf("%s: %d lookups of %d, want 1", k.Name, got[k.Name], id)
+		}
+	}
+	// The recommended products' bases are in Redis: the product service is
+	// asked for the product itself only.
+	if got["product"] != 1 {
+		t.Errorf("product: %d lookups, want 1", got["product"])
+	}
+	vals, err := h.store.ProductValues(t.Context(), []int64{id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals[id].Dims[catalog.DimDescription] == nil {
+		t.Errorf("the rebuild did not write the missing description back")
+	}
+}

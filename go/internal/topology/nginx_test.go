@@ -1,0 +1,116 @@
+package topology
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func repoRoot(tb testing.TB) string {
+	tb.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+func distNode(tb testing.TB) Nginx {
+	return Nginx{
+		Tier: "dist", Name: "dist", Listen: "127.0.0.1:18080", AdminListen: "127.0.0.1:18070",
+		Prefix: filepath.Join(tb.TempDir(), "dist"), Root: repoRoot(tb),
+		Direct: "127.0.0.1:9103", Source: "127.0.0.1:9101", Apps: []string{"127.0.0.1:8081", "localhost:8082"},
+	}
+}
+
+func TestRenderDist(t *testing.T) {
+	n := distNode(t)
+	conf, err := RenderNginx(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`{ name = "127.0.0.1:8081", host = "127.0.0.1", port = 8081 },`,
+		`{ name = "localhost:8082", host = "127.0.0.1", port = 8082 },`, // resolved for ngx.balancer
+		"listen 127.0.0.1:18070;",
+		"balancer_by_lua_block",
+		"proxy_next_upstream_tries 3;",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("rendered dist config lacks %q", want)
+		}
+	}
+	if strings.Contains(string(b), "user ") {
+		t.Error("a user directive without Nginx.User")
+	}
+}
+
+func TestValidateDistAdmin(t *testing.T) {
+	for name, mod := range map[string]func(*Nginx){
+		"no admin port":       func(n *Nginx) { n.AdminListen = "" },
+		"admin on page port":  func(n *Nginx) { n.AdminListen = n.Listen },
+		"user with a newline": func(n *Nginx) { n.User = "www-data;\nuser root" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := distNode(t)
+			mod(&n)
+			if err := n.Validate(); err == nil {
+				t.Error("Validate passed")
+			}
+		})
+	}
+}
+
+func TestRenderUserDirective(t *testing.T) {
+	n := distNode(t)
+	n.User = "www-data"
+	conf, err := RenderNginx(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\nuser www-data;\n") {
+		t.Error("no user directive")
+	}
+}
+
+// reachable reads permission bits for another uid; it needs no privileges.
+func TestReachable(t *testing.T) {
+	const nobody, nogroup = 65534, 65534
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := reachable(dir, 0o5, nobody, nogroup); err != nil {
+		t.Skipf("the temp dir's parents are closed to others here: %v", err)
+	}
+	inner := filepath.Join(dir, "var", "app1", "tmp")
+	if err := os.MkdirAll(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "var"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := reachable(inner, 0o1, nobody, nogroup); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "var")) {
+		t.Errorf("through a 0700 dir: %v, want an error naming it", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "var"), 0o701); err != nil {
+		t.Fatal(err)
+	}
+	if err := reachable(inner, 0o1, nobody, nogroup); err != nil {
+		t.Errorf("through a 0701 dir: %v", err)
+	}
+	f := filepath.Join(dir, "x.lua")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := allows(f, 0o4, nobody, nogroup); err == nil {
+		t.Error("a 0600 file counted as readable by others")
+	}
+}

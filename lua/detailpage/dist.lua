@@ -1,0 +1,282 @@
+-- detailpage.dist: the distribution tier's routing to app nodes.
+--
+--   init(opts)     init_by_lua: the app nodes and the probe settings
+--   init_worker()  init_worker_by_lua: starts the health prober
+--   route(id)      access_by_lua: ranks the healthy nodes for id, or sends
+--                  the request to @direct when none is healthy
+--   balance()      balancer_by_lua: the ranked node, and on a retry the next
+--   status()       content_by_lua on the admin port: GET /_admin/status
+--
+-- The prober. Every worker runs a timer each `interval`; the one that takes
+-- a short lock in the shared dict (shdict:add, expiring before the next
+-- tick) probes, so each node gets one probe per interval however many
+-- workers there are, and if that worker dies another takes the next tick.
+-- A probe is a plain HTTP/1.0 GET /_health over a cosocket with `timeout`
+-- for connect, send and the status line (timers cannot use
+-- ngx.location.capture, and Debian packages no lua-resty-http); every node
+-- is probed in its own light thread, so a hung node does not delay the
+-- others. A hung node (the kernel still accepts its connections) fails on
+-- the read timeout; `fall` failures in a row mark it down, so one slow
+-- probe on a busy machine does not.
+--
+-- Health (detailpage.health, in the dp_health shared dict) decides
+-- routing; requests never mark a node down. A page normally takes a few
+-- ms, so a try gets a short read timeout (nginx config). When it runs out
+-- the balancer asks: did the node answer a probe since this try began?
+-- Then it is alive and this page is slow (the app tier waiting below it,
+-- where it keeps the stale copy), so the same node gets the request once
+-- more with `slow_timeout`. If not, the node may be hung: the next node in
+-- the ranking takes the request. That is why probes run every 100 ms: a
+-- live node always has answered one within a try's 200 ms.
+local route = require "detailpage.route"
+local health = require "detailpage.health"
+local bearer = require "detailpage.bearer"
+local cjson = require "cjson.safe"
+local balancer = require "ngx.balancer"
+
+local ngx = ngx
+local ngx_log = ngx.log
+local ngx_now = ngx.now
+local shared = ngx.shared
+local spawn = ngx.thread.spawn
+local wait = ngx.thread.wait
+local tcp = ngx.socket.tcp
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tonumber = tonumber
+local tostring = tostring
+local str_match = string.match
+
+local ERR = ngx.ERR
+local WARN = ngx.WARN
+
+local DICT = "dp_health"
+local LOCK_KEY = "probe:lock"
+
+-- The one place the dist tier's probe settings have values; the config
+-- passes only what differs.
+local DEFAULTS = {
+    interval = 0.1,   -- seconds between probes of each node
+    timeout = 0.1,    -- seconds for a probe's connect, send and status line
+    fall = 2,         -- failed probes in a row before a node is down
+    rise = 2,         -- good probes in a row before it is up again
+    slow_timeout = 2, -- read timeout when a node that answers probes is slow
+    path = "/_health",
+}
+
+local _M = {}
+
+local config
+local names = {}      -- node names in config order
+local peers = {}      -- name -> { host, port, request }
+local tracker         -- detailpage.health on dp_health
+
+local function log(lvl, ...)
+    return ngx_log(lvl, "[dist] ", ...)
+end
+
+-- init takes the app nodes: opts.nodes = { { name = "127.0.0.1:8081",
+-- host = "127.0.0.1", port = 8081 }, ... } (host: an IP address, which
+-- ngx.balancer needs) and any of DEFAULTS' keys.
+function _M.init(opts)
+    if type(opts) ~= "table" or type(opts.nodes) ~= "table" or #opts.nodes == 0 then
+        error("opts.nodes must be a non-empty list of app nodes", 2)
+    end
+    config = {}
+    for k, v in pairs(DEFAULTS) do
+        config[k] = v
+    end
+    for k, v in pairs(opts) do
+        if k ~= "nodes" then
+            if DEFAULTS[k] == nil then
+                error("unknown option " .. tostring(k), 2)
+            end
+            config[k] = v
+        end
+    end
+    names, peers = {}, {}
+    for i, n in ipairs(opts.nodes) do
+        if type(n.name) ~= "string" or type(n.host) ~= "string" or not tonumber(n.port) then
+            error("opts.nodes[" .. i .. "] needs name, host and port", 2)
+        end
+        if peers[n.name] then
+            error("opts.nodes[" .. i .. "]: node " .. n.name .. " listed twice", 2)
+        end
+        names[i] = n.name
+        peers[n.name] = {
+            host = n.host,
+            port = tonumber(n.port),
+            request = "GET " .. config.path .. " HTTP/1.0\r\nHost: " .. n.name ..
+                "\r\nUser-Agent: detailpage-dist-probe\r\n\r\n",
+        }
+    end
+    local dict = shared[DICT]
+    if not dict then
+        error("lua_shared_dict " .. DICT .. " is not declared", 2)
+    end
+    tracker = health.new(dict, { fall = config.fall, rise = config.rise }, ngx_now)
+end
+
+-- probe sends one GET and reads the status line.
+local function probe(peer)
+    local t = config.timeout * 1000
+    local sock = tcp()
+    sock:settimeouts(t, t, t)
+    local ok, err = sock:connect(peer.host, peer.port)
+    if not ok then
+        return nil, "connect: " .. tostring(err)
+    end
+    ok, err = sock:send(peer.request)
+    if not ok then
+        sock:close()
+        return nil, "send: " .. tostring(err)
+    end
+    local line
+    line, err = sock:receive("*l")
+    sock:close()
+    if not line then
+        return nil, "status line: " .. tostring(err)
+    end
+    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
+    if status ~= 200 then
+        return nil, "status: " .. line
+    end
+    return true
+end
+
+local function check(name)
+    ngx.update_time()
+    local started = ngx_now()
+    local ok, err = probe(peers[name])
+    local changed = tracker:record(name, ok, err, started)
+    if changed == "down" then
+        log(WARN, "app node ", name, " is down: ", err)
+    elseif changed == "up" then
+        log(WARN, "app node ", name, " is up")
+    end
+end
+
+local function tick(premature)
+    if premature or ngx.worker.exiting() then
+        return
+    end
+    -- One worker per interval probes; the lock expires before the next tick.
+    local ok = shared[DICT]:add(LOCK_KEY, true, config.interval * 0.8)
+    if not ok then
+        return
+    end
+    local threads = {}
+    for i = 1, #names do
+        local th, err = spawn(check, names[i])
+        if not th then
+            log(ERR, "probe ", names[i], ": ", err)
+        end
+        threads[#threads + 1] = th
+    end
+    for i = 1, #threads do
+        wait(threads[i])
+    end
+end
+
+function _M.init_worker()
+    local ok, err = ngx.timer.every(config.interval, tick)
+    if not ok then
+        log(ERR, "start the prober: ", err)
+        return
+    end
+    -- The first probe runs now, not an interval from now.
+    ngx.timer.at(0, tick)
+end
+
+local function is_up(name)
+    return tracker:is_up(name)
+end
+
+-- route ranks the healthy nodes for id; with none healthy the request
+-- goes to the direct-data service at once.
+function _M.route(id)
+    local order = route.rank(names, id, is_up)
+    if #order == 0 then
+        return ngx.exec("@direct")
+    end
+    ngx.ctx.dp_order = order
+end
+
+-- balance sets the peer of each try: first the id's node; after a
+-- failure (proxy_next_upstream) the same node once more with the long
+-- read timeout when it has answered a probe since that try began (alive,
+-- this page is slow), else the next node in the ranking made for this
+-- request. nginx does not count an error on a kept-alive connection as a
+-- try, so it may ask past the ranking's end: the last node again, on a new
+-- connection. proxy_next_upstream_tries and _timeout bound the whole.
+function _M.balance()
+    local ctx = ngx.ctx
+    local order = ctx.dp_order
+    if not order then
+        log(ERR, "balancer without a route for ", ngx.var.uri) -- a bug: route() runs first
+        return ngx.exit(ngx.ERROR)
+    end
+    local last = ctx.dp_k
+    local k, again = route.next_try(#order, last, ctx.dp_again,
+        last ~= nil and tracker:ok_since(order[last], ctx.dp_try_start))
+    if not last then
+        -- the other nodes, and one node once more
+        local ok, err = balancer.set_more_tries(#order)
+        if not ok then
+            log(WARN, "set more tries: ", err)
+        end
+    end
+    if again then
+        ctx.dp_again = true
+    end
+    ctx.dp_k = k
+    ctx.dp_try_start = ngx_now()
+    local peer = peers[order[k]]
+    local ok, err = balancer.set_current_peer(peer.host, peer.port)
+    if not ok then
+        log(ERR, "set peer ", order[k], ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+    if again then
+        ok, err = balancer.set_timeouts(nil, nil, config.slow_timeout)
+        if not ok then
+            log(WARN, "set timeouts: ", err)
+        end
+    end
+end
+
+-- status: GET /_admin/status on the admin port (bearer token).
+function _M.status()
+    if ngx.req.get_method() ~= "GET" then
+        return bearer.reply(405, { error = "use GET" })
+    end
+    if not bearer.authorized() then
+        return
+    end
+    local nodes = {}
+    for i, name in ipairs(names) do
+        local st = tracker:status(name)
+        st.node = name
+        st.healthy = tracker:is_up(name)
+        st.last_probe = st.last_probe or cjson.null
+        st.last_ok = st.last_ok or cjson.null
+        st.last_probe_age_ms = st.last_probe_age_ms or cjson.null
+        st.since = st.since or cjson.null
+        st.last_error = st.last_error or cjson.null
+        nodes[i] = st
+    end
+    return bearer.reply(200, {
+        nodes = nodes,
+        probe = {
+            interval_ms = config.interval * 1000,
+            timeout_ms = config.timeout * 1000,
+            fall = config.fall,
+            rise = config.rise,
+            slow_timeout_ms = config.slow_timeout * 1000,
+            path = config.path,
+        },
+    })
+end
+
+return _M
