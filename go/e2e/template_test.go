@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // An empty JSON list where the template expects an object fails in pongo2
@@ -29,17 +27,7 @@ func TestRenderEmptyListWhereObjectIs503(t *testing.T) {
 			if err := redisClient(t, shared.Config().Ports.RedisMain).Set(t.Context(), "item:{"+id+"}", doc, 0).Err(); err != nil {
 				t.Fatal(err)
 			}
-			replica := redisClient(t, shared.Config().Ports.RedisReplica)
-			Eventually(t, 3*time.Second, func() error {
-				v, err := replica.Get(t.Context(), "item:{"+id+"}").Result()
-				if err != nil {
-					return fmt.Errorf("replica: %w", err)
-				}
-				if v != doc {
-					return fmt.Errorf("replica does not have the document yet")
-				}
-				return nil
-			})
+			MustReplicaHas(t, shared, "item:{"+id+"}", doc)
 			got := MustGetPage(t, pageURL(shared, id))
 			if got.status != http.StatusServiceUnavailable || !strings.Contains(got.body, "Temporarily unavailable") {
 				t.Fatalf("status %d, X-Cache %q: want the 503 page (both renderers refuse the document)", got.status, got.cache)
