@@ -67,7 +67,7 @@ func (t *Topology) specs() []spec {
 			name: Direct, addr: Addr(p.Direct), healthWait: 30 * time.Second, env: tokenEnv,
 			command: func() ([]string, error) {
 				argv := []string{bin, "direct", "--listen", Addr(p.Direct), "--redis", Addr(p.RedisMain),
-					"--source", URL(p.Source), "--templates", filepath.Join(c.Root, "templates")}
+					"--source", c.sourceURL(), "--templates", filepath.Join(c.Root, "templates")}
 				return append(argv, c.DirectArgs...), nil
 			},
 			healthy: httpOK(URL(p.Direct) + "/healthz"),
@@ -93,7 +93,7 @@ func (t *Topology) syncSpec(name string, port int) spec {
 		env: []string{"DETAILPAGE_ADMIN_TOKEN=" + c.AdminToken},
 		command: func() ([]string, error) {
 			return []string{c.Binary, "sync", "--listen", Addr(port), "--redis", Addr(p.RedisMain),
-				"--source", URL(p.Source), "--kafka", Addr(p.Kafka), "--group", SyncGroup}, nil
+				"--source", c.sourceURL(), "--kafka", Addr(p.Kafka), "--group", SyncGroup}, nil
 		},
 		healthy: httpOK(URL(port) + "/healthz"),
 	}
@@ -101,7 +101,7 @@ func (t *Topology) syncSpec(name string, port int) spec {
 
 func (t *Topology) appArgs() []string {
 	c := t.cfg
-	args := []string{"--replica", Addr(c.Ports.RedisReplica), "--direct", Addr(c.Ports.Direct)}
+	args := []string{"--replica", c.replicaForApps(), "--direct", Addr(c.Ports.Direct)}
 	if c.AppL1TTL > 0 {
 		args = append(args, "--l1-ttl", c.AppL1TTL.String())
 	}

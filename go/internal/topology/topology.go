@@ -95,6 +95,31 @@ type Config struct {
 	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the default in lua/detailpage/app.lua)
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
 	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
+	Via           Via           // links routed through another address (zero: every link direct)
+}
+
+// Via points chosen links between components at another address, such as
+// a fault-injecting proxy a test puts in front of the target; "" keeps a
+// link direct. The target itself still serves on its own port.
+type Via struct {
+	Replica string // where the app nodes read the Redis replica
+	Source  string // where sync and direct call the source API
+}
+
+// replicaForApps is the address the app nodes read the replica at.
+func (c Config) replicaForApps() string {
+	if c.Via.Replica != "" {
+		return c.Via.Replica
+	}
+	return Addr(c.Ports.RedisReplica)
+}
+
+// sourceURL is the source API's URL for sync and direct.
+func (c Config) sourceURL() string {
+	if c.Via.Source != "" {
+		return "http://" + c.Via.Source
+	}
+	return URL(c.Ports.Source)
 }
 
 // Addr is a loopback address.

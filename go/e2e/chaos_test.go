@@ -1,0 +1,485 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/detailpage/detailpage/go/internal/loadgen"
+	"github.com/detailpage/detailpage/go/internal/testutil"
+	"github.com/detailpage/detailpage/go/internal/topology"
+)
+
+// chaosFullEnv set to "full" runs TestChaos with the whole fault list and
+// the issue's durations (make chaos); unset, the short version runs, bounded
+// for the e2e suite.
+const chaosFullEnv = "DETAILPAGE_CHAOS"
+
+// Issue 10, §5 (the chaos suite): under an open-loop page load through the
+// dist tier over ids seen before and a steady stream of edits, each fault in
+// turn: a component frozen (SIGSTOP), a component killed (SIGKILL from
+// outside; the supervisor restarts it), and the app tier ↔ Redis replica and
+// sync/direct ↔ source links made slow, silent, reset or narrow by toxiproxy
+// proxies in between (in-process, no daemon). Asserted per fault: 0 non-200
+// for ids served before (the dist tier, the front door itself, loses what
+// reached it while it was down, and only until it is back); every accepted
+// edit is on the page within 30 s of the fault's end; a killed component is
+// back (healthy) within 10 s. At the end: no goroutine or Redis connection
+// build-up. The table is logged (make chaos; published in docs/reliability.md).
+func TestChaos(t *testing.T) {
+	full := os.Getenv(chaosFullEnv) == "full"
+	ports, err := topology.FreePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	replicaLink := startProxy(t, tox, "app→replica", topology.Addr(ports.RedisReplica))
+	sourceLink := startProxy(t, tox, "sync/direct→source", topology.Addr(ports.Source))
+	topo := MustTopology(t, topology.Config{Ports: ports, SeedProducts: 300, SeedShops: 20,
+		Via: topology.Via{Replica: replicaLink.Listen, Source: sourceLink.Listen}})
+
+	const (
+		pageIDs = 100 // the load's ids, all served before it starts
+		editIDs = 30  // the edits' ids (a subset)
+		rate    = 100 // page requests a second
+	)
+	for id := range int64(pageIDs) {
+		if got := MustGetPage(t, pageURL(topo, fmt.Sprint(id+1))); got.status != http.StatusOK {
+			t.Fatalf("id %d before the load: status %d", id+1, got.status)
+		}
+	}
+	run := &chaosRun{t: t, topo: topo, observe: time.Second, hold: 3 * time.Second}
+	if full {
+		run.observe, run.hold = 2*time.Second, 10*time.Second
+	}
+	run.ed = newSupEditor(t, topo, editIDs)
+	run.ld = startSteadyLoad(topo, rate, pageIDs)
+	stopEdits := run.ed.start(200 * time.Millisecond)
+	stopped := false
+	stopAll := func() {
+		if !stopped {
+			stopped = true
+			stopEdits()
+			run.ld.stop()
+		}
+	}
+	t.Cleanup(stopAll)
+
+	base := &chaosRow{fault: "(no fault)", start: time.Now()}
+	wait(t, 2*time.Second) // a baseline of that length
+	base.end = time.Now()
+	run.rows = append(run.rows, base)
+	before := run.footprint()
+
+	replica := chaosLink{name: "app→replica", proxy: replicaLink, probe: func(ctx context.Context) error {
+		rdb := redis.NewClient(&redis.Options{Addr: replicaLink.Listen, MaxRetries: -1, DialTimeout: time.Second})
+		defer rdb.Close()
+		return rdb.Ping(ctx).Err()
+	}}
+	source := chaosLink{name: "sync/direct→source", proxy: sourceLink, probe: func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+sourceLink.Listen+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("source through its proxy: %s", resp.Status)
+		}
+		return nil
+	}}
+	latency := chaosToxic{"latency 500ms", `{"type":"latency","attributes":{"latency":500}}`}
+	var faults []func() *chaosRow
+	if !full {
+		for _, name := range []string{topology.App1, topology.RedisReplica, topology.Source} {
+			faults = append(faults, func() *chaosRow { return run.pause(name) })
+		}
+		faults = append(faults,
+			func() *chaosRow { return run.kill(topology.Sync) },
+			func() *chaosRow { return run.toxic(replica, latency) })
+	} else {
+		comps := []string{topology.App1, topology.App2, topology.RedisReplica, topology.RedisMain,
+			topology.Broker, topology.Source, topology.Sync, topology.Direct, topology.Dist}
+		for _, name := range comps {
+			faults = append(faults, func() *chaosRow { return run.pause(name) })
+		}
+		for _, name := range comps {
+			faults = append(faults, func() *chaosRow { return run.kill(name) })
+		}
+		toxics := []chaosToxic{
+			latency,
+			{"timeout (held, no data)", `{"type":"timeout","attributes":{"timeout":0}}`},
+			{"reset_peer", `{"type":"reset_peer","attributes":{"timeout":0}}`},
+			{"bandwidth 16KB/s", `{"type":"bandwidth","attributes":{"rate":16}}`},
+		}
+		for _, link := range []chaosLink{replica, source} {
+			for _, tx := range toxics {
+				faults = append(faults, func() *chaosRow { return run.toxic(link, tx) })
+			}
+		}
+		// NEEDS SENTINEL (issue 10 §2, being added on its own branch): "Redis
+		// main frozen 30 s" — a replica promoted within ~10 s, the freeze's
+		// edits on the page before the thaw, the old main back as a replica
+		// with no version regression — and a Sentinel's own SIGSTOP and
+		// SIGKILL go here once Sentinel is part of the topology. Until then
+		// the table shows the row as not run.
+	}
+	for _, f := range faults {
+		row := f()
+		run.rows = append(run.rows, row)
+		if t.Failed() && row.backIn == 0 && row.kind != "toxic" {
+			break // it did not come back: the rest would only repeat that
+		}
+	}
+	if full {
+		run.rows = append(run.rows, &chaosRow{fault: "Redis main frozen 30 s — needs Sentinel", notRun: true})
+	}
+	after := run.settled(before)
+	stopAll()
+
+	t.Log("\n" + run.table())
+	t.Logf("edits: %d accepted, %d refused or failed; footprint before %v, after %v", run.ed.count(true), run.ed.count(false), before, after)
+	run.assertPages()
+}
+
+// chaosRun is one TestChaos: the topology, its load and edits, and a row
+// per fault.
+type chaosRun struct {
+	t             *testing.T
+	topo          *topology.Topology
+	ld            *steadyLoad
+	ed            *supEditor
+	observe, hold time.Duration // the load watched after each fault; a freeze's or toxic's length
+	rows          []*chaosRow
+}
+
+// chaosRow is one fault and what the load and the edits saw.
+type chaosRow struct {
+	fault      string
+	kind       string    // pause, kill, toxic
+	frontDoor  bool      // the dist tier itself: what reached it while down is lost
+	start, end time.Time // the page requests that ended in [start, end) are this row's
+	faultEnd   time.Time // the freeze or toxic lifted, or the killed process gone
+	backAt     time.Time // the component (or link) healthy again
+	backIn     time.Duration
+	accepted   int // edits the source accepted during the row
+	missing    int // accepted edits not on the page within 30 s of the fault's end
+	notRun     bool
+}
+
+// chaosLink is a link that goes through a toxiproxy proxy, and how to see
+// it work end to end.
+type chaosLink struct {
+	name  string
+	proxy *toxiproxy.Proxy
+	probe func(context.Context) error
+}
+
+type chaosToxic struct{ name, json string }
+
+// startProxy starts a toxiproxy proxy on a free loopback port in front of
+// upstream; it stops when the test ends (after the topology: cleanups run
+// last first).
+func startProxy(t *testing.T, srv *toxiproxy.ApiServer, name, upstream string) *toxiproxy.Proxy {
+	t.Helper()
+	p := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", upstream)
+	if err := p.Start(); err != nil {
+		t.Fatalf("proxy %s: %v", name, err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// wait lets d pass (a duration the test observes, not a synchronisation).
+func wait(t *testing.T, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-t.Context().Done():
+	}
+}
+
+// pause freezes a component for r.hold and measures how long after SIGCONT
+// it is healthy.
+func (r *chaosRun) pause(name string) *chaosRow {
+	c := r.topo.Component(name)
+	row := r.begin(fmt.Sprintf("SIGSTOP %s %s", name, r.hold), "pause", name)
+	if err := c.Pause(); err != nil {
+		r.t.Errorf("pause %s: %v", name, err)
+		return r.finish(row)
+	}
+	wait(r.t, r.hold)
+	if err := c.Resume(); err != nil {
+		r.t.Fatalf("resume %s: %v", name, err)
+	}
+	row.faultEnd = time.Now()
+	if err := c.WaitHealthy(r.t.Context(), 10*time.Second); err != nil {
+		r.t.Errorf("%s not healthy within 10 s of SIGCONT: %v", name, err)
+		return r.finish(row)
+	}
+	row.backAt = time.Now()
+	row.backIn = row.backAt.Sub(row.faultEnd)
+	return r.finish(row)
+}
+
+// kill SIGKILLs the component's process (the leader of its group only, as
+// a crash would) and waits for its supervisor to have it healthy again.
+func (r *chaosRun) kill(name string) *chaosRow {
+	c := r.topo.Component(name)
+	st := c.Status()
+	row := r.begin("SIGKILL "+name, "kill", name)
+	if err := syscall.Kill(st.Pid, syscall.SIGKILL); err != nil {
+		r.t.Fatalf("kill %s: %v", name, err)
+	}
+	faultAt := time.Now()
+	row.faultEnd = faultAt
+	err := testutil.PollEvery(30*time.Second, 10*time.Millisecond, func() error {
+		now := c.Status()
+		switch {
+		case now.State == topology.StateRunning && now.Restarts == st.Restarts+1 && now.Pid != st.Pid:
+			return nil
+		case now.State == topology.StateCrashLoop || now.State == topology.StateExited:
+			return testutil.StopPolling(fmt.Errorf("%s is %s: %s (see %s)", name, now.State, now.LastExit, now.LogPath))
+		}
+		return fmt.Errorf("%s is %s after %d restarts", name, now.State, now.Restarts)
+	})
+	if err != nil {
+		r.t.Errorf("%s did not come back: %v", name, err)
+		return r.finish(row)
+	}
+	row.backAt = time.Now()
+	row.backIn = row.backAt.Sub(faultAt)
+	if row.backIn > 10*time.Second {
+		r.t.Errorf("%s took %s to come back, want ≤ 10 s", name, row.backIn.Round(time.Millisecond))
+	}
+	return r.finish(row)
+}
+
+// toxic puts tx on link for r.hold, then measures how long after its
+// removal the link works end to end.
+func (r *chaosRun) toxic(link chaosLink, tx chaosToxic) *chaosRow {
+	row := r.begin(tx.name+" "+link.name, "toxic", "")
+	const name = "chaos"
+	if _, err := link.proxy.Toxics.AddToxicJson(strings.NewReader(`{"name":"` + name + `",` + tx.json[1:])); err != nil {
+		r.t.Fatalf("toxic %s on %s: %v", tx.name, link.name, err)
+	}
+	wait(r.t, r.hold)
+	if err := link.proxy.Toxics.RemoveToxic(r.t.Context(), name); err != nil {
+		r.t.Fatalf("remove toxic %s from %s: %v", tx.name, link.name, err)
+	}
+	row.faultEnd = time.Now()
+	err := testutil.PollEvery(10*time.Second, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(r.t.Context(), time.Second)
+		defer cancel()
+		return link.probe(ctx)
+	})
+	if err != nil {
+		r.t.Errorf("%s does not work within 10 s of the toxic's end: %v", link.name, err)
+		return r.finish(row)
+	}
+	row.backAt = time.Now()
+	row.backIn = row.backAt.Sub(row.faultEnd)
+	return r.finish(row)
+}
+
+// begin starts a row; the component must be running and healthy.
+func (r *chaosRun) begin(fault, kind, comp string) *chaosRow {
+	if comp != "" {
+		if st := r.topo.Component(comp).Status(); st.State != topology.StateRunning || st.Pid == 0 {
+			r.t.Fatalf("%s before its fault: %+v", comp, st)
+		}
+	}
+	r.t.Logf("fault: %s", fault)
+	return &chaosRow{fault: fault, kind: kind, frontDoor: comp == topology.Dist, start: time.Now(), accepted: -r.ed.count(true)}
+}
+
+// finish checks every accepted edit is on the page within 30 s of the
+// fault's end, then watches the load for r.observe more.
+func (r *chaosRun) finish(row *chaosRow) *chaosRow {
+	if row.faultEnd.IsZero() {
+		row.faultEnd = time.Now()
+	}
+	_, row.missing, _ = r.ed.check(r.t, row.faultEnd.Add(30*time.Second))
+	row.accepted += r.ed.count(true)
+	from := row.backAt
+	if from.IsZero() {
+		from = row.faultEnd
+	}
+	wait(r.t, time.Until(from.Add(r.observe)))
+	row.end = time.Now()
+	return row
+}
+
+// assertPages checks each row's page requests: none may fail, except that
+// the front door loses what reached it while it was frozen or dead; once it
+// is back, nothing may fail.
+func (r *chaosRun) assertPages() {
+	for _, row := range r.rows {
+		if row.notRun {
+			continue
+		}
+		var bad, after []supResult
+		for _, x := range r.ld.between(row.start, row.end) {
+			if x.status == http.StatusOK {
+				continue
+			}
+			bad = append(bad, x)
+			if !row.backAt.IsZero() && !x.at.Before(row.backAt) {
+				after = append(after, x)
+			}
+		}
+		switch {
+		case row.frontDoor && len(bad) > 0:
+			r.t.Logf("%s: %d requests lost at the front door while it was down (expected), e.g. %s", row.fault, len(bad), bad[0])
+			if len(after) > 0 {
+				r.t.Errorf("%s: %d requests due after it was back failed, e.g. %s", row.fault, len(after), after[0])
+			}
+		case len(bad) > 0:
+			r.t.Errorf("%s: %d page requests failed, e.g. %s", row.fault, len(bad), bad[0])
+		}
+	}
+}
+
+// table renders the rows as a Markdown table.
+func (r *chaosRun) table() string {
+	var b strings.Builder
+	fmt.Fprintln(&b, "| fault | requests | non-200 | p99 | max | back in | edits accepted | edits missing |")
+	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, row := range r.rows {
+		if row.notRun {
+			fmt.Fprintf(&b, "| %s | not run | | | | | | |\n", row.fault)
+			continue
+		}
+		rs := r.ld.between(row.start, row.end)
+		lat := make([]time.Duration, 0, len(rs))
+		bad := 0
+		for _, x := range rs {
+			lat = append(lat, x.latency)
+			if x.status != http.StatusOK {
+				bad++
+			}
+		}
+		slices.Sort(lat)
+		back := "–"
+		if !row.backAt.IsZero() {
+			back = fmt.Sprintf("%.2f s", row.backIn.Seconds())
+		}
+		nonOK := strconv.Itoa(bad)
+		if row.frontDoor && bad > 0 {
+			nonOK += " (front door)"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %d | %d |\n", row.fault, len(rs), nonOK,
+			loadgen.Percentile(lat, 0.99).Round(time.Millisecond), loadgen.Percentile(lat, 1).Round(time.Millisecond),
+			back, row.accepted, row.missing)
+	}
+	return b.String()
+}
+
+// footprint is what would build up if faults leaked: the Go services'
+// goroutines and the clients connected to each Redis.
+type footprint map[string]int
+
+// footprint reads the goroutines of every Go service that serves /metrics
+// and the connected clients of both Redis nodes.
+func (r *chaosRun) footprint() footprint {
+	r.t.Helper()
+	p := r.topo.Config().Ports
+	fp := footprint{}
+	for name, port := range map[string]int{topology.Source: p.Source, topology.Sync: p.Sync, topology.Direct: p.Direct} {
+		n, err := goroutines(topology.URL(port) + "/metrics")
+		if err != nil {
+			r.t.Fatalf("%s: %v", name, err)
+		}
+		fp[name+" goroutines"] = n
+	}
+	for name, port := range map[string]int{topology.RedisMain: p.RedisMain, topology.RedisReplica: p.RedisReplica} {
+		rdb := redis.NewClient(&redis.Options{Addr: topology.Addr(port)})
+		info, err := rdb.Info(r.t.Context(), "clients").Result()
+		rdb.Close()
+		if err != nil {
+			r.t.Fatalf("%s: INFO clients: %v", name, err)
+		}
+		n, err := infoInt(info, "connected_clients")
+		if err != nil {
+			r.t.Fatalf("%s: %v", name, err)
+		}
+		fp[name+" clients"] = n
+	}
+	return fp
+}
+
+// settled waits until nothing in the footprint has built up over before:
+// at most twice as much plus 20 (a generous margin: restarts and pools
+// change the counts; a leak per request or per fault grows past it). It
+// returns the last footprint read.
+func (r *chaosRun) settled(before footprint) footprint {
+	var last footprint
+	err := testutil.PollEvery(30*time.Second, 500*time.Millisecond, func() error {
+		last = r.footprint()
+		var over []string
+		for k, n := range last {
+			if n > 2*before[k]+20 {
+				over = append(over, fmt.Sprintf("%s %d (before %d)", k, n, before[k]))
+			}
+		}
+		if len(over) > 0 {
+			return fmt.Errorf("built up after the faults: %s", strings.Join(over, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		r.t.Error(err)
+	}
+	return last
+}
+
+// goroutines reads go_goroutines from a Prometheus /metrics page.
+func goroutines(url string) (int, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, fmt.Errorf("goroutines: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("goroutines: %s: %s", url, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("goroutines: %w", err)
+			}
+			return int(f), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("goroutines: %w", err)
+	}
+	return 0, fmt.Errorf("goroutines: no go_goroutines at %s", url)
+}
+
+// infoInt reads an integer field of a Redis INFO reply.
+func infoInt(info, field string) (int, error) {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("redis info: no %s", field)
+}
