@@ -5,7 +5,7 @@ BIN   := bin/detailpage
 # Unit packages: everything but the end-to-end suite.
 UNIT_PKGS = $(shell $(GO) list ./go/... | grep -v /go/e2e)
 
-.PHONY: run test bench build deps test-deps lint unit lua e2e clean fuzz
+.PHONY: run test bench chaos build deps test-deps lint unit lua e2e clean fuzz
 
 ## run: install what is missing, build, start the whole topology on loopback
 run: deps build
@@ -23,6 +23,14 @@ bench: test-deps build
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./go/e2e/
 	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/
 	./$(BIN) bench-protect --root $(CURDIR)
+
+## chaos: the chaos suite in full (docs/reliability.md): under page load and
+##        edits, every component frozen 10 s (SIGSTOP) and killed (SIGKILL), and
+##        the app→replica and sync/direct→source links given 500 ms latency, a
+##        timeout, resets and a bandwidth limit (toxiproxy); prints the table.
+##        `make test` runs a short version of the same test.
+chaos: test-deps build
+	DETAILPAGE_BIN=$(CURDIR)/$(BIN) DETAILPAGE_CHAOS=full $(GO) test -count=1 -timeout 30m -v -run 'TestChaos$$' ./go/e2e/
 
 build:
 	$(GO) build -o $(BIN) ./go/cmd/detailpage

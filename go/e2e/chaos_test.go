@@ -80,7 +80,7 @@ func TestChaos(t *testing.T) {
 
 	base := &chaosRow{fault: "(no fault)", start: time.Now()}
 	wait(t, 2*time.Second) // a baseline of that length
-	base.end = time.Now()
+	base.end, base.accepted = time.Now(), run.ed.count(true)
 	run.rows = append(run.rows, base)
 	before := run.footprint()
 
@@ -150,6 +150,8 @@ func TestChaos(t *testing.T) {
 	if full {
 		run.rows = append(run.rows, &chaosRow{fault: "Redis main frozen 30 s — needs Sentinel", notRun: true})
 	}
+	// the edits accepted while the last fault's load was watched
+	run.ed.check(t, time.Now().Add(30*time.Second))
 	after := run.settled(before)
 	stopAll()
 
@@ -178,8 +180,9 @@ type chaosRow struct {
 	faultEnd   time.Time // the freeze or toxic lifted, or the killed process gone
 	backAt     time.Time // the component (or link) healthy again
 	backIn     time.Duration
-	accepted   int // edits the source accepted during the row
-	missing    int // accepted edits not on the page within 30 s of the fault's end
+	accepted   int           // edits the source accepted during the row
+	missing    int           // accepted edits not on the page within 30 s of the fault's end
+	edited     time.Duration // from the fault's end until every accepted edit was on the page
 	notRun     bool
 }
 
@@ -308,19 +311,20 @@ func (r *chaosRun) begin(fault, kind, comp string) *chaosRow {
 	return &chaosRow{fault: fault, kind: kind, frontDoor: comp == topology.Dist, start: time.Now(), accepted: -r.ed.count(true)}
 }
 
-// finish checks every accepted edit is on the page within 30 s of the
-// fault's end, then watches the load for r.observe more.
+// finish checks every edit accepted so far is on the page within 30 s of
+// the fault's end, then watches the load for r.observe more.
 func (r *chaosRun) finish(row *chaosRow) *chaosRow {
 	if row.faultEnd.IsZero() {
 		row.faultEnd = time.Now()
 	}
-	_, row.missing, _ = r.ed.check(r.t, row.faultEnd.Add(30*time.Second))
-	row.accepted += r.ed.count(true)
+	_, row.missing, row.edited = r.ed.check(r.t, row.faultEnd.Add(30*time.Second))
 	from := row.backAt
 	if from.IsZero() {
 		from = row.faultEnd
 	}
 	wait(r.t, time.Until(from.Add(r.observe)))
+	// edits accepted from here on are the next check's (or the last one's)
+	row.accepted += r.ed.count(true)
 	row.end = time.Now()
 	return row
 }
@@ -358,11 +362,11 @@ func (r *chaosRun) assertPages() {
 // table renders the rows as a Markdown table.
 func (r *chaosRun) table() string {
 	var b strings.Builder
-	fmt.Fprintln(&b, "| fault | requests | non-200 | p99 | max | back in | edits accepted | edits missing |")
-	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(&b, "| fault | requests | non-200 | p99 | max | back in | edits accepted | edits missing | edits on page after |")
+	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, row := range r.rows {
 		if row.notRun {
-			fmt.Fprintf(&b, "| %s | not run | | | | | | |\n", row.fault)
+			fmt.Fprintf(&b, "| %s | not run | | | | | | | |\n", row.fault)
 			continue
 		}
 		rs := r.ld.between(row.start, row.end)
@@ -383,9 +387,13 @@ func (r *chaosRun) table() string {
 		if row.frontDoor && bad > 0 {
 			nonOK += " (front door)"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %d | %d |\n", row.fault, len(rs), nonOK,
+		edited := "–"
+		if row.kind != "" {
+			edited = fmt.Sprintf("%.2f s", row.edited.Seconds())
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %d | %d | %s |\n", row.fault, len(rs), nonOK,
 			loadgen.Percentile(lat, 0.99).Round(time.Millisecond), loadgen.Percentile(lat, 1).Round(time.Millisecond),
-			back, row.accepted, row.missing)
+			back, row.accepted, row.missing, edited)
 	}
 	return b.String()
 }
