@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -104,7 +105,7 @@ func TestChaos(t *testing.T) {
 		}
 		return nil
 	}}
-	latency := chaosToxic{"latency 500ms", `{"type":"latency","attributes":{"latency":500}}`}
+	latency := chaosToxic{"latency 500ms", "latency", "latency", 500}
 	var faults []func() *chaosRow
 	if !full {
 		for _, name := range []string{topology.App1, topology.RedisReplica, topology.Source} {
@@ -124,9 +125,9 @@ func TestChaos(t *testing.T) {
 		}
 		toxics := []chaosToxic{
 			latency,
-			{"timeout (held, no data)", `{"type":"timeout","attributes":{"timeout":0}}`},
-			{"reset_peer", `{"type":"reset_peer","attributes":{"timeout":0}}`},
-			{"bandwidth 16KB/s", `{"type":"bandwidth","attributes":{"rate":16}}`},
+			{"timeout (held, no data)", "timeout", "timeout", 0},
+			{"reset_peer", "reset_peer", "timeout", 0},
+			{"bandwidth 16KB/s", "bandwidth", "rate", 16},
 		}
 		for _, link := range []chaosLink{replica, source} {
 			for _, tx := range toxics {
@@ -143,7 +144,7 @@ func TestChaos(t *testing.T) {
 	for _, f := range faults {
 		row := f()
 		run.rows = append(run.rows, row)
-		if t.Failed() && row.backIn == 0 && row.kind != "toxic" {
+		if t.Failed() && row.backAt.IsZero() && row.kind != "toxic" {
 			break // it did not come back: the rest would only repeat that
 		}
 	}
@@ -194,7 +195,21 @@ type chaosLink struct {
 	probe func(context.Context) error
 }
 
-type chaosToxic struct{ name, json string }
+// chaosToxic is a toxiproxy toxic with its one attribute (ms, or KB/s for
+// bandwidth), on the downstream (the answers).
+type chaosToxic struct {
+	name, typ, attr string
+	value           int
+}
+
+// json is the toxic as toxiproxy's API takes it.
+func (tx chaosToxic) json(name string) string {
+	b, err := json.Marshal(map[string]any{"name": name, "type": tx.typ, "attributes": map[string]int{tx.attr: tx.value}})
+	if err != nil {
+		panic(err) // maps of strings and ints always marshal
+	}
+	return string(b)
+}
 
 // startProxy starts a toxiproxy proxy on a free loopback port in front of
 // upstream; it stops when the test ends (after the topology: cleanups run
@@ -278,7 +293,7 @@ func (r *chaosRun) kill(name string) *chaosRow {
 func (r *chaosRun) toxic(link chaosLink, tx chaosToxic) *chaosRow {
 	row := r.begin(tx.name+" "+link.name, "toxic", "")
 	const name = "chaos"
-	if _, err := link.proxy.Toxics.AddToxicJson(strings.NewReader(`{"name":"` + name + `",` + tx.json[1:])); err != nil {
+	if _, err := link.proxy.Toxics.AddToxicJson(strings.NewReader(tx.json(name))); err != nil {
 		r.t.Fatalf("toxic %s on %s: %v", tx.name, link.name, err)
 	}
 	wait(r.t, r.hold)
