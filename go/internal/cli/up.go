@@ -17,6 +17,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	varDir := f.String("var", "DETAILPAGE_VAR", "var", "directory for data and logs (kept between runs)")
 	products := f.Int("seed-products", "DETAILPAGE_SEED_PRODUCTS", 10_000, "products seeded on the first start")
 	shops := f.Int("seed-shops", "DETAILPAGE_SEED_SHOPS", 250, "shops seeded on the first start")
+	noSentinel := f.Bool("no-sentinel", false, "the small Redis layout: main and one replica, no Sentinel and no failover")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -33,7 +34,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ports := topology.DefaultPorts()
 	topo, err := topology.New(topology.Config{
 		Root: *root, VarDir: *varDir, Binary: bin, Ports: ports, AdminToken: token,
-		SeedProducts: *products, SeedShops: *shops, Progress: stdout,
+		SeedProducts: *products, SeedShops: *shops, Progress: stdout, NoSentinel: *noSentinel,
 	})
 	if err != nil {
 		return err
