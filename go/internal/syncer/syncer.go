@@ -101,7 +101,7 @@ type Service struct {
 	ln       net.Listener
 	tel      httpapi.Telemetry
 	m        metrics
-	release  func() // of the commands' configuration
+	release  func()     // of the commands' configuration
 	recent   *recentIDs // applied lately: re-applied when main changes (repair.go)
 }
 
