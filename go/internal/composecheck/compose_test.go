@@ -162,6 +162,11 @@ func TestComposeFile(t *testing.T) {
 	}{
 		{"redis-main", "", "", ""},
 		{"redis-replica", "", "", ""},
+		{"redis-b1", "", "", ""},
+		{"redis-b2", "", "", ""},
+		{"sentinel1", "", "", ""},
+		{"sentinel2", "", "", ""},
+		{"sentinel3", "", "", ""},
 		{"kafka", "", "", ""},
 		{"source", GoDockerfile, "source", ""},
 		{"sync", GoDockerfile, "sync", ""},
@@ -330,8 +335,8 @@ func TestCheckReportsBrokenCopies(t *testing.T) {
 		},
 		{
 			name:  "missing dependency",
-			edits: []edit{{"      redis-main:\n        condition: service_healthy\n      source:\n", "      source:\n"}},
-			want:  []string{`service "direct": --redis names "redis-main", but "direct" does not depend_on it`},
+			edits: []edit{{"      sentinel3:\n        condition: service_healthy\n      source:\n", "      source:\n"}},
+			want:  []string{`service "direct": --redis-sentinels names "sentinel3", but "direct" does not depend_on it`},
 		},
 		{
 			name:  "unknown flag",
