@@ -46,8 +46,15 @@ func TestRedisFailover(t *testing.T) {
 		// The sync service saw a new main and re-applied what it wrote lately
 		// (repair.go): writes main took but never passed to its replica.
 		testutil.Eventually(t, 10*time.Second, func() error {
-			if !strings.Contains(MustReadFile(t, topo.Component(topology.Sync).LogPath()), "re-applied recent changes on the new redis main") {
-				return fmt.Errorf("the sync service has not repaired after the change of main")
+			log := MustReadFile(t, topo.Component(topology.Sync).LogPath())
+			if !strings.Contains(log, "re-applied recent changes on the new redis main") {
+				var lines []string
+				for _, l := range strings.Split(log, "\n") {
+					if strings.Contains(l, "run id") || strings.Contains(l, "run_id") {
+						lines = append(lines, l)
+					}
+				}
+				return fmt.Errorf("the sync service has not repaired after the change of main; its run id lines:\n%s", strings.Join(lines, "\n"))
 			}
 			return nil
 		})

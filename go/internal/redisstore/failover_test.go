@@ -90,6 +90,10 @@ func TestFailoverKeepsNewestAndRetriesInFlight(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() error { return st.Ping(t.Context()) })
 
 	ctx := t.Context()
+	before, err := st.RunID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	MustPut(t, st, 1, redisstore.Entry{Key: "k", Version: 5, Value: doc(5, "five")})
 	// Version 5 is on the replica before main dies (WAIT would count the
 	// pool connection it runs on, not the one Put wrote on).
@@ -163,6 +167,12 @@ func TestFailoverKeepsNewestAndRetriesInFlight(t *testing.T) {
 	wg.Wait()
 	if len(failed) > 0 {
 		t.Fatalf("writes never landed across the failover: %v", errors.Join(failed...))
+	}
+
+	// The run id tells the sync service that main changed (its repair).
+	after, err := st.RunID(ctx)
+	if err != nil || after == before {
+		t.Fatalf("run id after the promotion: %q, %v; before: %q", after, err, before)
 	}
 
 	// Never older over newer across the promotion.

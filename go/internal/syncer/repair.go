@@ -85,26 +85,57 @@ func (r *recentIDs) since(t time.Time) (products, shops []int64) {
 	return products, shops
 }
 
+// baselineRunID reads main's run id before the service writes anything,
+// so that a change right after the start is noticed too; it gives up after
+// a few seconds (main down at start: the first run id read later is the
+// baseline).
+func (s *Service) baselineRunID(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	for {
+		id, err := s.store.RunID(ctx)
+		if err == nil {
+			s.log.Info("redis main", "run_id", id)
+			return id
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("cannot read redis main's run id at start", "error", err)
+			return ""
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // watchMain reads main's run id every mainWatchInterval and repairs after
-// each change (not after the first read: that is the main we started on).
-// A repair that fails is tried again at the next tick, from the same
+// each change from runID (the baseline; "" when unknown: the first read
+// is). A repair that fails is tried again at the next tick, from the same
 // point in time.
-func (s *Service) watchMain(ctx context.Context) {
+func (s *Service) watchMain(ctx context.Context, runID string) {
 	t := time.NewTicker(mainWatchInterval)
 	defer t.Stop()
-	var runID string
 	var pending time.Time // start of the window still to repair; zero: none
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		id, err := s.store.RunID(ctx)
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		id, err := s.store.RunID(rctx)
+		cancel()
 		if err != nil {
-			continue // main unreachable (failing over): keep the last run id
+			// main unreachable (failing over): keep the last run id
+			if failures++; failures == 1 && ctx.Err() == nil {
+				s.log.Warn("cannot read redis main's run id", "error", err)
+			}
+			continue
 		}
-		if runID != "" && id != runID {
+		failures = 0
+		if runID == "" {
+			s.log.Info("redis main", "run_id", id)
+		} else if id != runID {
 			s.log.Warn("redis main changed (new run id); re-applying recent changes", "old_run_id", runID, "run_id", id, "window", RepairWindow.String())
 			pending = time.Now().Add(-RepairWindow)
 		}

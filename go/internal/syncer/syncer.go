@@ -190,11 +190,12 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	runID := s.baselineRunID(ctx) // before the first write (repair.go)
+	wg.Go(func() { s.watchMain(ctx, runID) })
 	for _, topic := range []string{catalog.TopicHigh, catalog.TopicLow} {
 		wg.Go(func() { s.consume(ctx, topic) })
 	}
 	wg.Go(func() { s.consumeRetries(ctx) })
-	wg.Go(func() { s.watchMain(ctx) })
 	e := httpapi.NewEngine(s.log, s.tel, s.store.Health)
 	err := httpapi.Serve(ctx, s.ln, e, s.log)
 	cancel()
