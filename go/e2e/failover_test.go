@@ -36,6 +36,9 @@ func TestRedisFailover(t *testing.T) {
 	f := newFailoverRig(t, topo)
 	defer f.stop()
 
+	// Before any fault the app nodes read data centre A's replica.
+	mustRead(t, topo, "10 "+topo.Component(topology.RedisReplica).Addr())
+
 	t.Run("main killed for good after a burst of edits", func(t *testing.T) {
 		f.burst(t, 20, 201)
 		m := f.fault(t, func() error { return topo.Component(topology.RedisMain).Kill() })
@@ -43,6 +46,13 @@ func TestRedisFailover(t *testing.T) {
 			t.Errorf("promoted %s, want data centre A's replica %s", m.newMain, topo.Component(topology.RedisReplica).Addr())
 		}
 		f.mustEditsOnPage(t, 30*time.Second)
+		// A's replica is main now and A has no other: the app nodes read B's.
+		// (sorted by address within a priority, as detailpage.sentinel does)
+		b1, b2 := topo.Config().Ports.RedisB1, topo.Config().Ports.RedisB2
+		if b2 < b1 {
+			b1, b2 = b2, b1
+		}
+		mustRead(t, topo, "100 "+topology.Addr(b1)+",100 "+topology.Addr(b2))
 		// The sync service saw a new main and re-applied what it wrote lately
 		// (repair.go): writes main took but never passed to its replica.
 		testutil.Eventually(t, 10*time.Second, func() error {
@@ -89,6 +99,8 @@ func TestRedisFailover(t *testing.T) {
 			return nil
 		})
 		t.Logf("after the thaw the old main is a replica in sync after %s", time.Since(thawed).Round(time.Millisecond))
+		// It is A's again: the app nodes read it first.
+		mustRead(t, topo, "10 "+frozen.Addr())
 		f.mustEditsOnPage(t, 30*time.Second) // no version regression
 	})
 
@@ -96,6 +108,27 @@ func TestRedisFailover(t *testing.T) {
 		t.Errorf("%d of %d page requests for ids served before were not 200 (first: %v)", n, f.requests.Load(), f.firstFailure.Load())
 	} else {
 		t.Logf("%d page requests, all 200", f.requests.Load())
+	}
+}
+
+// mustRead waits until both app nodes read the servers prefix first (their
+// /_admin/status "reads": "prio host:port,...", from Sentinel).
+func mustRead(t *testing.T, topo *topology.Topology, prefix string) {
+	t.Helper()
+	for _, node := range []string{topology.App1, topology.App2} {
+		testutil.Eventually(t, 15*time.Second, func() error {
+			status, body := admin(t, topo, node, http.MethodGet, "/_admin/status", token, nil)
+			var st struct {
+				Reads struct{ Source, Servers string }
+			}
+			if status != http.StatusOK || json.Unmarshal(body, &st) != nil {
+				return fmt.Errorf("%s: status %d %.200s", node, status, body)
+			}
+			if st.Reads.Source != "sentinel" || !strings.HasPrefix(st.Reads.Servers, prefix) {
+				return fmt.Errorf("%s reads %q from %s, want %q first", node, st.Reads.Servers, st.Reads.Source, prefix)
+			}
+			return nil
+		})
 	}
 }
 

@@ -188,6 +188,20 @@ function _M.servers()
     return _M.order(cached_list, math.random)
 end
 
+-- status describes what the node reads, for GET /_admin/status: the
+-- list from Sentinel ("prio host:port,..."; priority -1 is main), or the
+-- fixed replica.
+function _M.status(fixed)
+    if not _M.enabled() then
+        return { source = "fixed", servers = fixed }
+    end
+    local raw = ngx.shared.dp_state:get(KEY)
+    if not raw or raw == "" then
+        return { source = "fixed (no Sentinel answer yet)", servers = fixed }
+    end
+    return { source = "sentinel", servers = raw }
+end
+
 -- ask one Sentinel for main and the replicas.
 local function ask(redis, s)
     local red = redis:new()
