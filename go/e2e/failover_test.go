@@ -28,6 +28,7 @@ import (
 //     servers gone, one of B's replicas is promoted, edits land before the
 //     thaw, and after SIGCONT the frozen server rejoins as a replica with
 //     no version regression.
+//  3. the main killed in 1 is started again: it comes back as a replica.
 func TestRedisFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a topology with Sentinels and waits for failovers")
@@ -101,6 +102,22 @@ func TestRedisFailover(t *testing.T) {
 		t.Logf("after the thaw the old main is a replica in sync after %s", time.Since(thawed).Round(time.Millisecond))
 		// It is A's again: the app nodes read it first.
 		mustRead(t, topo, "10 "+frozen.Addr())
+		f.mustEditsOnPage(t, 30*time.Second) // no version regression
+	})
+
+	t.Run("the killed main restarted comes back as a replica", func(t *testing.T) {
+		// The topology starts it in the role the Sentinels recorded: a
+		// replica of the current main, never a second main.
+		MustStart(t, topo, topology.RedisMain)
+		rdb := redis.NewClient(&redis.Options{Addr: topo.Component(topology.RedisMain).Addr()})
+		defer rdb.Close()
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(info, "role:slave") || !strings.Contains(info, "master_link_status:up") {
+			t.Fatalf("restarted old main is not a replica in sync: %.200s", info)
+		}
 		f.mustEditsOnPage(t, 30*time.Second) // no version regression
 	})
 

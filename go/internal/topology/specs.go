@@ -145,30 +145,100 @@ const (
 // replicas and the three Sentinels.
 func (t *Topology) redisSpecs(redisSpec func(string, int, func(context.Context) error, ...string) spec) []spec {
 	c, p := t.cfg, t.cfg.Ports
-	replicaOf := []string{"--replicaof", "127.0.0.1", strconv.Itoa(p.RedisMain),
-		"--replica-read-only", "yes", "--replica-serve-stale-data", "yes"}
 	if c.NoSentinel {
 		return []spec{
 			redisSpec(RedisMain, p.RedisMain, redisPing(Addr(p.RedisMain))),
 			// The replica serves stale data while its link is down: pages keep
 			// coming from it when main fails.
-			redisSpec(RedisReplica, p.RedisReplica, replicaInSync(Addr(p.RedisReplica)), append(replicaOf, "--appendonly", "no")...),
+			redisSpec(RedisReplica, p.RedisReplica, replicaInSync(Addr(p.RedisReplica)), "--replicaof", "127.0.0.1", strconv.Itoa(p.RedisMain),
+				"--replica-read-only", "yes", "--replica-serve-stale-data", "yes", "--appendonly", "no"),
 		}
 	}
 	// Every server can become main, so each keeps its AOF (redisSpec:
-	// appendfsync everysec). A restarted server comes back with its own
-	// command line; Sentinel turns it into a replica of the current main.
-	prio := func(n int) []string { return []string{"--replica-priority", strconv.Itoa(n)} }
+	// appendfsync everysec). Each (re)starts in the role the Sentinels last
+	// recorded (mainPort): after a failover the old main comes back as a
+	// replica of the new one, never as a second main, and no replica
+	// resyncs from a server that lost writes.
+	node := func(name string, port, prio int) spec {
+		s := redisSpec(name, port, redisReady(Addr(port)))
+		base := s.command
+		s.command = func() ([]string, error) {
+			argv, err := base()
+			if err != nil {
+				return nil, err
+			}
+			argv = append(argv, "--replica-priority", strconv.Itoa(prio))
+			if main := t.mainPort(); main != port {
+				argv = append(argv, "--replicaof", "127.0.0.1", strconv.Itoa(main),
+					"--replica-read-only", "yes", "--replica-serve-stale-data", "yes")
+			}
+			return argv, nil
+		}
+		return s
+	}
 	specs := []spec{
-		redisSpec(RedisMain, p.RedisMain, redisPing(Addr(p.RedisMain)), prio(priorityA)...),
-		redisSpec(RedisReplica, p.RedisReplica, replicaInSync(Addr(p.RedisReplica)), append(slices.Clone(replicaOf), prio(priorityA)...)...),
-		redisSpec(RedisB1, p.RedisB1, replicaInSync(Addr(p.RedisB1)), append(slices.Clone(replicaOf), prio(priorityB)...)...),
-		redisSpec(RedisB2, p.RedisB2, replicaInSync(Addr(p.RedisB2)), append(slices.Clone(replicaOf), prio(priorityB)...)...),
+		node(RedisMain, p.RedisMain, priorityA),
+		node(RedisReplica, p.RedisReplica, priorityA),
+		node(RedisB1, p.RedisB1, priorityB),
+		node(RedisB2, p.RedisB2, priorityB),
 	}
 	for i, name := range Sentinels {
 		specs = append(specs, t.sentinelSpec(name, p.Sentinel[i], i == len(Sentinels)-1))
 	}
 	return specs
+}
+
+// mainPort is the port of Redis main as the Sentinels last recorded it in
+// their config files (the monitor line of the highest config epoch), or
+// Ports.RedisMain before any Sentinel has written one.
+func (t *Topology) mainPort() int {
+	c := t.cfg
+	port, best := c.Ports.RedisMain, -1
+	for _, name := range Sentinels {
+		b, err := os.ReadFile(filepath.Join(c.VarDir, name, "sentinel.conf"))
+		if err != nil {
+			continue
+		}
+		p, epoch, ok := parseSentinelConf(string(b))
+		if ok && epoch > best {
+			port, best = p, epoch
+		}
+	}
+	return port
+}
+
+// parseSentinelConf reads main's port and the config epoch of MasterName
+// from a Sentinel config file.
+func parseSentinelConf(conf string) (port, epoch int, ok bool) {
+	for _, line := range strings.Split(conf, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 6 && f[0] == "sentinel" && f[1] == "monitor" && f[2] == MasterName:
+			if p, err := strconv.Atoi(f[4]); err == nil {
+				port, ok = p, true
+			}
+		case len(f) == 4 && f[0] == "sentinel" && f[1] == "config-epoch" && f[2] == MasterName:
+			epoch, _ = strconv.Atoi(f[3])
+		}
+	}
+	return port, epoch, ok
+}
+
+// redisReady passes for a main, and for a replica once its sync with main
+// is done (before that it would answer every read with "no such key").
+func redisReady(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+		defer rdb.Close()
+		info, err := rdb.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "role:master") && !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("replica not in sync with main yet")
+		}
+		return nil
+	}
 }
 
 // sentinelSpec runs one Sentinel (`redis-server <conf> --sentinel`, what

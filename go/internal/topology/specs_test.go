@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -74,6 +75,14 @@ func TestLayouts(t *testing.T) {
 			t.Errorf("%s: %v: want one --appendonly yes", name, argv)
 		}
 	}
+	// Before any failover main is Ports.RedisMain.
+	if argv := argvOf(t, full, RedisMain); slices.Contains(argv, "--replicaof") {
+		t.Errorf("redis-main: %v: a replica before any failover", argv)
+	}
+	if argv := argvOf(t, full, RedisB1); !strings.Contains(strings.Join(argv, " "), "--replicaof 127.0.0.1 "+strconv.Itoa(c.Ports.RedisMain)) {
+		t.Errorf("redis-b1: %v: not a replica of main", argv)
+	}
+
 	// Each Sentinel writes its own config once and keeps what Sentinel rewrote.
 	argv := argvOf(t, full, Sentinel2)
 	conf := argv[1]
@@ -92,5 +101,25 @@ func TestLayouts(t *testing.T) {
 	argvOf(t, full, Sentinel2)
 	if b, _ := os.ReadFile(conf); string(b) != "rewritten by sentinel\n" {
 		t.Errorf("a restart overwrote the Sentinel's own config: %q", b)
+	}
+
+	// After a failover (recorded by the Sentinels, highest config epoch
+	// wins) every server restarts in its new role.
+	writeConf := func(name string, port, epoch int) {
+		if err := os.MkdirAll(filepath.Join(c.VarDir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		conf := fmt.Sprintf("sentinel monitor detailpage 127.0.0.1 %d 2\nsentinel config-epoch detailpage %d\n", port, epoch)
+		if err := os.WriteFile(filepath.Join(c.VarDir, name, "sentinel.conf"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConf(Sentinel1, c.Ports.RedisB2, 1) // stale
+	writeConf(Sentinel2, c.Ports.RedisReplica, 2)
+	if argv := strings.Join(argvOf(t, full, RedisMain), " "); !strings.Contains(argv, "--replicaof 127.0.0.1 "+strconv.Itoa(c.Ports.RedisReplica)) {
+		t.Errorf("redis-main after a failover to the replica: %s", argv)
+	}
+	if argv := argvOf(t, full, RedisReplica); slices.Contains(argv, "--replicaof") {
+		t.Errorf("redis-replica, main since the failover: %v", argv)
 	}
 }
