@@ -182,6 +182,11 @@ func (t *Topology) redisSpecs(redisSpec func(string, int, func(context.Context) 
 		node(RedisB1, p.RedisB1, priorityB),
 		node(RedisB2, p.RedisB2, priorityB),
 	}
+	// The current main starts first: a replica is healthy once in sync.
+	if i := slices.IndexFunc(specs, func(s spec) bool { return s.addr == Addr(t.mainPort()) }); i > 0 {
+		m := specs[i]
+		specs = slices.Insert(slices.Delete(specs, i, i+1), 0, m)
+	}
 	for i, name := range Sentinels {
 		specs = append(specs, t.sentinelSpec(name, p.Sentinel[i], i == len(Sentinels)-1))
 	}

@@ -122,4 +122,12 @@ func TestLayouts(t *testing.T) {
 	if argv := argvOf(t, full, RedisReplica); slices.Contains(argv, "--replicaof") {
 		t.Errorf("redis-replica, main since the failover: %v", argv)
 	}
+	// A topology started after the failover starts the current main first.
+	again, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{RedisReplica, RedisMain, RedisB1, RedisB2}; !slices.Equal(again.order[:4], want) {
+		t.Errorf("start order after a failover: %v, want %v first", again.order, want)
+	}
 }
