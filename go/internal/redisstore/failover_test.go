@@ -196,3 +196,39 @@ func TestOpenSentinelSpec(t *testing.T) {
 		t.Errorf("SentinelSpec = %q, want %q", got, want)
 	}
 }
+
+// TestHealthForgivesAShortOutage: a service's health check passes through
+// a failover (HealthGrace after the last good ping), but never before a
+// first good ping.
+func TestHealthForgivesAShortOutage(t *testing.T) {
+	dir := t.TempDir()
+	port := testutil.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	never, err := redisstore.Open(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer never.Close()
+	if err := never.Health(t.Context()); err == nil {
+		t.Fatal("health passed with no server ever reached")
+	}
+	srv := startProc(t, dir, "redis", redisArgs(dir, port)...)
+	st, err := redisstore.Open(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	testutil.Eventually(t, 5*time.Second, func() error { return st.Health(t.Context()) })
+	if err := srv.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if st.Ping(t.Context()) == nil {
+			return errors.New("server still answers")
+		}
+		return nil
+	})
+	if err := st.Health(t.Context()); err != nil {
+		t.Fatalf("health failed right after the server went away: %v", err)
+	}
+}
