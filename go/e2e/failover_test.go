@@ -121,6 +121,11 @@ func TestRedisFailover(t *testing.T) {
 		f.mustEditsOnPage(t, 30*time.Second) // no version regression
 	})
 
+	if n := f.healthFailed.Load(); n > 0 {
+		t.Errorf("%d of %d health checks of sync and direct failed during the failovers", n, f.healthChecks.Load())
+	} else {
+		t.Logf("%d health checks of sync and direct, all 200", f.healthChecks.Load())
+	}
 	if n := f.failed.Load(); n > 0 {
 		t.Errorf("%d of %d page requests for ids served before were not 200 (first: %v)", n, f.requests.Load(), f.firstFailure.Load())
 	} else {
@@ -175,6 +180,8 @@ type failoverRig struct {
 	wg           sync.WaitGroup
 	requests     atomic.Int64
 	failed       atomic.Int64
+	healthChecks atomic.Int64
+	healthFailed atomic.Int64 // the services' /healthz answers other than 200
 	firstFailure atomic.Value
 	mu           sync.Mutex
 	last         map[int64]string // id → last accepted name
@@ -208,6 +215,21 @@ func newFailoverRig(t *testing.T, topo *topology.Topology) *failoverRig {
 			}
 		})
 	}
+	f.wg.Go(func() { // the Go services' health checks must not flap through a failover
+		for ctx.Err() == nil {
+			for _, name := range []string{topology.Sync, topology.Direct} {
+				resp, err := client.Get("http://" + topo.Component(name).Addr() + "/healthz")
+				f.healthChecks.Add(1)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					f.healthFailed.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // the probe rate, not synchronisation
+		}
+	})
 	f.wg.Go(func() { // an edit every 200 ms over ids 101..200
 		for i := 0; ctx.Err() == nil; i++ {
 			if err := f.edit(int64(101 + i%100)); err != nil {
