@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -91,6 +92,7 @@ type Config struct {
 	SeedProducts  int
 	SeedShops     int
 	Progress      io.Writer     // start and stop progress for humans; nil: silent
+	Log           *slog.Logger  // the supervisor's structured log (exits, restarts); nil: slog.Default()
 	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the default in lua/detailpage/app.lua)
 	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the default in lua/detailpage/app.lua)
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
