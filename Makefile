@@ -5,7 +5,7 @@ BIN   := bin/detailpage
 # Unit packages: everything but the end-to-end suite.
 UNIT_PKGS = $(shell $(GO) list ./go/... | grep -v /go/e2e)
 
-.PHONY: run test bench build deps test-deps lint unit lua e2e clean
+.PHONY: run test bench build deps test-deps lint unit lua e2e clean fuzz
 
 ## run: install what is missing, build, start the whole topology on loopback
 run: deps build
@@ -43,6 +43,13 @@ unit:
 
 lua:
 	busted --lua=luajit lua/spec
+
+## fuzz: the template parity fuzz (pongo2 against the Lua renderer) for
+##       FUZZTIME (default 5m) with a random seed, printed; minimised failures
+##       are written to go/internal/page/testdata/fuzz (see docs/template.md)
+fuzz:
+	$(GO) test -count=1 -timeout 0 -v -run 'TestParityFuzz$$' ./go/internal/page/ \
+		-parity.seed=0 -parity.duration=$(or $(FUZZTIME),5m) -parity.out=testdata/fuzz
 
 e2e: build
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 12m -v ./go/e2e/...

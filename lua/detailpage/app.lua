@@ -17,7 +17,6 @@
 -- degraded. detailpage.invalidate drops local copies when the sync service
 -- writes a new version.
 
-local cjson = require "cjson.safe"
 local lrucache = require "resty.lrucache"
 local template = require "detailpage.template"
 local degrade = require "detailpage.degrade"
@@ -365,8 +364,9 @@ end
 _M.release_replica = release
 
 -- decode_doc parses a JSON object from Redis; anything else is a miss.
+-- template.decode tells an empty [] from {} as pongo2 does.
 local function decode_doc(raw, what)
-    local doc = cjson.decode(raw)
+    local doc = template.decode(raw)
     if type(doc) ~= "table" then
         log(WARN, "ignoring ", what, ": not a JSON object")
         return nil
@@ -436,7 +436,7 @@ local function read_replica(id)
         local shops = shared.dp_shops
         local cached = shops:get(shop_id)
         if cached then
-            shop = cjson.decode(cached)
+            shop = template.decode(cached)
         else
             local skey = "shop:{s" .. shop_id .. "}"
             local s, serr = red:get(skey)
@@ -469,7 +469,7 @@ local function read_direct(id)
     if res.status ~= 200 then
         return nil, "direct answered " .. tostring(res.status), res.status == 0 or res.status >= 500
     end
-    local env = cjson.decode(res.body)
+    local env = template.decode(res.body)
     if type(env) ~= "table" or type(env.item) ~= "table" then
         return nil, "direct: bad body", true
     end

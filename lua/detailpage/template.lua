@@ -13,16 +13,19 @@
 --   {% if e %} {% elif e %} {% else %} {% endif %}
 --   {% for v in x %} {% empty %} {% endfor %}
 --       inside: forloop.Counter, forloop.Counter0, forloop.First,
---       forloop.Last
+--       forloop.Last; in x itself, the new loop's: 0, 0, True, False
 --
 --   x is a path (name, name.key, name.0 for a list index), a string literal
---   ("..." or '...', escapes \" and \\ only) or an integer literal.
+--   ("..." or '...', escapes \" and \\ only) or an integer literal of at
+--   most 2^53.
 --   e is built from x (filters allowed), not, and, or, ( ), and one of
 --   == != < > <= >= between two x. As in pongo2, and/or have the same
 --   precedence and group to the right: `a and b or c` is `a and (b or c)`.
 --   `not a == b` (pongo2 reads it as `(not a) == b`), chained comparisons,
 --   and comparisons of a parenthesised expression are refused.
 --   No whitespace control ({%- -%}), no other tag, filter or operator.
+--   At most 20 nested loops, 50 nested blocks, 40 levels of and / or /
+--   not / ( ); a LuaJIT limit is reported at a template line.
 --
 -- Semantics, as pongo2 v6 (value.go, filters_builtin.go, variable.go):
 --
@@ -31,11 +34,14 @@
 --   * printing: nil and missing print "", booleans True / False, integral
 --     numbers as integer digits, other numbers as "%f" (6 decimals).
 --   * truthiness: nil, false, 0, "", empty list and empty object are false.
+--   * lists and objects: a JSON array is a Go slice and an object a Go map,
+--     empty or not (an empty [] from _M.decode carries LIST_MT).
 --   * a missing key, or any step through nil, is nil; a key on a string,
 --     number, boolean or list, or an index on an object, is a render error.
 --   * for over nil, missing, a number or a boolean runs {% empty %}; over a
---     string it runs once per byte. Over a non-empty object it is a render
---     error here (pongo2 walks maps in random order).
+--     string it runs once per byte; over an object, once per key, which is
+--     a render error when there are several keys and the body reads the
+--     loop variable (pongo2 walks maps in random order).
 --   * == compares integers by value and other values by type and value;
 --     < > <= >= compare as floats if either side is a non-integral number,
 --     else as integers, converting strings like Go's strconv.ParseFloat.
@@ -43,11 +49,13 @@
 -- Numbers: lua-cjson decodes every number to a double; a number is an
 -- "integer" when it is integral and within int64, exactly as the Go side
 -- decodes documents (go/internal/page). JSON null (cjson.null) is nil.
+-- Documents must be decoded with _M.decode, which tells [] from {}.
 -- See docs/template.md.
 --
 -- Usage:
 --   local template = require "detailpage.template"
 --   local render, err = template.compile(source, "item.html")
+--   local doc = template.decode(json)
 --   local html, err = render({ item = doc, shop = shop })
 
 local type = type
@@ -67,6 +75,8 @@ local str_gsub = string.gsub
 local str_match = string.match
 local str_format = string.format
 local str_lower = string.lower
+local str_upper = string.upper
+local str_char = string.char
 local math_floor = math.floor
 local math_ceil = math.ceil
 local math_huge = math.huge
@@ -79,9 +89,15 @@ local NULL = cjson_ok and cjson.null or setmetatable({}, { __tostring = function
 -- Set on decoded arrays by OpenResty's lua-cjson with
 -- decode_array_with_array_mt(true); lets an empty [] be told from {}.
 local ARRAY_MT = cjson_ok and cjson.array_mt or nil
+-- Set by _M.decode on the empty arrays of a document (Debian's lua-cjson
+-- decodes [] and {} to the same empty table).
+local LIST_MT = {}
 
 local TWO63 = 2 ^ 63
 local EMPTY = {}
+-- The render error of a loop over an object with several keys whose body
+-- reads the key: pongo2's order is random. _M.ORDER_ERROR for callers.
+local ORDER_ERROR = "for over an object with several keys: pongo2's order is random"
 
 local ESCAPES = {
     ["&"] = "&amp;",
@@ -112,9 +128,25 @@ local COMPARISONS = {
 }
 
 local FORLOOP_FIELDS = { Counter = true, Counter0 = true, First = true, Last = true }
+-- forloop in a for tag's own list expression: pongo2's fresh loop info.
+local FORLOOP_BEFORE = { Counter = "0", Counter0 = "0", First = "true", Last = "false" }
 
--- Integer literals must stay exact in a double.
-local MAX_INT_LITERAL_DIGITS = 15
+-- Nesting limits, within LuaJIT's (200 syntax levels, 200 locals per
+-- function): a loop takes 7 locals and 3 levels, an if 1 level, each
+-- level of and / or / not / parentheses up to 2.
+local MAX_LOOP_DEPTH = 20
+local MAX_BLOCK_DEPTH = 50
+local MAX_EXPR_DEPTH = 40
+
+-- Tags and texts per generated function (see compile_source), at the top
+-- level and inside a block.
+local PART_SIZE = 2000
+local BLOCK_SPLIT = 300
+
+-- Integer literals must stay exact in a double: at most 2^53.
+local MAX_INT_LITERAL = "9007199254740992"
+-- pongo2 reads an index with strconv.Atoi: at most MaxInt64.
+local MAX_INDEX = "9223372036854775807"
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -132,8 +164,16 @@ local function is_int(n)
     return n == math_floor(n) and n >= -TWO63 and n < TWO63
 end
 
+-- A decoded JSON array (a Go []interface{}), as opposed to an object (a
+-- map[string]interface{}): non-empty arrays have t[1]; empty ones carry
+-- LIST_MT (set by _M.decode) or OpenResty's cjson.array_mt. An empty table
+-- without either is an empty object.
 local function is_list(t)
-    return t[1] ~= nil or (ARRAY_MT ~= nil and getmetatable(t) == ARRAY_MT)
+    if t[1] ~= nil then
+        return true
+    end
+    local mt = getmetatable(t)
+    return mt ~= nil and (mt == LIST_MT or mt == ARRAY_MT)
 end
 
 -- Go's reflect kind names, for error messages.
@@ -184,7 +224,7 @@ local function tostr(v)
     elseif t == "boolean" then
         return v and "True" or "False"
     elseif t == "table" and v ~= NULL then
-        if next(v) == nil or is_list(v) then
+        if is_list(v) then
             return "<[]interface {} Value>"
         end
         return "<map[string]interface {} Value>"
@@ -244,9 +284,6 @@ local function index(v, i, line)
     end
     local t = type(v)
     if t == "table" then
-        if next(v) == nil then
-            return nil
-        end
         if not is_list(v) then
             fail(line, "can't access index " .. i .. " on type map")
         end
@@ -264,24 +301,54 @@ local function index(v, i, line)
     fail(line, "can't access index " .. i .. " on type " .. kind(v))
 end
 
--- |default:"x"
-local function default(v, d)
-    if truthy(v) then
-        return v
+-- A path after its first name: p = { line = L, "key", 0, ... }, a string
+-- for .key, a number for .0.
+local function path(v, p)
+    local line = p.line
+    for i = 1, #p do
+        if v == nil then
+            return nil
+        end
+        local part = p[i]
+        if type(part) == "string" then
+            v = get(v, part, line)
+        else
+            v = index(v, part, line)
+        end
     end
-    return d
+    return v
 end
 
--- Value.IterateOrder(): the items to loop over and their count.
-local function iter(v, line)
+-- |default:"x"|default:0 ...: d = { "x", 0, ... }
+local function default(v, d)
+    for i = 1, #d do
+        if truthy(v) then
+            return v
+        end
+        v = d[i]
+    end
+    return v
+end
+
+-- Value.IterateOrder(): the items to loop over and their count. Over an
+-- object pongo2 gives its keys in Go's random map order: that is matched
+-- when the order cannot show (one key, or a body that never reads the loop
+-- variable, uses_var false); otherwise it is a render error.
+local function iter(v, line, uses_var)
     local t = type(v)
-    if t == "table" then
+    if t == "table" and v ~= NULL then
         if is_list(v) then
             return v, #v
-        elseif next(v) == nil then
-            return EMPTY, 0
         end
-        fail(line, "for over an object is not supported")
+        local keys, n = {}, 0
+        for k in next, v do
+            n = n + 1
+            keys[n] = k
+        end
+        if n > 1 and uses_var then
+            fail(line, ORDER_ERROR .. " (" .. n .. " keys)")
+        end
+        return keys, n
     elseif t == "string" then
         local n = #v
         local bytes = {}
@@ -307,7 +374,10 @@ local function eq(a, b, line)
         return is_int(a) == is_int(b) and a == b
     end
     if ta == "table" and tb == "table" then
-        fail(line, "can't compare two lists or objects")
+        if is_list(a) ~= is_list(b) then
+            return false -- different dynamic types: Go says false
+        end
+        fail(line, "can't compare two lists or two objects")
     end
     return ta == tb and a == b
 end
@@ -465,8 +535,7 @@ local RUNTIME = {
     out = out,
     tostr = tostr,
     truthy = truthy,
-    get = get,
-    index = index,
+    path = path,
     default = default,
     iter = iter,
     eq = eq,
@@ -567,8 +636,10 @@ local function tokenize(src, pos, closer, line)
 end
 
 -- Parser state for the tokens of one tag.
-local function new_reader(tokens, line, scope)
-    return { tokens = tokens, i = 1, line = line, scope = scope }
+-- const(v) stores a constant for the generated code and returns its
+-- index in T.
+local function new_reader(tokens, line, scope, const)
+    return { tokens = tokens, i = 1, line = line, scope = scope, const = const, depth = 0 }
 end
 
 local function peek(r)
@@ -608,6 +679,12 @@ local function find_loop(scope, name)
     end
 end
 
+-- Whether the digit string s is above the digit string max.
+local function above(s, max)
+    s = str_match(s, "^0*(%d*)$")
+    return #s > #max or (#s == #max and s > max)
+end
+
 -- A path: NAME ( . NAME | . NUMBER )*
 local function parse_path(r, first)
     local line = r.line
@@ -615,7 +692,11 @@ local function parse_path(r, first)
     local code
     if name == "forloop" then
         local loop = r.scope[#r.scope]
-        if loop == nil then
+        if r.for_list then
+            -- pongo2 evaluates a for tag's list with the new loop's
+            -- forloop already in place, before the first item.
+            loop = "new"
+        elseif loop == nil then
             syntax_error(line, "forloop outside a for loop")
         elseif loop.state == "empty" then
             syntax_error(line, "forloop inside {% empty %}")
@@ -632,6 +713,9 @@ local function parse_path(r, first)
         if is_sym(peek(r), ".") then
             syntax_error(line, "can't access a field of forloop." .. field.val)
         end
+        if loop == "new" then
+            return FORLOOP_BEFORE[field.val]
+        end
         local id = loop.id
         if field.val == "Counter" then
             return "i" .. id
@@ -646,25 +730,32 @@ local function parse_path(r, first)
     end
     local loop = find_loop(r.scope, name)
     if loop then
+        loop.uses_var = true
         code = "v" .. loop.id
     else
         code = "C[" .. str_format("%q", name) .. "]"
     end
+    -- The parts go to a constant table, walked by path() at run time: no
+    -- nesting in the generated code, however long the path.
+    local parts = { line = line }
     while is_sym(peek(r), ".") do
         take(r)
         local part = take(r)
         if part == nil then
             syntax_error(line, "expected a name or number after '.'")
         elseif part.typ == "name" then
-            code = "get(" .. code .. ", " .. str_format("%q", part.val) .. ", " .. line .. ")"
+            parts[#parts + 1] = part.val
         elseif part.typ == "number" then
-            if #part.val > MAX_INT_LITERAL_DIGITS then
-                syntax_error(line, "index " .. part.val .. " is too large")
+            if above(part.val, MAX_INDEX) then
+                syntax_error(line, "index " .. part.val .. " is out of range (pongo2 refuses it too)")
             end
-            code = "index(" .. code .. ", " .. tonumber(part.val) .. ", " .. line .. ")"
+            parts[#parts + 1] = tonumber(part.val)
         else
             syntax_error(line, describe(part) .. " is not allowed in a variable name")
         end
+    end
+    if #parts > 0 then
+        code = "path(" .. code .. ", T[" .. r.const(parts) .. "])"
     end
     local nxt = peek(r)
     if is_sym(nxt, "[") or is_sym(nxt, "(") then
@@ -673,17 +764,20 @@ local function parse_path(r, first)
     return code
 end
 
+-- A string or integer literal: its Lua code and its value.
 local function literal(r, tok)
     if tok.typ == "string" then
-        return str_format("%q", tok.val)
+        return str_format("%q", tok.val), tok.val
     end
-    if #tok.val > MAX_INT_LITERAL_DIGITS then
-        syntax_error(r.line, "integer " .. tok.val .. " is too large")
+    if above(tok.val, MAX_INT_LITERAL) then
+        syntax_error(r.line, "integer " .. tok.val .. " is larger than 2^53 = " .. MAX_INT_LITERAL
+            .. " (not exact in the Lua renderer)")
     end
     if is_sym(peek(r), ".") then
         syntax_error(r.line, "float literals are not supported")
     end
-    return str_format("%d", tonumber(tok.val))
+    local v = tonumber(tok.val)
+    return str_format("%d", v), v
 end
 
 -- A value with its filters: (path | literal) ( | filter )*
@@ -702,6 +796,7 @@ local function parse_value(r)
         syntax_error(line, "expected a variable, string or number, got " .. describe(tok))
     end
     local safe = false
+    local defaults = {}
     while is_sym(peek(r), "|") do
         take(r)
         local f = take(r)
@@ -723,22 +818,37 @@ local function parse_value(r)
                 syntax_error(line, "the argument of 'default' must be a string or integer literal, got "
                     .. describe(arg))
             end
-            code = "default(" .. code .. ", " .. literal(r, arg) .. ")"
+            local _, v = literal(r, arg)
+            defaults[#defaults + 1] = v
         else
             syntax_error(line, "unknown filter '" .. f.val .. "'")
         end
+    end
+    if #defaults > 0 then
+        code = "default(" .. code .. ", T[" .. r.const(defaults) .. "])"
     end
     return code, safe
 end
 
 local parse_expr
 
+-- One more level of and / or / not / parentheses.
+local function nest(r)
+    r.depth = r.depth + 1
+    if r.depth > MAX_EXPR_DEPTH then
+        syntax_error(r.line, "expression nested deeper than " .. MAX_EXPR_DEPTH
+            .. " levels of and / or / not / parentheses")
+    end
+end
+
 -- An operand: ( expr ) | value. Returns code, code kind ("bool" for a Lua
 -- boolean, "value" for a template value) and the operand form.
 local function parse_factor(r)
     if is_sym(peek(r), "(") then
         take(r)
+        nest(r)
         local code, k = parse_expr(r)
+        r.depth = r.depth - 1
         if not is_sym(take(r), ")") then
             syntax_error(r.line, "expected ')'")
         end
@@ -762,7 +872,9 @@ local function parse_simple(r)
         if is_kw(peek(r), "not") then
             syntax_error(r.line, "'not not' is not allowed")
         end
+        nest(r)
         local code, k = parse_factor(r)
+        r.depth = r.depth - 1
         return "(not " .. as_bool(code, k) .. ")", "bool", "not"
     end
     if tok ~= nil and tok.typ == "symbol" and (tok.val == "!" or tok.val == "-" or tok.val == "+") then
@@ -822,7 +934,9 @@ parse_expr = function(r)
     local tok = peek(r)
     if is_kw(tok, "and") or is_kw(tok, "or") then
         take(r)
+        nest(r)
         local right, rk = parse_expr(r)
+        r.depth = r.depth - 1
         return "(" .. as_bool(left, k) .. " " .. tok.val .. " " .. as_bool(right, rk) .. ")", "bool"
     elseif is_sym(tok, "&&") or is_sym(tok, "||") then
         syntax_error(r.line, "operator '" .. tok.val .. "' is not supported, use and / or")
@@ -846,31 +960,88 @@ local function parse_condition(r, tag)
     return as_bool(code, k)
 end
 
+-- Returns the Lua source, the texts it refers to (T[i]) and, for each
+-- line of the Lua source, the template line it comes from.
 local function compile_source(source)
     local code = {
-        "local R = ...\n",
+        "local R, T = ...\n",
         "local concat, out, tostr, truthy = R.concat, R.out, R.tostr, R.truthy\n",
-        "local get, index, default, iter = R.get, R.index, R.default, R.iter\n",
+        "local path, default, iter = R.path, R.default, R.iter\n",
         "local eq, lt, le, gt, ge = R.eq, R.lt, R.le, R.gt, R.ge\n",
-        "return function(C)\n",
-        "local b, n = {}, 0\n",
+        "local F = {}\n",
+        "F[1] = function(C, b, n)\n",
     }
+    local texts, ntexts = {}, 0
+    local function const(v)
+        ntexts = ntexts + 1
+        texts[ntexts] = v
+        return ntexts
+    end
+    local lines = { 1, 1, 1, 1, 1, 1 } -- Lua line -> template line
+    -- The body is cut into functions F[1], F[2]... at top-level tags, so
+    -- that no function reaches LuaJIT's limit of constants.
+    local parts, part_size = 1, 0
+    local line = 1
     local function emit(s)
         code[#code + 1] = s
+        local _, nl = str_gsub(s, "\n", "")
+        for _ = 1, nl do
+            lines[#lines + 1] = line
+        end
     end
 
     local stack = {} -- open blocks: { tag = "if" | "for", line, state, id, var }
     local scope = {} -- open for loops, for names
     local loops = 0
     local pos = 1
-    local line = 1
     local len = #source
 
     local function text(s)
         if s ~= "" then
-            emit("n = n + 1 b[n] = " .. str_format("%q", s) .. "\n")
+            emit("n = n + 1 b[n] = T[" .. const(s) .. "]\n")
             local _, nl = str_gsub(s, "\n", "")
             line = line + nl
+        end
+    end
+
+    local function open_block()
+        if #stack >= MAX_BLOCK_DEPTH then
+            syntax_error(line, "blocks ({% if %} and {% for %}) nested deeper than " .. MAX_BLOCK_DEPTH)
+        end
+    end
+
+    -- Inside blocks, LuaJIT's jumps reach 32767 instructions: a block
+    -- whose body grows past BLOCK_SPLIT tags and texts goes on in a
+    -- closure, "do local f = function() ... end f() end", a prototype of
+    -- its own (b, n and the loop variables are upvalues). Each block counts
+    -- the tags in its prototype: up to its innermost open closure.
+    local function split_blocks()
+        local over = false
+        for i = #stack, 1, -1 do
+            local blk = stack[i]
+            if blk.open then
+                blk.cseg = blk.cseg + 1
+                over = over or blk.cseg > BLOCK_SPLIT
+                break
+            end
+            blk.seg = (blk.seg or 0) + 1
+            over = over or blk.seg > BLOCK_SPLIT
+        end
+        if over then
+            local top = stack[#stack]
+            if top.open then
+                emit("end f() end\n")
+            end
+            emit("do local f = function()\n")
+            top.open, top.cseg = true, 0
+        end
+    end
+
+    -- Closes the innermost block's closure before one of its tags.
+    local function close_split(top)
+        if top.open then
+            emit("end f() end\n")
+            top.open = false
         end
     end
 
@@ -884,6 +1055,13 @@ local function compile_source(source)
     end
 
     while pos <= len do
+        if part_size > PART_SIZE and #stack == 0 then
+            parts = parts + 1
+            part_size = 0
+            emit("return n end\nF[" .. parts .. "] = function(C, b, n)\n")
+        end
+        part_size = part_size + 1
+        split_blocks()
         local s = str_find(source, "{[{%%#]", pos)
         if s == nil then
             text(str_sub(source, pos))
@@ -906,7 +1084,7 @@ local function compile_source(source)
             local closer = opener == "{{" and "}}" or "%}"
             local tokens, after = tokenize(source, s + 2, closer, line)
             pos = after
-            local r = new_reader(tokens, line, scope)
+            local r = new_reader(tokens, line, scope, const)
             if opener == "{{" then
                 if #tokens == 0 then
                     syntax_error(line, "empty {{ }}")
@@ -930,6 +1108,7 @@ local function compile_source(source)
                 local name = tag.val
                 if name == "if" then
                     local cond = parse_condition(r, "if")
+                    open_block()
                     stack[#stack + 1] = { tag = "if", line = line, state = "if" }
                     emit("if " .. cond .. " then\n")
                 elseif name == "elif" then
@@ -938,6 +1117,7 @@ local function compile_source(source)
                         syntax_error(line, "{% elif %} after {% else %}")
                     end
                     local cond = parse_condition(r, "elif")
+                    close_split(top)
                     emit("elseif " .. cond .. " then\n")
                 elseif name == "else" then
                     local top = block_top("if", "else")
@@ -946,10 +1126,12 @@ local function compile_source(source)
                     end
                     expect_end(r, "{% else %}")
                     top.state = "else"
+                    close_split(top)
                     emit("else\n")
                 elseif name == "endif" then
-                    block_top("if", "endif")
+                    local top = block_top("if", "endif")
                     expect_end(r, "{% endif %}")
+                    close_split(top)
                     stack[#stack] = nil
                     emit("end\n")
                 elseif name == "for" then
@@ -969,7 +1151,9 @@ local function compile_source(source)
                     if peek(r) == nil then
                         syntax_error(line, "{% for %} needs a list")
                     end
+                    r.for_list = true
                     local list = parse_value(r)
+                    r.for_list = false
                     local tok = peek(r)
                     if tok ~= nil then
                         if tok.typ == "name" and (tok.val == "reversed" or tok.val == "sorted") then
@@ -977,13 +1161,21 @@ local function compile_source(source)
                         end
                         syntax_error(line, "unexpected " .. describe(tok) .. " in {% for %}")
                     end
+                    open_block()
+                    if #scope >= MAX_LOOP_DEPTH then
+                        syntax_error(line, "loops nested deeper than " .. MAX_LOOP_DEPTH)
+                    end
                     loops = loops + 1
                     local id = loops
                     local loop = { tag = "for", line = line, state = "body", id = id, var = var.val }
                     stack[#stack + 1] = loop
                     scope[#scope + 1] = loop
-                    emit("do local l" .. id .. ", n" .. id .. " = iter(" .. list .. ", " .. line .. ")\n"
-                        .. "if n" .. id .. " > 0 then for i" .. id .. " = 1, n" .. id .. " do\n"
+                    -- iter's last argument (does the body read the loop
+                    -- variable?) is known at {% endfor %}.
+                    loop.head = "do local l" .. id .. ", n" .. id .. " = iter(" .. list .. ", " .. line .. ", "
+                    emit(loop.head .. "true)\n")
+                    loop.at = #code
+                    emit("if n" .. id .. " > 0 then for i" .. id .. " = 1, n" .. id .. " do\n"
                         .. "local v" .. id .. " = l" .. id .. "[i" .. id .. "]\n")
                 elseif name == "empty" then
                     local top = block_top("for", "empty")
@@ -992,10 +1184,13 @@ local function compile_source(source)
                     end
                     expect_end(r, "{% empty %}")
                     top.state = "empty"
+                    close_split(top)
                     emit("end else\n")
                 elseif name == "endfor" then
                     local top = block_top("for", "endfor")
                     expect_end(r, "{% endfor %}")
+                    code[top.at] = top.head .. tostring(top.uses_var == true) .. ")\n"
+                    close_split(top)
                     if top.state == "body" then
                         emit("end end end\n")
                     else
@@ -1016,8 +1211,10 @@ local function compile_source(source)
             .. " %} before the end of the template")
     end
 
-    emit("return concat(b, \"\", 1, n)\nend\n")
-    return concat(code)
+    emit("return n end\nreturn function(C)\nlocal b, n = {}, 0\n"
+        .. "for f = 1, " .. parts .. " do n = F[f](C, b, n) end\n"
+        .. "return concat(b, \"\", 1, n)\nend\n")
+    return concat(code), texts, lines
 end
 
 -- Compiles a template. Returns a render function, or nil and an error
@@ -1034,7 +1231,7 @@ function _M.compile(source, chunkname)
     end
     chunkname = chunkname or "template"
 
-    local ok, lua_src = pcall(compile_source, source)
+    local ok, lua_src, texts, lines = pcall(compile_source, source)
     if not ok then
         if type(lua_src) == "table" then
             return nil, chunkname .. ":" .. lua_src.line .. ": " .. lua_src.msg
@@ -1042,11 +1239,20 @@ function _M.compile(source, chunkname)
         return nil, chunkname .. ": compile: " .. tostring(lua_src)
     end
 
-    local chunk, err = loadstring(lua_src, "=" .. chunkname .. " (compiled)")
+    local chunk, err = loadstring(lua_src, "=compiled")
     if chunk == nil then
-        return nil, chunkname .. ": compile: generated code does not load: " .. tostring(err)
+        -- A LuaJIT limit (constants, locals, nesting levels, jump
+        -- lengths): report it at the template line it comes from.
+        err = tostring(err)
+        local at, msg = str_match(err, "^compiled:(%d+): (.*)$")
+        local tline = at and lines[tonumber(at)]
+        if tline then
+            return nil, chunkname .. ":" .. tline .. ": template too large or too deeply nested for the"
+                .. " Lua renderer (LuaJIT: " .. msg .. ")"
+        end
+        return nil, chunkname .. ": compile: generated code does not load: " .. err
     end
-    local fn = chunk(RUNTIME)
+    local fn = chunk(RUNTIME, texts)
 
     return function(ctx)
         if type(ctx) ~= "table" then
@@ -1063,11 +1269,150 @@ function _M.compile(source, chunkname)
     end, nil, lua_src
 end
 
+------------------------------------------------------------------------
+-- Documents: JSON with [] told from {}.
+------------------------------------------------------------------------
+
+-- Replaces every empty array outside strings, "[" JSON-whitespace "]",
+-- with [mark]. Returns the text and the number of replacements.
+local function mark_empty_arrays(s, mark)
+    local parts, np = {}, 0
+    local start, pos, count = 1, 1, 0
+    local instr = false
+    while true do
+        local i = str_find(s, instr and '["\\]' or '["%[]', pos)
+        if i == nil then
+            break
+        end
+        local c = str_byte(s, i)
+        if instr then
+            if c == 92 then -- backslash: skip the escaped byte
+                pos = i + 2
+            else
+                instr = false
+                pos = i + 1
+            end
+        elseif c == 34 then
+            instr = true
+            pos = i + 1
+        else
+            local e = str_match(s, "^%[[ \t\r\n]*%]()", i)
+            if e then
+                np = np + 1
+                parts[np] = str_sub(s, start, i - 1)
+                np = np + 1
+                parts[np] = mark
+                start = e
+                count = count + 1
+                pos = e
+            else
+                pos = i + 1
+            end
+        end
+    end
+    if count == 0 then
+        return s, 0
+    end
+    parts[np + 1] = str_sub(s, start)
+    return concat(parts), count
+end
+
+-- Turns every table that is exactly { sentinel } into an empty list.
+-- Returns the value and how many were found.
+local function unmark(v, sentinel)
+    if type(v) ~= "table" then
+        return v, 0
+    end
+    if v[1] == sentinel and v[2] == nil then
+        return setmetatable({}, LIST_MT), 1
+    end
+    local found = 0
+    for k, e in next, v do
+        if type(e) == "table" then
+            local r, f = unmark(e, sentinel)
+            if f > 0 then
+                v[k] = r
+                found = found + f
+            end
+        end
+    end
+    return v, found
+end
+
+-- Sets seen[s] for every string (key or value) of v.
+local function collect_strings(v, seen)
+    for k, e in next, v do
+        if type(k) == "string" then
+            seen[k] = true
+        end
+        if type(e) == "string" then
+            seen[e] = true
+        elseif type(e) == "table" then
+            collect_strings(e, seen)
+        end
+    end
+end
+
+-- decode parses a JSON document for render(): like cjson.decode, except
+-- that an empty array is an empty list (it carries a metatable) and an
+-- empty object an empty object, as in pongo2. JSON null is cjson.null.
+-- Returns the value, or nil and an error.
+function _M.decode(text)
+    if type(text) ~= "string" then
+        return nil, "decode: expected a string, got " .. type(text)
+    end
+    if not cjson_ok then
+        return nil, "decode: lua-cjson is not available"
+    end
+    if not str_find(text, "%[[ \t\r\n]*%]") then
+        local ok, v = pcall(cjson.decode, text)
+        if not ok then
+            return nil, "decode: " .. tostring(v)
+        end
+        return v
+    end
+    -- A sentinel list ["<C>detailpage.template:[]"] in place of each empty
+    -- array, where <C> is a control character the text never holds (raw
+    -- or escaped): then no string of the document can equal the sentinel.
+    -- Duplicate keys may drop some sentinels, as they drop any value.
+    local function decode_marked(json_string, sentinel)
+        local ok, v = pcall(cjson.decode, (mark_empty_arrays(text, "[" .. json_string .. "]")))
+        if not ok then
+            return nil, "decode: " .. tostring(v)
+        end
+        return (unmark(v, sentinel))
+    end
+    for c = 1, 31 do
+        local hex = str_format("%04x", c)
+        if not str_find(text, str_char(c), 1, true) and not str_find(text, "\\u" .. hex, 1, true)
+                and not str_find(text, "\\u" .. str_upper(hex), 1, true) then
+            return decode_marked('"\\u' .. hex .. 'detailpage.template:[]"', str_char(c) .. "detailpage.template:[]")
+        end
+    end
+    -- A document with every control character: decode it once to pick a
+    -- sentinel none of its strings equals.
+    local ok, v = pcall(cjson.decode, text)
+    if not ok then
+        return nil, "decode: " .. tostring(v)
+    end
+    local seen = {}
+    if type(v) == "table" then
+        collect_strings(v, seen)
+    end
+    local k = 0
+    while seen["detailpage.template:[]:" .. k] do
+        k = k + 1
+    end
+    return decode_marked('"detailpage.template:[]:' .. k .. '"', "detailpage.template:[]:" .. k)
+end
+
 -- Exposed for tests.
 _M._escape = escape
 _M._tostr = tostr
 _M._truthy = truthy
 _M._parse_float = parse_float
 _M.null = NULL
+_M.ORDER_ERROR = ORDER_ERROR
+_M._is_list = is_list
 
 return _M

@@ -160,10 +160,33 @@ describe("detailpage.template", function()
             assert.equal("a,&lt;,", render("{% for c in s %}{{ c }},{% endfor %}", { s = "a<" }))
         end)
 
-        it("refuses to loop over an object", function()
-            local html, err = render("{% for x in m %}{% endfor %}", { m = { a = 1 } })
+        it("loops over the key of a one-key object, as pongo2", function()
+            assert.equal("1a;", render("{% for k in m %}{{ forloop.Counter }}{{ k }};{% endfor %}",
+                { m = { a = { 1 } } }))
+        end)
+
+        it("loops over a larger object when the body does not read the key", function()
+            assert.equal("1F2F3T", render("{% for k in m %}{{ forloop.Counter }}{{ forloop.Last }}"
+                .. "{% endfor %}", { m = { a = 1, b = 2, c = 3 } }):gsub("True", "T"):gsub("False", "F"))
+        end)
+
+        it("refuses a larger object when the body reads the key (pongo2's order is random)", function()
+            local html, err = render("{% for k in m %}\n{{ k }}{% endfor %}", { m = { a = 1, b = 2 } })
             assert.is_nil(html)
-            assert.equal("t.html:1: for over an object is not supported", err)
+            assert.equal("t.html:1: " .. template.ORDER_ERROR .. " (2 keys)", err)
+            local _, err2 = render("{% for k in m %}{% for x in k %}{% endfor %}{% endfor %}", { m = { a = 1, b = 2 } })
+            assert.equal("t.html:1: " .. template.ORDER_ERROR .. " (2 keys)", err2)
+        end)
+
+        it("gives forloop in a for tag's list the new loop's fresh values, as pongo2", function()
+            -- pongo2 sets up the new forloop (Counter 0, Counter0 0, First
+            -- true, Last false) before it evaluates the list.
+            assert.equal("}}", render('{% for a in "xy" %}{% for b in forloop.Counter0|default:"e" %}}'
+                .. "{% endfor %}{% endfor %}"))
+            assert.equal("ab", render('{% for a in "x" %}{% for b in forloop.Last|default:"ab" %}{{ b }}'
+                .. "{% endfor %}{% endfor %}"))
+            assert.equal("cd", render('{% for b in forloop.Counter|default:"cd" %}{{ b }}{% endfor %}'))
+            assert.equal("E", render("{% for b in forloop.First %}x{% empty %}E{% endfor %}"))
         end)
 
         it("nests, shadows and restores names", function()
@@ -268,7 +291,9 @@ describe("detailpage.template", function()
             { "{% for forloop in xs %}{% endfor %}", "t.html:1: 'forloop' is a reserved name" },
             { "{{ pongo2.version }}", "t.html:1: 'pongo2' is a reserved name" },
             { "{{ a.0b }}", "t.html:1: malformed number" },
-            { "{{ 1234567890123456 }}", "t.html:1: integer 1234567890123456 is too large" },
+            { "{{ 9007199254740993 }}", "t.html:1: integer 9007199254740993 is larger than 2^53" },
+            { "\n{% if a == 00000000000000000000009007199254740993 %}{% endif %}", "t.html:2: integer" },
+            { "{{ a.9223372036854775808 }}", "t.html:1: index 9223372036854775808 is out of range" },
         }
         for _, c in ipairs(cases) do
             it(c[1], function()
@@ -303,6 +328,40 @@ describe("detailpage.template", function()
             assert.equal("t.html:1: can't access index 0 on type map", err2)
         end)
 
+        it("matches pongo2 on empty lists and objects from decode", function()
+            local item = template.decode('{"l":[],"o":{},"n":[[], {}, [ \n ]],"s":"[]"}')
+            local ctx = { item = item }
+            local _, err1 = render("{{ item.l.a }}", ctx)
+            assert.equal("t.html:1: can't access field 'a' on type slice", err1)
+            local _, err2 = render("\n{{ item.o.0 }}", ctx)
+            assert.equal("t.html:2: can't access index 0 on type map", err2)
+            assert.equal("[][]", render("[{{ item.l.0 }}][{{ item.o.a }}]", ctx))
+            assert.equal("<[]interface {} Value>|<map[string]interface {} Value>|<[]interface {} Value>|[]",
+                render("{{ item.l }}|{{ item.o }}|{{ item.n.2 }}|{{ item.s }}", ctx))
+            assert.equal("FF", render("{% if item.l %}T{% else %}F{% endif %}"
+                .. "{% if item.o %}T{% else %}F{% endif %}", ctx))
+            assert.equal("EE", render("{% for x in item.l %}x{% empty %}E{% endfor %}"
+                .. "{% for x in item.o %}x{% empty %}E{% endfor %}", ctx))
+            -- A list is never equal to an object (Go: different types);
+            -- two lists or two objects cannot be compared.
+            assert.equal("ne", render("{% if item.l == item.o %}eq{% else %}ne{% endif %}", ctx))
+            assert.is_nil(render("{% if item.l == item.n.0 %}{% endif %}", ctx))
+            assert.is_nil(render("{% if item.o == item.n.1 %}{% endif %}", ctx))
+        end)
+
+        it("fails on item.html for an empty list where an object is expected, as pongo2", function()
+            local f = assert(io.open("templates/item.html", "rb"))
+            local fn = assert(template.compile(f:read("*a"), "item.html"))
+            f:close()
+            local html, err = fn({ item = template.decode("[]") })
+            assert.is_nil(html)
+            assert.matches("on type slice", err)
+            html, err = fn({ item = template.decode('{"name":"x","images":[[]]}') })
+            assert.is_nil(html)
+            assert.matches("on type slice", err)
+            assert.truthy(fn({ item = template.decode('{"name":"x","images":[{}]}') }))
+        end)
+
         it("returns nil, err for a bad context", function()
             local fn = assert(template.compile("x"))
             local html, err = fn("nope")
@@ -316,6 +375,116 @@ describe("detailpage.template", function()
             local html, err = fn(ctx)
             assert.is_nil(html)
             assert.matches("boom", err)
+        end)
+    end)
+
+    describe("decode", function()
+        it("tells empty lists from empty objects", function()
+            local v = assert(template.decode('[[],{},[ \t\r\n],{"a":[]},"[]",["[]"],[1],{"b":{}}]'))
+            assert.is_true(template._is_list(v))
+            assert.is_true(template._is_list(v[1]))
+            assert.is_false(template._is_list(v[2]))
+            assert.is_true(template._is_list(v[3]))
+            assert.is_true(template._is_list(v[4].a))
+            assert.equal("[]", v[5])
+            assert.same({ "[]" }, v[6])
+            assert.is_true(template._is_list(v[7]))
+            assert.is_false(template._is_list(v[8].b))
+            assert.is_false(template._is_list(assert(template.decode("{}"))))
+            assert.is_true(template._is_list(assert(template.decode(" [ ] "))))
+        end)
+
+        it("leaves strings that look like arrays alone, escapes included", function()
+            local v = assert(template.decode('{"a":"x\\"[]","b":"\\\\","c":[]}'))
+            assert.equal('x"[]', v.a)
+            assert.equal("\\", v.b)
+            assert.is_true(template._is_list(v.c))
+        end)
+
+        it("is not fooled by a document holding its sentinel", function()
+            local v = assert(template.decode('{"a":["\\u0001detailpage.template:[]:1"],"b":[]}'))
+            assert.same({ "\1detailpage.template:[]:1" }, v.a)
+            assert.is_true(template._is_list(v.b))
+            assert.equal(0, #v.b)
+        end)
+
+        it("takes duplicate keys like any decoder: the last one wins", function()
+            local v = assert(template.decode('{"c":[],"c":null,"d":null,"d":[]}'))
+            assert.equal(template.null, v.c)
+            assert.is_true(template._is_list(v.d))
+        end)
+
+        it("marks empty arrays even in a document holding every control character", function()
+            local all = {}
+            for c = 1, 31 do
+                all[#all + 1] = string.format("\\u%04x", c)
+            end
+            local text = '{"s":"' .. table.concat(all) .. '","l":[],"o":{},'
+                .. '"t":["detailpage.template:[]:0"]}'
+            local v = assert(template.decode(text))
+            assert.is_true(template._is_list(v.l))
+            assert.is_false(template._is_list(v.o))
+            assert.same({ "detailpage.template:[]:0" }, v.t)
+            assert.equal(31, #v.s)
+        end)
+
+        it("keeps null and reports bad JSON", function()
+            assert.equal(template.null, template.decode("null"))
+            local v, err = template.decode("[1,")
+            assert.is_nil(v)
+            assert.matches("^decode: ", err)
+        end)
+    end)
+
+    describe("limits", function()
+        it("renders a template too large for one Lua function", function()
+            local parts = {}
+            for i = 1, 30000 do
+                parts[i] = "{% if item.x" .. i .. " %}y{% endif %}{{ item.a" .. i .. "|default:" .. i .. " }}\n"
+            end
+            local html = assert(render(table.concat(parts), { item = { x7 = true } }))
+            assert.equal("1\n2\n", html:sub(1, 4))
+            assert.truthy(html:find("\n6\ny7\n8\n", 1, true))
+            assert.truthy(html:find("\n30000\n$"))
+        end)
+
+        it("refuses nesting beyond its limits at the template's line", function()
+            local s = "ok\n\n"
+            for i = 1, 300 do
+                s = s .. "{% if item.x" .. i .. " %}\n"
+            end
+            s = s .. string.rep("{% endif %}", 300)
+            assert.equal("t.html:53: blocks ({% if %} and {% for %}) nested deeper than 50", compile_error(s))
+            s = "\n" .. string.rep("{% for a in b %}\n", 21) .. string.rep("{% endfor %}", 21)
+            assert.equal("t.html:22: loops nested deeper than 20", compile_error(s))
+            s = "\n{% if " .. string.rep("a or ", 41) .. "a %}{% endif %}"
+            assert.equal("t.html:2: expression nested deeper than 40 levels of and / or / not / parentheses",
+                compile_error(s))
+            -- at the limits it compiles
+            assert.truthy(template.compile(string.rep("{% for a in b %}", 20) .. string.rep("{% if a %}", 29)
+                .. "{% if " .. string.rep("(a or ", 20) .. "a" .. string.rep(")", 20) .. " %}{% endif %}"
+                .. string.rep("{% endif %}", 29) .. string.rep("{% endfor %}", 20)))
+        end)
+
+        it("renders block bodies too long for LuaJIT's jumps (they go on in closures)", function()
+            local body = {}
+            for i = 1, 6000 do
+                body[i] = "{% if item.x" .. i .. " %}y{% endif %}{{ item.a|default:" .. i .. " }}\n"
+            end
+            local src = "{% for v in item.l %}{% if v %}" .. table.concat(body) .. "{% elif v == 0 %}zero"
+                .. "{% else %}{{ forloop.Counter }}-{{ v }}{% endif %}|{% empty %}E{% endfor %}"
+            local html = assert(render(src, { item = { l = { 1, 0, false }, x5 = true } }))
+            local first = html:sub(1, html:find("|", 1, true))
+            assert.equal("1\n2\n3\n4\ny5\n", first:sub(1, 11))
+            assert.truthy(first:find("\n6000\n|$"))
+            assert.equal("zero|3-False|", html:sub(#first + 1))
+            assert.equal("E", render(src, { item = {} }))
+        end)
+
+        it("takes long paths and filter chains", function()
+            local p = "item" .. string.rep(".a", 300)
+            assert.equal("", render("{{ " .. p .. " }}", {}))
+            assert.equal("d", render("{{ x" .. string.rep('|default:""', 300) .. '|default:"d" }}', {}))
         end)
     end)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,10 +32,21 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("admin token: %w", err)
 		}
 	}
+	// The terminal gets one line per supervisor event (below); the
+	// structured record of the same events goes to a log file.
+	if err := os.MkdirAll(filepath.Join(*varDir, "logs"), 0o755); err != nil {
+		return err
+	}
+	supLog, err := os.OpenFile(filepath.Join(*varDir, "logs", "supervisor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer supLog.Close()
 	ports := topology.DefaultPorts()
 	topo, err := topology.New(topology.Config{
 		Root: *root, VarDir: *varDir, Binary: bin, Ports: ports, AdminToken: token,
 		SeedProducts: *products, SeedShops: *shops, Progress: stdout, NoSentinel: *noSentinel,
+		Log: slog.New(slog.NewJSONHandler(supLog, nil)),
 	})
 	if err != nil {
 		return err
@@ -70,13 +82,34 @@ detailpage is up.
 Press Ctrl-C to stop everything.
 `, topology.URL(ports.Dist), token, token, topology.URL(ports.App1), token, topology.URL(ports.DistAdmin),
 		topology.URL(ports.Source), filepath.Join(cfg.VarDir, "logs"))
-	exited := topo.Exited()
+	events := topo.Events()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case name := <-exited:
-			fmt.Fprintf(stderr, "detailpage: %s exited unexpectedly; see %s\n", name, topo.Component(name).LogPath())
+		case e := <-events:
+			fmt.Fprintln(stderr, "detailpage: "+describeEvent(e))
 		}
+	}
+}
+
+// describeEvent is one line for the person watching `detailpage up`; a
+// crash loop stands out.
+func describeEvent(e topology.Event) string {
+	switch e.Kind {
+	case topology.EventExited:
+		if e.Restart == 0 {
+			return fmt.Sprintf("%s exited unexpectedly (%s) and is not supervised: it stays down; see %s", e.Component, e.Exit, e.LogPath)
+		}
+		return fmt.Sprintf("%s exited unexpectedly (%s); restart %d in %s; see %s", e.Component, e.Exit, e.Restart, e.Wait, e.LogPath)
+	case topology.EventRestarted:
+		return fmt.Sprintf("%s restarted (restart %d) and healthy again after %s down", e.Component, e.Restart, e.Down.Round(time.Millisecond))
+	case topology.EventCrashLoop:
+		return fmt.Sprintf(`
+*** CRASH LOOP: %s exited again (%s) after %d restarts within a minute.
+*** It is left down; the rest keep running. Read %s,
+*** fix the cause and run detailpage up again.`, e.Component, e.Exit, e.Restart, e.LogPath)
+	default:
+		return fmt.Sprintf("%s: %s", e.Component, e.Kind)
 	}
 }

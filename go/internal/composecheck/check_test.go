@@ -106,9 +106,39 @@ func Check(p *types.Project) []error {
 	names := slices.Sorted(maps.Keys(p.Services))
 	for _, n := range names {
 		c.service(p.Services[n])
+		c.restart(p.Services[n])
 	}
 	c.ports(names)
 	return c.errs
+}
+
+// restartPolicies keep a long-running service up after it exits (the
+// compose counterpart of the topology's supervisor).
+var restartPolicies = []string{"always", "unless-stopped", "on-failure"}
+
+// restart checks that s, unless it is a one-shot job (another service
+// waits for it to complete), is restarted when it exits.
+func (c *checker) restart(s types.ServiceConfig) {
+	if c.oneShot(s.Name) {
+		return
+	}
+	if !slices.Contains(restartPolicies, s.Restart) && (s.Deploy == nil || s.Deploy.RestartPolicy == nil) {
+		policy := s.Restart
+		if policy == "" {
+			policy = "none"
+		}
+		c.errorf("service %q: restart policy %q: a long-running service wants one of %s", s.Name, policy, strings.Join(restartPolicies, ", "))
+	}
+}
+
+// oneShot reports whether some service waits for name to complete.
+func (c *checker) oneShot(name string) bool {
+	for _, s := range c.p.Services {
+		if d, ok := s.DependsOn[name]; ok && d.Condition == types.ServiceConditionCompletedSuccessfully {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckFlags returns an error for every flag a service passes that its

@@ -339,6 +339,16 @@ func TestCheckReportsBrokenCopies(t *testing.T) {
 			want:  []string{`service "direct": --redis-sentinels names "sentinel3", but "direct" does not depend_on it`},
 		},
 		{
+			name:  "no restart policy",
+			edits: []edit{{"    restart: unless-stopped\n    ports:\n      - \"${DETAILPAGE_BIND:-127.0.0.1}:6381:6379\"", "    ports:\n      - \"${DETAILPAGE_BIND:-127.0.0.1}:6381:6379\""}},
+			want:  []string{`service "redis-replica": restart policy "none": a long-running service wants one of always, unless-stopped, on-failure`},
+		},
+		{
+			name:  "restart never",
+			edits: []edit{{"  restart: unless-stopped\n  environment: *admin-env\n  volumes:", "  restart: \"no\"\n  environment: *admin-env\n  volumes:"}},
+			want:  []string{`service "app1": restart policy "no"`, `service "dist": restart policy "no"`},
+		},
+		{
 			name:  "unknown flag",
 			edits: []edit{{"--group=detailpage-sync", "--consumer-group=detailpage-sync"}},
 			flags: true,

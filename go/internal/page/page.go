@@ -1,7 +1,8 @@
 // Package page renders the product detail page in Go with pongo2, from the
 // same template (templates/item.html) and the same data as the Lua renderer
 // of the app tier (lua/detailpage/template.lua). Both must produce
-// byte-identical HTML; see docs/template.md and parity_test.go.
+// byte-identical HTML; see docs/template.md, parity_test.go and the
+// differential fuzz test, fuzz_test.go.
 //
 // Documents are decoded into generic values so that both renderers see the
 // same data: objects become map[string]any, arrays []any, and numbers are
@@ -71,6 +72,22 @@ func New(templatesDir string) (*Renderer, error) {
 // document is missing (the shop card then says the shop is unavailable).
 // Nothing is written to w on error.
 func (r *Renderer) RenderItem(w io.Writer, item, shop []byte) error {
+	ctx, err := itemContext(item, shop)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	buf.Grow(renderBufferInitial)
+	if err := execute(r.item, ctx, &buf); err != nil {
+		return fmt.Errorf("page: render: %w", err)
+	}
+	_, err = buf.WriteTo(w)
+	return err
+}
+
+// itemContext decodes the documents of one page into the template's
+// context: item and shop, each absent when its JSON is empty.
+func itemContext(item, shop []byte) (pongo2.Context, error) {
 	ctx := pongo2.Context{}
 	for _, doc := range []struct {
 		name string
@@ -81,28 +98,22 @@ func (r *Renderer) RenderItem(w io.Writer, item, shop []byte) error {
 		}
 		v, err := Decode(doc.raw)
 		if err != nil {
-			return fmt.Errorf("page: %s: %w", doc.name, err)
+			return nil, fmt.Errorf("page: %s: %w", doc.name, err)
 		}
 		ctx[doc.name] = v
 	}
-	var buf bytes.Buffer
-	buf.Grow(renderBufferInitial)
-	if err := r.execute(ctx, &buf); err != nil {
-		return fmt.Errorf("page: render: %w", err)
-	}
-	_, err := buf.WriteTo(w)
-	return err
+	return ctx, nil
 }
 
-// execute runs the template, turning a panic inside pongo2 (it panics when
+// execute runs a template, turning a panic inside pongo2 (it panics when
 // a template compares two lists with ==) into an error.
-func (r *Renderer) execute(ctx pongo2.Context, w io.Writer) (err error) {
+func execute(t *pongo2.Template, ctx pongo2.Context, w io.Writer) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("template panic: %v", p)
 		}
 	}()
-	return r.item.ExecuteWriterUnbuffered(ctx, w)
+	return t.ExecuteWriterUnbuffered(ctx, w)
 }
 
 // NotFound returns the static 404 page.

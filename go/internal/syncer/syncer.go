@@ -166,9 +166,6 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	return s, nil
 }
 
-// Addr is the address the service listens on.
-func (s *Service) Addr() string { return s.ln.Addr().String() }
-
 // GroupFor is the consumer group that reads topic: the configured group
 // name with the topic's role appended. One group per topic: a reader joining
 // or leaving one topic does not stop the others for a rebalance.

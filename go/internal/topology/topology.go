@@ -3,7 +3,8 @@
 // directories, start order, health checks and how each stops. `detailpage
 // up` (behind `make run`) and the end-to-end tests both use it; the tests
 // start it on free ports in a temp dir and stop, kill, pause and restart
-// single components.
+// single components. Every started component is supervised: one that exits
+// unasked is restarted with a backoff (see Component and RestartPolicy).
 package topology
 
 import (
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -104,9 +106,12 @@ type Config struct {
 	Binary        string // the detailpage binary
 	Ports         Ports
 	AdminToken    string
+	Restart       RestartPolicy // how crashed components are restarted (zero: DefaultRestartPolicy)
+	NoRestart     []string      // components the supervisor never restarts (a test kills them for good)
 	SeedProducts  int
 	SeedShops     int
 	Progress      io.Writer     // start and stop progress for humans; nil: silent
+	Log           *slog.Logger  // the supervisor's structured log (exits, restarts); nil: slog.Default()
 	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the default in lua/detailpage/app.lua)
 	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the default in lua/detailpage/app.lua)
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
@@ -182,7 +187,7 @@ type Topology struct {
 	cfg    Config
 	comps  map[string]*Component
 	order  []string
-	exited chan string // names of components that exited unasked
+	events chan Event // news from the components' supervisors
 }
 
 // New prepares the components of cfg; nothing runs yet.
@@ -192,10 +197,15 @@ func New(cfg Config) (*Topology, error) {
 	}
 	t := &Topology{cfg: cfg, comps: map[string]*Component{}}
 	specs := t.specs()
-	t.exited = make(chan string, 4*len(specs))
+	t.events = make(chan Event, 16*len(specs))
 	for _, spec := range specs {
-		t.comps[spec.name] = newComponent(spec, cfg, t.exited)
+		t.comps[spec.name] = newComponent(spec, cfg, t.events)
 		t.order = append(t.order, spec.name)
+	}
+	for _, name := range cfg.NoRestart {
+		if _, ok := t.comps[name]; !ok {
+			return nil, fmt.Errorf("topology: no restart: unknown component %q", name)
+		}
 	}
 	return t, nil
 }
@@ -235,15 +245,16 @@ func (t *Topology) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops every running component in reverse order.
+// Stop stops every component in reverse order, a running one as well as
+// one its supervisor is about to restart: when Stop returns, no process and
+// no supervisor of the topology is left.
 func (t *Topology) Stop() error {
 	var errs []error
 	for i := len(t.order) - 1; i >= 0; i-- {
 		c := t.comps[t.order[i]]
-		if !c.Running() {
-			continue
+		if c.Running() {
+			fmt.Fprintf(t.cfg.Progress, "  stopping %s\n", c.Name())
 		}
-		fmt.Fprintf(t.cfg.Progress, "  stopping %s\n", c.Name())
 		if err := c.Stop(); err != nil {
 			errs = append(errs, err)
 		}
@@ -251,11 +262,21 @@ func (t *Topology) Stop() error {
 	return errors.Join(errs...)
 }
 
-// Exited returns the channel that yields the name of any component whose
-// process ends without having been asked to (Stop, Kill). It is the same
-// channel on every call and starts nothing: each component's process has
-// one goroutine waiting for it, which ends when the process does.
-func (t *Topology) Exited() <-chan string { return t.exited }
+// Events returns the channel of the supervisors' news: a component that
+// exited unasked (and the backoff before its restart), one restarted and
+// healthy again, one left down in a crash loop. It is the same channel on
+// every call and starts nothing; news that finds it full is dropped (the
+// log has it too).
+func (t *Topology) Events() <-chan Event { return t.events }
+
+// Statuses returns every component's state, in start order.
+func (t *Topology) Statuses() []Status {
+	st := make([]Status, 0, len(t.order))
+	for _, name := range t.order {
+		st = append(st, t.comps[name].Status())
+	}
+	return st
+}
 
 // LoadOrCreateToken returns the admin token kept in varDir/admin-token,
 // creating a random one on first use.
