@@ -340,8 +340,8 @@ func TestCheckReportsBrokenCopies(t *testing.T) {
 		},
 		{
 			name:  "no restart policy",
-			edits: []edit{{"    restart: unless-stopped\n    ports:\n      - \"${DETAILPAGE_BIND:-127.0.0.1}:6381:6379\"", "    ports:\n      - \"${DETAILPAGE_BIND:-127.0.0.1}:6381:6379\""}},
-			want:  []string{`service "redis-replica": restart policy "none": a long-running service wants one of always, unless-stopped, on-failure`},
+			edits: []edit{{"    image: apache/kafka:3.9.0\n    restart: unless-stopped\n", "    image: apache/kafka:3.9.0\n"}},
+			want:  []string{`service "kafka": restart policy "none": a long-running service wants one of always, unless-stopped, on-failure`},
 		},
 		{
 			name:  "restart never",
