@@ -6,7 +6,7 @@
 set -euo pipefail
 
 RUNTIME=(nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
-         lua-resty-lrucache lua-cjson lua-nginx-redis redis-server)
+         lua-resty-lrucache lua-cjson lua-nginx-redis redis-server redis-sentinel)
 # luajit2 is OpenResty's LuaJIT: Debian's plain luajit conflicts with the
 # libluajit2 that libnginx-mod-http-lua links against.
 TEST=(luajit2 lua-busted lua-check wrk ca-certificates)
@@ -45,5 +45,11 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # own nginx processes and does not need it.
 if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
     systemctl stop nginx || true
+fi
+# Likewise redis-sentinel's package starts a system Sentinel on :26379, the
+# port of detailpage's first Sentinel (which runs `redis-server <conf>
+# --sentinel` with a config of its own under var/).
+if command -v systemctl >/dev/null && systemctl is-active --quiet redis-sentinel 2>/dev/null; then
+    systemctl stop redis-sentinel || true
 fi
 echo "install-deps: done"

@@ -81,11 +81,19 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// startTopology is the one way the suite starts a topology: cfg with the
+// startTopology starts cfg in the small Redis layout (main and one
+// replica, no Sentinel: Config.NoSentinel), which every test uses but the
+// failover tests (failover_test.go, startLayout with Sentinels).
+func startTopology(cfg topology.Config) (*topology.Topology, error) {
+	cfg.NoSentinel = true
+	return startLayout(cfg)
+}
+
+// startLayout is the one way the suite starts a topology: cfg with the
 // root, a new temp dir, free ports (unless cfg has ports), the binary and
 // the token filled in (zero counts and TTLs are the defaults); it waits
 // until the catalog is in Redis.
-func startTopology(cfg topology.Config) (_ *topology.Topology, err error) {
+func startLayout(cfg topology.Config) (_ *topology.Topology, err error) {
 	dir, err := os.MkdirTemp("", "detailpage-e2e-")
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ local cjson = require "cjson.safe"
 local app = require "detailpage.app"
 local invalidate = require "detailpage.invalidate"
 local bearer = require "detailpage.bearer"
+local sentinel = require "detailpage.sentinel"
 
 local ngx = ngx
 local shared = ngx.shared
@@ -91,6 +92,7 @@ function _M.status()
             direct_calls = state:get("count:direct_calls") or 0,
         },
         invalidation = { last_id = invalidate.last_id() or cjson.null },
+        reads = sentinel.status(app.config().replica_host .. ":" .. app.config().replica_port),
     })
 end
 

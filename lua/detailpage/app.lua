@@ -20,6 +20,7 @@
 local lrucache = require "resty.lrucache"
 local template = require "detailpage.template"
 local degrade = require "detailpage.degrade"
+local sentinel = require "detailpage.sentinel"
 
 local ok_redis, redis = pcall(require, "resty.redis")  -- OpenResty
 if not ok_redis then
@@ -77,6 +78,12 @@ local DEFAULTS = {
     redis_timeout_ms = 50,
     redis_pool_size = 64,
     redis_idle_ms = 30000,
+    -- Redis Sentinels ("host:port,..."): the replica to read is found
+    -- through them (detailpage.sentinel); empty: replica_host:replica_port
+    sentinels = "",
+    master_name = "detailpage",
+    sentinel_interval = 1,      -- seconds between questions to the Sentinels
+    sentinel_timeout_ms = 200,
     -- link degradation: this many failures (threshold) within the window
     -- (seconds, counted in buckets) degrade a link for the retry period
     -- (seconds), then one request probes it
@@ -162,6 +169,7 @@ function _M.init(opts)
         error("template " .. cerr)
     end
     render = fn
+    sentinel.configure(config)
     not_found_page = read_file(config.template_dir .. "/404.html") or not_found_page
     unavailable_page = read_file(config.template_dir .. "/503.html") or unavailable_page
     for _, level in ipairs(LEVELS) do
@@ -316,7 +324,7 @@ end
 ----------------------------------------------------------------------------
 -- Levels below the node.
 
-local function connect_replica()
+local function connect_to(host, port)
     local red = redis:new()
     local t = config.redis_timeout_ms
     if HAS_SET_TIMEOUTS then
@@ -324,11 +332,29 @@ local function connect_replica()
     else
         red:set_timeout(t)
     end
-    local ok, err = red:connect(config.replica_host, config.replica_port)
+    local ok, err = red:connect(host, port)
     if not ok then
-        return nil, "connect: " .. tostring(err)
+        return nil, "connect " .. host .. ":" .. port .. ": " .. tostring(err)
     end
     return red
+end
+
+-- connect_replica connects to the replica to read: the fixed one, or with
+-- Sentinels the first of detailpage.sentinel's list that accepts (at most
+-- two tries, so a dead server costs one failed connect).
+local function connect_replica()
+    local servers = sentinel.servers()
+    if not servers then
+        return connect_to(config.replica_host, config.replica_port)
+    end
+    local red, err
+    for i = 1, math.min(#servers, 2) do
+        red, err = connect_to(servers[i].host, servers[i].port)
+        if red then
+            return red
+        end
+    end
+    return nil, err
 end
 _M.connect_replica = connect_replica
 

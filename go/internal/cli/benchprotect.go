@@ -138,6 +138,8 @@ func runSetting(ctx context.Context, o benchOptions, directArgs []string, stdout
 		Root: o.root, VarDir: dir, Binary: o.bin, Ports: ports, AdminToken: benchToken,
 		SeedProducts: o.products, SeedShops: 100, AppL1TTL: 2 * time.Second, AppL2TTL: 2 * time.Second,
 		DirectArgs: directArgs,
+		// the avalanche stops Redis main and replica: no failover to B
+		NoSentinel: true,
 	})
 	if err != nil {
 		return nil, err

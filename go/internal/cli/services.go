@@ -16,6 +16,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/broker"
 	"github.com/detailpage/detailpage/go/internal/direct"
 	"github.com/detailpage/detailpage/go/internal/kafka"
+	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/source"
 	"github.com/detailpage/detailpage/go/internal/syncer"
@@ -100,7 +101,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f := newFlags("sync", stderr)
 	listen := f.String("listen", "DETAILPAGE_LISTEN", "127.0.0.1:9102", "address of the health, metrics and hystrix endpoints")
 	brokers := f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
-	rds := f.String("redis", "DETAILPAGE_REDIS", "127.0.0.1:6380", "Redis main address (several: a Redis Cluster)")
+	rds := redisFlags(f)
 	src := f.String("source", "DETAILPAGE_SOURCE", "http://127.0.0.1:9101", "source services base URL")
 	group := f.String("group", "DETAILPAGE_SYNC_GROUP", "detailpage-sync", "Kafka consumer group shared by sync instances")
 	batch := f.Int("batch", "DETAILPAGE_SYNC_BATCH", 500, "most change events handled in one round")
@@ -129,7 +130,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	tel, stopTel := newTelemetry()
 	defer stopTel()
 	svc, err := syncer.Open(syncer.Config{
-		Listen: *listen, Brokers: bl, Redis: *rds, SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
+		Listen: *listen, Brokers: bl, Redis: rds(), SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
 		MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
 		Commands: settings,
 	}, log, tel)
@@ -143,7 +144,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f := newFlags("direct", stderr)
 	listen := f.String("listen", "DETAILPAGE_LISTEN", "127.0.0.1:9103", "address of the direct-data API and pages")
-	rds := f.String("redis", "DETAILPAGE_REDIS", "127.0.0.1:6380", "Redis main address (several: a Redis Cluster)")
+	rds := redisFlags(f)
 	src := f.String("source", "DETAILPAGE_SOURCE", "http://127.0.0.1:9101", "source services base URL")
 	tmpl := f.String("templates", "DETAILPAGE_TEMPLATES", "templates", "directory holding item.html, 404.html and 503.html")
 	size := f.Int("cache-size", "DETAILPAGE_DIRECT_CACHE_SIZE", 50_000, "page documents kept in the local cache")
@@ -179,7 +180,7 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	tel, stopTel := newTelemetry()
 	defer stopTel()
 	svc, err := direct.Open(direct.Config{
-		Listen: *listen, Redis: *rds, SourceURL: *src, TemplatesDir: *tmpl,
+		Listen: *listen, Redis: rds(), SourceURL: *src, TemplatesDir: *tmpl,
 		CacheSize: *size, CacheTTL: *ttl, NegativeTTL: *neg,
 		Bloom: *bloom, BloomCapacity: uint(*bloomCap), BloomFPRate: *bloomFP,
 		SingleFlight: *single, XFetch: *xfetch, XFetchBeta: *beta, Stale: *stale, StaleTTL: *staleTTL,
@@ -202,7 +203,9 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := f.String("listen", "DETAILPAGE_LISTEN", "", "page port address, host:port")
 	prefix := f.String("prefix", "DETAILPAGE_NGINX_PREFIX", "", "nginx prefix dir for config, pid, temp files and logs")
 	root := f.String("root", "DETAILPAGE_ROOT", ".", "repository root holding lua/, nginx/ and templates/")
-	replica := f.String("replica", "DETAILPAGE_REPLICA", "127.0.0.1:6381", "app: Redis replica host:port")
+	replica := f.String("replica", "DETAILPAGE_REPLICA", "127.0.0.1:6381", "app: Redis replica host:port (with --sentinels: the first choice until a Sentinel answers)")
+	sentinels := f.String("sentinels", "DETAILPAGE_SENTINELS", "", "app: Redis Sentinels host:port, comma-separated, that name the replicas to read (empty: --replica only)")
+	masterName := f.String("master-name", "DETAILPAGE_REDIS_MASTER_NAME", "detailpage", "app: the name the Sentinels know Redis main by")
 	directAddr := f.String("direct", "DETAILPAGE_DIRECT", "127.0.0.1:9103", "direct-data service host:port")
 	apps := f.String("apps", "DETAILPAGE_APPS", "127.0.0.1:8081,127.0.0.1:8082", "dist: app nodes, comma-separated host:port")
 	src := f.String("source", "DETAILPAGE_SOURCE_ADDR", "127.0.0.1:9101", "dist: source service host:port (pictures)")
@@ -222,6 +225,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	n := topology.Nginx{
 		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
+		Sentinels: splitList(*sentinels), MasterName: *masterName,
 		Direct: *directAddr, Source: *src, AdminListen: *adminListen, Workers: *workers, Resolver: *resolver,
 		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(), RenderOnly: *render,
 	}
@@ -229,11 +233,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		// Workers drop root; without root there is no user to switch to.
 		n.User = *workerUser
 	}
-	for _, a := range strings.Split(*apps, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			n.Apps = append(n.Apps, a)
-		}
-	}
+	n.Apps = splitList(*apps)
 	path := *bin
 	if path == "" {
 		path = findNginx()
@@ -261,6 +261,31 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	argv := []string{path, "-p", n.Prefix, "-c", conf, "-e", n.Prefix + "/logs/error.log", "-g", "daemon off;"}
 	slog.Debug("exec nginx", "argv", argv)
 	return syscall.Exec(path, argv, os.Environ())
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// redisFlags are a Go service's flags for Redis main: its address, or the
+// Sentinels that name it. The returned func gives the redisstore.Open spec.
+func redisFlags(f *flags) func() string {
+	rds := f.String("redis", "DETAILPAGE_REDIS", "127.0.0.1:6380", "Redis main address (several: a Redis Cluster); ignored with --redis-sentinels")
+	sentinels := f.String("redis-sentinels", "DETAILPAGE_REDIS_SENTINELS", "", "Redis Sentinels host:port, comma-separated: main is found through them and followed across a failover")
+	master := f.String("redis-master-name", "DETAILPAGE_REDIS_MASTER_NAME", "detailpage", "the name the Sentinels know Redis main by")
+	return func() string {
+		if strings.TrimSpace(*sentinels) == "" {
+			return *rds
+		}
+		return redisstore.SentinelSpec(*master, splitList(*sentinels))
+	}
 }
 
 func findNginx() string {

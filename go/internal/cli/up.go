@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +18,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	varDir := f.String("var", "DETAILPAGE_VAR", "var", "directory for data and logs (kept between runs)")
 	products := f.Int("seed-products", "DETAILPAGE_SEED_PRODUCTS", 10_000, "products seeded on the first start")
 	shops := f.Int("seed-shops", "DETAILPAGE_SEED_SHOPS", 250, "shops seeded on the first start")
+	noSentinel := f.Bool("no-sentinel", false, "the small Redis layout: main and one replica, no Sentinel and no failover")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -30,10 +32,21 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("admin token: %w", err)
 		}
 	}
+	// The terminal gets one line per supervisor event (below); the
+	// structured record of the same events goes to a log file.
+	if err := os.MkdirAll(filepath.Join(*varDir, "logs"), 0o755); err != nil {
+		return err
+	}
+	supLog, err := os.OpenFile(filepath.Join(*varDir, "logs", "supervisor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer supLog.Close()
 	ports := topology.DefaultPorts()
 	topo, err := topology.New(topology.Config{
 		Root: *root, VarDir: *varDir, Binary: bin, Ports: ports, AdminToken: token,
-		SeedProducts: *products, SeedShops: *shops, Progress: stdout,
+		SeedProducts: *products, SeedShops: *shops, Progress: stdout, NoSentinel: *noSentinel,
+		Log: slog.New(slog.NewJSONHandler(supLog, nil)),
 	})
 	if err != nil {
 		return err

@@ -37,6 +37,11 @@ var ContractPorts = map[string]uint32{
 	"app2":          8082,
 	"redis-main":    6380,
 	"redis-replica": 6381,
+	"redis-b1":      6382,
+	"redis-b2":      6383,
+	"sentinel1":     26379,
+	"sentinel2":     26380,
+	"sentinel3":     26381,
 	"kafka":         9092,
 	"source":        9101,
 	"sync":          9102,
@@ -57,7 +62,7 @@ var notInCompose = map[string]string{
 }
 
 // addressFlags are the flags whose values name other services.
-var addressFlags = []string{"kafka", "redis", "source", "replica", "direct", "apps"}
+var addressFlags = []string{"kafka", "redis", "redis-sentinels", "source", "replica", "sentinels", "direct", "apps"}
 
 // Load reads a compose file the way `docker compose` does, with relative
 // paths resolved against dir and variables interpolated from env only (never

@@ -162,6 +162,11 @@ func TestComposeFile(t *testing.T) {
 	}{
 		{"redis-main", "", "", ""},
 		{"redis-replica", "", "", ""},
+		{"redis-b1", "", "", ""},
+		{"redis-b2", "", "", ""},
+		{"sentinel1", "", "", ""},
+		{"sentinel2", "", "", ""},
+		{"sentinel3", "", "", ""},
 		{"kafka", "", "", ""},
 		{"source", GoDockerfile, "source", ""},
 		{"sync", GoDockerfile, "sync", ""},
@@ -330,13 +335,13 @@ func TestCheckReportsBrokenCopies(t *testing.T) {
 		},
 		{
 			name:  "missing dependency",
-			edits: []edit{{"      redis-main:\n        condition: service_healthy\n      source:\n", "      source:\n"}},
-			want:  []string{`service "direct": --redis names "redis-main", but "direct" does not depend_on it`},
+			edits: []edit{{"      sentinel3:\n        condition: service_healthy\n      source:\n", "      source:\n"}},
+			want:  []string{`service "direct": --redis-sentinels names "sentinel3", but "direct" does not depend_on it`},
 		},
 		{
 			name:  "no restart policy",
-			edits: []edit{{"    restart: unless-stopped\n    ports:\n      - \"${DETAILPAGE_BIND:-127.0.0.1}:6381:6379\"", "    ports:\n      - \"${DETAILPAGE_BIND:-127.0.0.1}:6381:6379\""}},
-			want:  []string{`service "redis-replica": restart policy "none": a long-running service wants one of always, unless-stopped, on-failure`},
+			edits: []edit{{"    image: apache/kafka:3.9.0\n    restart: unless-stopped\n", "    image: apache/kafka:3.9.0\n"}},
+			want:  []string{`service "kafka": restart policy "none": a long-running service wants one of always, unless-stopped, on-failure`},
 		},
 		{
 			name:  "restart never",

@@ -269,9 +269,6 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	return s, nil
 }
 
-// Addr is the address the service listens on.
-func (s *Service) Addr() string { return s.ln.Addr().String() }
-
 // Run serves until ctx is done. The Bloom filter loads from the source in
 // the background meanwhile; until it is ready it refuses nothing.
 func (s *Service) Run(ctx context.Context) error {

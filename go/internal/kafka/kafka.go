@@ -79,34 +79,6 @@ func ReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
 	}
 }
 
-// EnsureTopics creates the topics that do not exist yet (for a real Kafka;
-// the embedded broker seeds them itself).
-func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
-	var d kafkago.Dialer
-	conn, err := d.DialContext(ctx, "tcp", brokers[0])
-	if err != nil {
-		return fmt.Errorf("kafka: dial %s: %w", brokers[0], err)
-	}
-	defer conn.Close()
-	controller, err := conn.Controller()
-	if err != nil {
-		return fmt.Errorf("kafka: controller: %w", err)
-	}
-	cc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
-	if err != nil {
-		return fmt.Errorf("kafka: dial controller: %w", err)
-	}
-	defer cc.Close()
-	cfgs := make([]kafkago.TopicConfig, len(topics))
-	for i, t := range topics {
-		cfgs[i] = kafkago.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: 1}
-	}
-	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
-		return fmt.Errorf("kafka: create topics: %w", err)
-	}
-	return nil
-}
-
 // GroupLag returns how many messages of topics the consumer group has not
 // committed yet (end offset minus committed offset, summed over partitions).
 func GroupLag(ctx context.Context, brokers []string, group string, topics ...string) (int64, error) {

@@ -19,13 +19,14 @@
 package pagedoc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
-	json "github.com/goccy/go-json" // faster than encoding/json on the sync hot path (profiled)
 	"golang.org/x/sync/errgroup"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
@@ -530,7 +531,15 @@ func (a *Assembler) aggregate(ctx context.Context, ids []int64, fetched *dims, c
 // encode is JSON without HTML escaping: values are read by programs (the
 // app tier's Lua, the Go services), never embedded in HTML as they are, and
 // escaping every < > & of a description cost a sixth of the aggregation.
-func encode(v any) ([]byte, error) { return json.MarshalNoEscape(v) }
+func encode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
 
 // decodeRecord decodes a stored dimension of kind into m[id]; false when
 // absent or unreadable (the caller rebuilds from the source).

@@ -10,12 +10,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/catalog"
 )
 
@@ -106,10 +111,11 @@ type Entry struct {
 	TTL     time.Duration // 0: keep until replaced
 }
 
-// Store wraps a go-redis UniversalClient: one server, main + replica, or a
-// Cluster, chosen by configuration.
+// Store wraps a go-redis UniversalClient: one server, main + replica, a
+// Cluster, or main found through Sentinel, chosen by configuration.
 type Store struct {
-	rdb redis.UniversalClient
+	rdb    redis.UniversalClient
+	lastOK atomic.Int64 // Unix ns of the last successful Health ping
 }
 
 // New returns a Store over rdb.
@@ -118,26 +124,62 @@ func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 // Client returns the underlying client.
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
-// Open connects to addrs (comma-separated; several addresses of a Cluster
-// make a cluster client) with short timeouts: a frozen Redis must cost a
-// caller a bounded wait, not a hang.
-func Open(addrs string) (*Store, error) {
+// sentinelScheme starts an Open spec that finds main through Sentinels.
+const sentinelScheme = "sentinel://"
+
+// SentinelSpec is the Open spec of the main the Sentinels at addrs know
+// as master: "sentinel://<master>@host:port,host:port".
+func SentinelSpec(master string, addrs []string) string {
+	return sentinelScheme + master + "@" + strings.Join(addrs, ",")
+}
+
+func splitAddrs(s string) []string {
 	var list []string
-	for _, a := range strings.Split(addrs, ",") {
+	for _, a := range strings.Split(s, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			list = append(list, a)
 		}
 	}
+	return list
+}
+
+// Short timeouts: a frozen Redis must cost a caller a bounded wait, not a
+// hang.
+const (
+	dialTimeout = 500 * time.Millisecond
+	ioTimeout   = 500 * time.Millisecond
+	poolSize    = 64
+)
+
+// Open connects to spec with short timeouts. spec is a comma-separated
+// list of addresses (several addresses of a Cluster make a cluster client),
+// or SentinelSpec's form: then every command goes to whichever server the
+// Sentinels name main, and the client follows a failover by itself
+// (go-redis FailoverClient: it subscribes to the Sentinels' +switch-master
+// and drops its connections to the old main).
+func Open(spec string) (*Store, error) {
+	if rest, ok := strings.CutPrefix(spec, sentinelScheme); ok {
+		master, addrs, _ := strings.Cut(rest, "@")
+		list := splitAddrs(addrs)
+		if master == "" || len(list) == 0 {
+			return nil, fmt.Errorf("redis: %q: want sentinel://<master>@host:port[,host:port]", spec)
+		}
+		rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: master, SentinelAddrs: list,
+			DialTimeout: dialTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout,
+			PoolSize: poolSize, MaxRetries: 1,
+		})
+		return New(rdb), nil
+	}
+	list := splitAddrs(spec)
 	if len(list) == 0 {
 		return nil, errors.New("redis: no address given")
 	}
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:        list,
-		DialTimeout:  500 * time.Millisecond,
-		ReadTimeout:  500 * time.Millisecond,
-		WriteTimeout: 500 * time.Millisecond,
-		PoolSize:     64,
-		MaxRetries:   1,
+		Addrs:       list,
+		DialTimeout: dialTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout,
+		PoolSize:   poolSize,
+		MaxRetries: 1,
 	})
 	return New(rdb), nil
 }
@@ -147,6 +189,67 @@ func (s *Store) Close() error { return s.rdb.Close() }
 
 // Ping checks the server answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// HealthGrace is how long Health keeps passing after the last successful
+// ping: a failover (Sentinel's detection and promotion take a few seconds)
+// must not make the services' health checks flap.
+const HealthGrace = 15 * time.Second
+
+// Health is a service's health check on Redis: a ping, forgiven for
+// HealthGrace after the last one that passed (never before a first one).
+func (s *Store) Health(ctx context.Context) error {
+	err := s.Ping(ctx)
+	now := time.Now()
+	if err == nil {
+		s.lastOK.Store(now.UnixNano())
+		return nil
+	}
+	if last := s.lastOK.Load(); last != 0 && now.Sub(time.Unix(0, last)) < HealthGrace {
+		return nil
+	}
+	return err
+}
+
+// RunID is the run id of the server answering (INFO server): it changes
+// when main is replaced (a promotion) or restarts (from its own disk).
+func (s *Store) RunID(ctx context.Context) (string, error) {
+	info, err := s.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "", fmt.Errorf("redis: info server: %w", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			return id, nil
+		}
+	}
+	return "", errors.New("redis: info server: no run_id")
+}
+
+// putRetry is how Put retries a write that failed on a transient error
+// (main lost, restarting, or just demoted during a failover): the
+// versioned compare-and-set makes a repeat harmless, and the budget keeps
+// the wait below the callers' command timeouts.
+var putRetry = backoff.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: 0.2}
+
+const putRetryBudget = 2500 * time.Millisecond
+
+// transient reports whether err may pass once main is back or replaced.
+func transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	msg := err.Error()
+	for _, p := range []string{"READONLY", "LOADING", "MASTERDOWN", "connection refused", "connection reset", "broken pipe", "i/o timeout", "no such host", "all sentinels are unreachable", "EOF"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // Put writes entries with the compare-and-set script in one pipeline and
 // returns how many were written (the others had a newer or equal version).
@@ -159,14 +262,29 @@ func (s *Store) Put(ctx context.Context, entries ...Entry) (int, error) {
 			return 0, fmt.Errorf("redis: put %s: value must start with the version", e.Key)
 		}
 	}
-	written, err := s.putOnce(ctx, entries)
-	if err != nil && isNoScript(err) {
-		if err := casScript.Load(ctx, s.rdb).Err(); err != nil {
-			return 0, fmt.Errorf("redis: load script: %w", err)
+	start := time.Now()
+	retry := putRetry.Start()
+	for {
+		written, err := s.putOnce(ctx, entries)
+		if err != nil && isNoScript(err) {
+			// a new main (failover, restart) has not seen the script yet
+			if err = casScript.Load(ctx, s.rdb).Err(); err == nil {
+				written, err = s.putOnce(ctx, entries)
+			} else {
+				err = fmt.Errorf("redis: load script: %w", err)
+			}
 		}
-		written, err = s.putOnce(ctx, entries)
+		if err == nil || !transient(err) {
+			return written, err
+		}
+		d := retry.Next()
+		if time.Since(start)+d > putRetryBudget {
+			return written, err
+		}
+		if serr := backoff.Sleep(ctx, d); serr != nil {
+			return written, err
+		}
 	}
-	return written, err
 }
 
 func (s *Store) putOnce(ctx context.Context, entries []Entry) (int, error) {

@@ -146,12 +146,6 @@ func (s *source) MustFault(tb testing.TB, fault string) {
 	tb.Cleanup(func() { s.admin(tb, http.MethodDelete, "/_admin/faults", "") })
 }
 
-// ClearFaults removes every fault.
-func (s *source) ClearFaults(tb testing.TB) {
-	tb.Helper()
-	s.admin(tb, http.MethodDelete, "/_admin/faults", "")
-}
-
 type serviceStats struct {
 	Requests    int64 `json:"requests"`
 	InFlight    int64 `json:"in_flight"`

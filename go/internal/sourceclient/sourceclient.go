@@ -11,6 +11,7 @@ package sourceclient
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,8 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	json "github.com/goccy/go-json" // faster than encoding/json on the sync hot path (profiled)
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/resilience"

@@ -101,7 +101,8 @@ type Service struct {
 	ln       net.Listener
 	tel      httpapi.Telemetry
 	m        metrics
-	release  func() // of the commands' configuration
+	release  func()     // of the commands' configuration
+	recent   *recentIDs // applied lately: re-applied when main changes (repair.go)
 }
 
 type metrics struct {
@@ -109,6 +110,7 @@ type metrics struct {
 	batch     *prometheus.HistogramVec
 	lag       *prometheus.HistogramVec
 	duplicate *prometheus.CounterVec
+	repaired  prometheus.Counter
 }
 
 // Open connects the clients and binds the listener.
@@ -134,6 +136,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 		cfg:     cfg, log: log, store: store, asm: pagedoc.New(src, store),
 		producer: kafka.NewWriter(cfg.Brokers),
 		tel:      tel,
+		recent:   newRecentIDs(recentCap),
 		m: metrics{
 			events: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "detailpage_sync_events_total", Help: "Change events handled, by topic and outcome (applied, retried, dead_lettered).",
@@ -148,9 +151,12 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 			duplicate: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "detailpage_sync_deduplicated_total", Help: "Events dropped because the same id was already in the batch.",
 			}, []string{"topic"}),
+			repaired: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "detailpage_sync_repaired_total", Help: "Ids re-applied after Redis main changed (failover or restart).",
+			}),
 		},
 	}
-	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate)
+	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate, s.m.repaired)
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
 		s.producer.Close()
@@ -159,9 +165,6 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	}
 	return s, nil
 }
-
-// Addr is the address the service listens on.
-func (s *Service) Addr() string { return s.ln.Addr().String() }
 
 // GroupFor is the consumer group that reads topic: the configured group
 // name with the topic's role appended. One group per topic: a reader joining
@@ -184,11 +187,13 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	runID := s.baselineRunID(ctx) // before the first write (repair.go)
+	wg.Go(func() { s.watchMain(ctx, runID) })
 	for _, topic := range []string{catalog.TopicHigh, catalog.TopicLow} {
 		wg.Go(func() { s.consume(ctx, topic) })
 	}
 	wg.Go(func() { s.consumeRetries(ctx) })
-	e := httpapi.NewEngine(s.log, s.tel, s.store.Ping)
+	e := httpapi.NewEngine(s.log, s.tel, s.store.Health)
 	err := httpapi.Serve(ctx, s.ln, e, s.log)
 	cancel()
 	wg.Wait()
@@ -411,7 +416,13 @@ func (s *Service) handle(ctx context.Context, topic string, msgs []kafkago.Messa
 			return err
 		}
 	}
-	now := time.Now().UnixMilli()
+	applied := time.Now()
+	s.recent.add(true, applied, p.shops...)
+	s.recent.add(false, applied, p.full...)
+	for id := range p.partial {
+		s.recent.add(false, applied, id)
+	}
+	now := applied.UnixMilli()
 	for _, ts := range p.oldest {
 		if ts > 0 {
 			s.m.lag.WithLabelValues(topic).Observe(float64(now-ts) / 1000)

@@ -81,6 +81,7 @@ type Event struct {
 // ends: after them nothing restarts until the next Start.
 type Component struct {
 	spec    spec
+	log     *slog.Logger // exits and restarts
 	logPath string
 	policy  RestartPolicy
 	events  chan<- Event // the topology's Events channel; sends never block
@@ -110,7 +111,12 @@ func newComponent(s spec, cfg Config, events chan<- Event) *Component {
 	if p.isZero() {
 		p = DefaultRestartPolicy()
 	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	return &Component{
+		log:     log,
 		spec:    s,
 		logPath: filepath.Join(cfg.VarDir, "logs", s.name+".log"),
 		policy:  p,
@@ -319,7 +325,7 @@ func (c *Component) supervise(ctx context.Context, p *process) {
 		if !c.restart {
 			c.state = StateExited
 			c.mu.Unlock()
-			slog.Warn("topology: component exited unexpectedly; not restarted (supervision off for it)",
+			c.log.Warn("topology: component exited unexpectedly; not restarted (supervision off for it)",
 				"component", c.Name(), "status", exit, "log", c.logPath)
 			c.emit(Event{Component: c.Name(), Kind: EventExited, Exit: exit, LogPath: c.logPath})
 			return
@@ -329,7 +335,7 @@ func (c *Component) supervise(ctx context.Context, p *process) {
 			c.state = StateCrashLoop
 			n := c.restarts
 			c.mu.Unlock()
-			slog.Error("topology: component is in a crash loop; left down, the rest keep running",
+			c.log.Error("topology: component is in a crash loop; left down, the rest keep running",
 				"component", c.Name(), "status", exit, "restarts", n, "within", c.policy.LoopWindow, "log", c.logPath)
 			c.emit(Event{Component: c.Name(), Kind: EventCrashLoop, Exit: exit, Restart: n, LogPath: c.logPath})
 			return
@@ -338,7 +344,7 @@ func (c *Component) supervise(ctx context.Context, p *process) {
 		n := c.restarts
 		c.state = StateBackoff
 		c.mu.Unlock()
-		slog.Warn("topology: component exited unexpectedly; restarting",
+		c.log.Warn("topology: component exited unexpectedly; restarting",
 			"component", c.Name(), "status", exit, "restart", n, "in", wait, "log", c.logPath)
 		c.emit(Event{Component: c.Name(), Kind: EventExited, Exit: exit, Restart: n, Wait: wait, LogPath: c.logPath})
 		if backoff.Sleep(ctx, wait) != nil {
@@ -352,7 +358,7 @@ func (c *Component) supervise(ctx context.Context, p *process) {
 			if ctx.Err() != nil || errors.Is(err, errHalted) {
 				return
 			}
-			slog.Warn("topology: restart failed", "component", c.Name(), "restart", n, "err", err, "log", c.logPath)
+			c.log.Warn("topology: restart failed", "component", c.Name(), "restart", n, "err", err, "log", c.logPath)
 			// a restart that never got healthy counts as one more exit
 			done := make(chan struct{})
 			close(done)
@@ -367,7 +373,7 @@ func (c *Component) supervise(ctx context.Context, p *process) {
 		c.state = StateRunning
 		c.mu.Unlock()
 		down := time.Since(exitedAt)
-		slog.Info("topology: component restarted and healthy", "component", c.Name(), "restart", n, "down", down.Round(time.Millisecond))
+		c.log.Info("topology: component restarted and healthy", "component", c.Name(), "restart", n, "down", down.Round(time.Millisecond))
 		c.emit(Event{Component: c.Name(), Kind: EventRestarted, Restart: n, Down: down, LogPath: c.logPath})
 		p = np
 	}

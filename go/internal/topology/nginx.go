@@ -25,7 +25,9 @@ type Nginx struct {
 	Listen      string   // host:port of the page port
 	Prefix      string   // nginx prefix: config, pid, temp files and logs go here
 	Root        string   // repository root (lua/, templates/)
-	Replica     string   // app: Redis replica host:port
+	Replica     string   // app: Redis replica host:port (with Sentinels: the first choice until they answer)
+	Sentinels   []string // app: Sentinels host:port that name the replicas to read (none: Replica only)
+	MasterName  string   // app: the name the Sentinels know Redis main by
 	Direct      string   // direct-data service host:port
 	Apps        []string // dist: app nodes host:port
 	Source      string   // dist: source service host:port (product pictures)
@@ -80,6 +82,14 @@ func (n *Nginx) Validate() error {
 		if err := check("replica", n.Replica); err != nil {
 			return err
 		}
+		for _, a := range n.Sentinels {
+			if err := check("sentinel", a); err != nil {
+				return err
+			}
+		}
+		if len(n.Sentinels) > 0 && (n.MasterName == "" || strings.ContainsAny(n.MasterName, " ;{}\"'$\\")) {
+			return fmt.Errorf("nginx: master name %q: want a plain word", n.MasterName)
+		}
 	case "dist":
 		if len(n.Apps) == 0 {
 			return errors.New("nginx: dist tier needs at least one app node")
@@ -124,6 +134,7 @@ func RenderNginx(n Nginx) (string, error) {
 		"port": func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p },
 		"lua":  func(s string) string { return fmt.Sprintf("%q", s) },
 		"inc":  func(i int) int { return i + 1 },
+		"join": strings.Join,
 	}).ParseFiles(src)
 	if err != nil {
 		return "", fmt.Errorf("nginx: %w", err)

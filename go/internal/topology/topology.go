@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +27,11 @@ import (
 const (
 	RedisMain    = "redis-main"
 	RedisReplica = "redis-replica"
+	RedisB1      = "redis-b1" // data centre B's replicas (not with Config.NoSentinel)
+	RedisB2      = "redis-b2"
+	Sentinel1    = "sentinel1" // the three Sentinels (not with Config.NoSentinel)
+	Sentinel2    = "sentinel2"
+	Sentinel3    = "sentinel3"
 	Broker       = "broker"
 	Source       = "source"
 	Direct       = "direct"
@@ -37,13 +43,25 @@ const (
 )
 
 // Order is the start order of the default topology; Stop goes the other way.
-var Order = []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, App1, App2, Dist}
+var Order = []string{RedisMain, RedisReplica, RedisB1, RedisB2, Sentinel1, Sentinel2, Sentinel3, Broker, Source, Direct, Sync, App1, App2, Dist}
+
+// MasterName is the name the Sentinels know Redis main by.
+const MasterName = "detailpage"
+
+// Sentinels are the names of the Sentinel components.
+var Sentinels = []string{Sentinel1, Sentinel2, Sentinel3}
+
+// RedisNodes are the Redis servers of the failover layout: data centre A's
+// main and replica, then data centre B's two replicas.
+var RedisNodes = []string{RedisMain, RedisReplica, RedisB1, RedisB2}
 
 // Ports are the loopback ports of every component.
 type Ports struct {
 	Dist, App1, App2        int
 	DistAdmin               int // the dist tier's internal admin port
 	RedisMain, RedisReplica int
+	RedisB1, RedisB2        int // data centre B's replicas
+	Sentinel                [3]int
 	Kafka                   int
 	Source, Sync, Direct    int
 	Sync2                   int // only used with two sync instances
@@ -51,7 +69,8 @@ type Ports struct {
 
 // DefaultPorts are the ports of the contract (docs/ARCHITECTURE).
 func DefaultPorts() Ports {
-	return Ports{Dist: 8080, DistAdmin: 8070, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Sync2: 9104}
+	return Ports{Dist: 8080, DistAdmin: 8070, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381,
+		RedisB1: 6382, RedisB2: 6383, Sentinel: [3]int{26379, 26380, 26381}, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Sync2: 9104}
 }
 
 // FreePorts picks unused loopback ports (for tests).
@@ -72,7 +91,8 @@ func FreePorts() (Ports, error) {
 		ls = append(ls, l)
 		return l.Addr().(*net.TCPAddr).Port
 	}
-	p := Ports{Dist: next(), DistAdmin: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(), Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next()}
+	p := Ports{Dist: next(), DistAdmin: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(),
+		RedisB1: next(), RedisB2: next(), Sentinel: [3]int{next(), next(), next()}, Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next()}
 	if len(errs) > 0 {
 		return Ports{}, fmt.Errorf("topology: no free loopback ports: %w", errors.Join(errs...))
 	}
@@ -91,11 +111,29 @@ type Config struct {
 	SeedProducts  int
 	SeedShops     int
 	Progress      io.Writer     // start and stop progress for humans; nil: silent
+	Log           *slog.Logger  // the supervisor's structured log (exits, restarts); nil: slog.Default()
 	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the default in lua/detailpage/app.lua)
 	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the default in lua/detailpage/app.lua)
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
 	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
-	Via           Via           // links routed through another address (zero: every link direct)
+	// NoSentinel keeps the small layout: Redis main and one replica, no
+	// Sentinel, services and app nodes on fixed addresses. The default is
+	// seed 004's two data centres: main and replica (A), two standby
+	// replicas (B), three Sentinels, failover on losing main.
+	NoSentinel bool
+	Via        Via // links routed through another address (zero: every link direct)
+}
+
+// SentinelAddrs are the Sentinels' addresses (none with NoSentinel).
+func (c Config) SentinelAddrs() []string {
+	if c.NoSentinel {
+		return nil
+	}
+	out := make([]string, len(c.Ports.Sentinel))
+	for i, p := range c.Ports.Sentinel {
+		out[i] = Addr(p)
+	}
+	return out
 }
 
 // Via points chosen links between components at another address, such as

@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// argvOf returns the command line of component name in t.
-func argvOf(t *testing.T, topo *Topology, name string) []string {
+// specArgv returns the command line of component name in t, from its
+// specs (t need not be built by New).
+func specArgv(t *testing.T, topo *Topology, name string) []string {
 	t.Helper()
 	for _, s := range topo.specs() {
 		if s.name == name {
@@ -48,10 +49,10 @@ func TestViaRoutesChosenLinks(t *testing.T) {
 		{Sync, "--redis", Addr(p.RedisMain), Addr(p.RedisMain)},
 		{Dist, "--source", Addr(p.Source), Addr(p.Source)},
 	} {
-		if got := flag(argvOf(t, direct, tc.comp), tc.flag); got != tc.direct {
+		if got := flag(specArgv(t, direct, tc.comp), tc.flag); got != tc.direct {
 			t.Errorf("%s %s without Via: %q, want %q", tc.comp, tc.flag, got, tc.direct)
 		}
-		if got := flag(argvOf(t, via, tc.comp), tc.flag); got != tc.via {
+		if got := flag(specArgv(t, via, tc.comp), tc.flag); got != tc.via {
 			t.Errorf("%s %s with Via: %q, want %q", tc.comp, tc.flag, got, tc.via)
 		}
 	}
