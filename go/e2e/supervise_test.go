@@ -291,8 +291,9 @@ func (e *supEditor) start(interval time.Duration) (stop func()) {
 
 // edit renames product id; the name is recorded before the PUT, so that a
 // page showing it, accepted or not, counts as at least as new as the
-// edits before it.
-func (e *supEditor) edit(id int64) {
+// edits before it. It returns the try's index in e.tries[id] and whether
+// the source accepted it.
+func (e *supEditor) edit(id int64) (try int, accepted bool) {
 	p := e.products[id]
 	e.mu.Lock()
 	e.n++
@@ -310,7 +311,9 @@ func (e *supEditor) edit(id int64) {
 		e.mu.Lock()
 		e.tries[id][k].accepted = true
 		e.mu.Unlock()
+		return k, true
 	}
+	return k, false
 }
 
 func (e *supEditor) count(accepted bool) int {
