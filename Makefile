@@ -25,10 +25,12 @@ bench: test-deps build
 	./$(BIN) bench-protect --root $(CURDIR)
 
 ## chaos: the chaos suite in full (docs/reliability.md): under page load and
-##        edits, every component frozen 10 s (SIGSTOP) and killed (SIGKILL), and
-##        the app→replica and sync/direct→source links given 500 ms latency, a
-##        timeout, resets and a bandwidth limit (toxiproxy); prints the table.
-##        `make test` runs a short version of the same test.
+##        edits, on the Sentinel layout every component frozen 10 s (SIGSTOP)
+##        and killed (SIGKILL), the sync/direct→source link given 500 ms
+##        latency, a timeout, resets and a bandwidth limit (toxiproxy), and
+##        Redis main frozen 30 s (failover); then on the small layout the same
+##        toxics on the app→replica link; prints the tables.
+##        `make test` runs a short version of the same test (small layout).
 chaos: test-deps build
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) DETAILPAGE_CHAOS=full $(GO) test -count=1 -timeout 30m -v -run 'TestChaos$$' ./go/e2e/
 

@@ -57,7 +57,7 @@ const chaosFullEnv = "DETAILPAGE_CHAOS"
 //     proxy would carry nothing once Sentinel has answered.
 func TestChaos(t *testing.T) {
 	if os.Getenv(chaosFullEnv) != "full" {
-		r := startChaos(t, false, false, time.Second, 3*time.Second)
+		r := startChaos(t, false, true, time.Second, 3*time.Second)
 		r.run(
 			func() *chaosRow { return r.pause(topology.App1) },
 			func() *chaosRow { return r.pause(topology.RedisReplica) },
