@@ -15,6 +15,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/broker"
 	"github.com/detailpage/detailpage/go/internal/direct"
+	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
@@ -44,6 +45,40 @@ func commandSettings(f *flags, cmds []resilience.Command) func() ([]resilience.C
 	return func() ([]resilience.Command, error) { return resilience.ParseSettings(*spec) }
 }
 
+// service is a Go service as its command runs it: opened, run until the
+// command's context ends, closed.
+type service interface {
+	Run(ctx context.Context) error
+	Close() error
+}
+
+// serve is what every Go service's command does after declaring its flags:
+// parse them, build the logger (tagged name) and the resilience command
+// settings, open the service with those and the process's telemetry, run
+// it until ctx ends and close it.
+func serve(ctx context.Context, name string, f *flags, args []string, lvl *string, cmds func() ([]resilience.Command, error),
+	open func(log *slog.Logger, cmds []resilience.Command, tel httpapi.Telemetry) (service, error)) error {
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(name, *lvl)
+	if err != nil {
+		return err
+	}
+	settings, err := cmds()
+	if err != nil {
+		return err
+	}
+	tel, stopTel := newTelemetry()
+	defer stopTel()
+	svc, err := open(log, settings, tel)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return svc.Run(ctx)
+}
+
 func runBroker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	f := newFlags("broker", stderr)
 	port := f.Int("port", "DETAILPAGE_BROKER_PORT", 9092, "loopback port to listen on")
@@ -69,32 +104,16 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 	shops := f.Int("seed-shops", "DETAILPAGE_SEED_SHOPS", 250, "shops in the catalog seeded on first start")
 	cmds := commandSettings(f, source.Commands())
 	lvl := logLevel(f)
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	log, err := newLogger("source", *lvl)
-	if err != nil {
-		return err
-	}
-	settings, err := cmds()
-	if err != nil {
-		return err
-	}
-	bl, err := kafka.ParseBrokers(*brokers)
-	if err != nil {
-		return err
-	}
-	tel, stopTel := newTelemetry()
-	defer stopTel()
-	svc, err := source.Open(ctx, source.Config{
-		Listen: *listen, DBPath: *db, Brokers: bl, AdminToken: os.Getenv(envToken),
-		SeedProducts: *products, SeedShops: *shops, Commands: settings,
-	}, log, tel)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	return svc.Run(ctx)
+	return serve(ctx, "source", f, args, lvl, cmds, func(log *slog.Logger, settings []resilience.Command, tel httpapi.Telemetry) (service, error) {
+		bl, err := kafka.ParseBrokers(*brokers)
+		if err != nil {
+			return nil, err
+		}
+		return source.Open(ctx, source.Config{
+			Listen: *listen, DBPath: *db, Brokers: bl, AdminToken: os.Getenv(envToken),
+			SeedProducts: *products, SeedShops: *shops, Commands: settings,
+		}, log, tel)
+	})
 }
 
 func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -112,33 +131,17 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	pipeline := f.Int("pipeline", "DETAILPAGE_SYNC_PIPELINE", 3, "batches of one topic handled at once (offsets still committed in order)")
 	cmds := commandSettings(f, syncer.Commands())
 	lvl := logLevel(f)
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	log, err := newLogger("sync", *lvl)
-	if err != nil {
-		return err
-	}
-	settings, err := cmds()
-	if err != nil {
-		return err
-	}
-	bl, err := kafka.ParseBrokers(*brokers)
-	if err != nil {
-		return err
-	}
-	tel, stopTel := newTelemetry()
-	defer stopTel()
-	svc, err := syncer.Open(syncer.Config{
-		Listen: *listen, Brokers: bl, Redis: rds(), SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
-		MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
-		Commands: settings,
-	}, log, tel)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	return svc.Run(ctx)
+	return serve(ctx, "sync", f, args, lvl, cmds, func(log *slog.Logger, settings []resilience.Command, tel httpapi.Telemetry) (service, error) {
+		bl, err := kafka.ParseBrokers(*brokers)
+		if err != nil {
+			return nil, err
+		}
+		return syncer.Open(syncer.Config{
+			Listen: *listen, Brokers: bl, Redis: rds(), SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
+			MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
+			Commands: settings,
+		}, log, tel)
+	})
 }
 
 func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -163,34 +166,18 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	limit := f.Int("rebuild-concurrency", "DETAILPAGE_DIRECT_REBUILD_CONCURRENCY", def.RebuildConcurrency, "rebuilds from the source at once; beyond it 503 at once (0: no limit)")
 	cmds := commandSettings(f, direct.Commands(def))
 	lvl := logLevel(f)
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	log, err := newLogger("direct", *lvl)
-	if err != nil {
-		return err
-	}
-	settings, err := cmds()
-	if err != nil {
-		return err
-	}
-	if *bloomCap < 1 {
-		return fmt.Errorf("direct: --bloom-capacity must be at least 1")
-	}
-	tel, stopTel := newTelemetry()
-	defer stopTel()
-	svc, err := direct.Open(direct.Config{
-		Listen: *listen, Redis: rds(), SourceURL: *src, TemplatesDir: *tmpl,
-		CacheSize: *size, CacheTTL: *ttl, NegativeTTL: *neg,
-		Bloom: *bloom, BloomCapacity: uint(*bloomCap), BloomFPRate: *bloomFP,
-		SingleFlight: *single, XFetch: *xfetch, XFetchBeta: *beta, Stale: *stale, StaleTTL: *staleTTL,
-		RebuildConcurrency: *limit, LoadTimeout: def.LoadTimeout, Commands: settings,
-	}, log, tel)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	return svc.Run(ctx)
+	return serve(ctx, "direct", f, args, lvl, cmds, func(log *slog.Logger, settings []resilience.Command, tel httpapi.Telemetry) (service, error) {
+		if *bloomCap < 1 {
+			return nil, fmt.Errorf("direct: --bloom-capacity must be at least 1")
+		}
+		return direct.Open(direct.Config{
+			Listen: *listen, Redis: rds(), SourceURL: *src, TemplatesDir: *tmpl,
+			CacheSize: *size, CacheTTL: *ttl, NegativeTTL: *neg,
+			Bloom: *bloom, BloomCapacity: uint(*bloomCap), BloomFPRate: *bloomFP,
+			SingleFlight: *single, XFetch: *xfetch, XFetchBeta: *beta, Stale: *stale, StaleTTL: *staleTTL,
+			RebuildConcurrency: *limit, LoadTimeout: def.LoadTimeout, Commands: settings,
+		}, log, tel)
+	})
 }
 
 // runNginx renders the tier's config and replaces this process with nginx

@@ -116,6 +116,9 @@ type Entry struct {
 type Store struct {
 	rdb    redis.UniversalClient
 	lastOK atomic.Int64 // Unix ns of the last successful Health ping
+	// followsFailover: main is found through Sentinels, so a write that
+	// failed because main was lost may pass on the promoted replica soon.
+	followsFailover bool
 }
 
 // New returns a Store over rdb.
@@ -169,7 +172,9 @@ func Open(spec string) (*Store, error) {
 			DialTimeout: dialTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout,
 			PoolSize: poolSize, MaxRetries: 1,
 		})
-		return New(rdb), nil
+		st := New(rdb)
+		st.followsFailover = true
+		return st, nil
 	}
 	list := splitAddrs(spec)
 	if len(list) == 0 {
@@ -226,9 +231,12 @@ func (s *Store) RunID(ctx context.Context) (string, error) {
 }
 
 // putRetry is how Put retries a write that failed on a transient error
-// (main lost, restarting, or just demoted during a failover): the
-// versioned compare-and-set makes a repeat harmless, and the budget keeps
-// the wait below the callers' command timeouts.
+// (main lost, restarting, or just demoted during a failover) when main is
+// found through Sentinels: the versioned compare-and-set makes a repeat
+// harmless, and the budget keeps the wait below the callers' command
+// timeouts. Without Sentinels no promotion is coming: a failed write
+// returns at once (the sync service's retry topic keeps it, and a
+// direct-data rebuild is served without its write-back, not held up).
 var putRetry = backoff.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: 0.2}
 
 const putRetryBudget = 2500 * time.Millisecond
@@ -274,7 +282,7 @@ func (s *Store) Put(ctx context.Context, entries ...Entry) (int, error) {
 				err = fmt.Errorf("redis: load script: %w", err)
 			}
 		}
-		if err == nil || !transient(err) {
+		if err == nil || !s.followsFailover || !transient(err) {
 			return written, err
 		}
 		d := retry.Next()
