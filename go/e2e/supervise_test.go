@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -352,23 +351,7 @@ func (e *supEditor) check(t *testing.T, deadline time.Time) (checked, missing in
 	var errs []error
 	for id, k := range last {
 		wg.Go(func() {
-			url := pageURL(e.t, fmt.Sprint(id))
-			err := testutil.PollEvery(time.Until(deadline), 50*time.Millisecond, func() error {
-				e.mu.Lock()
-				names := make([]string, 0, len(e.tries[id])-k)
-				for _, tr := range e.tries[id][k:] {
-					names = append(names, escape(tr.name))
-				}
-				e.mu.Unlock()
-				p, err := getPage(url)
-				if err != nil {
-					return err
-				}
-				if p.status != http.StatusOK || !slices.ContainsFunc(names, func(n string) bool { return strings.Contains(p.body, n) }) {
-					return fmt.Errorf("product %d: the page (status %d) does not show its accepted name %q or a newer one", id, p.status, names[0])
-				}
-				return nil
-			})
+			err := e.shows(id, k, deadline)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

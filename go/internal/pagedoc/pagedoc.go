@@ -139,15 +139,7 @@ func fetchAll[T any](ctx context.Context, a *Assembler, service string, ids []in
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int64]T, len(raws))
-	for id, raw := range raws {
-		var v T
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("decode %s %d: %w", service, id, err)
-		}
-		out[id] = v
-	}
-	return out, nil
+	return sourceclient.DecodeAll[T](service, raws)
 }
 
 // fetchRecords is fetchRaw decoded into records of kind.

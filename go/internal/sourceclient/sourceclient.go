@@ -175,7 +175,7 @@ func LookupMany[T any](ctx context.Context, c *Client, service string, ids []int
 	if err != nil {
 		return nil, err
 	}
-	return decodeAll[T](service, raws)
+	return DecodeAll[T](service, raws)
 }
 
 // LookupManyRaw is LookupMany without decoding: each record's JSON.
@@ -199,7 +199,7 @@ func Batch[T any](ctx context.Context, c *Client, service string, ids []int64) (
 	if err != nil {
 		return nil, err
 	}
-	return decodeAll[T](service, raws)
+	return DecodeAll[T](service, raws)
 }
 
 // BatchRaw is Batch without decoding: each record's JSON.
@@ -226,7 +226,8 @@ func BatchRaw(ctx context.Context, c *Client, service string, ids []int64) (map[
 		})
 }
 
-func decodeAll[T any](service string, raws map[int64]json.RawMessage) (map[int64]T, error) {
+// DecodeAll decodes records of service as T, keyed by id.
+func DecodeAll[T any](service string, raws map[int64]json.RawMessage) (map[int64]T, error) {
 	out := make(map[int64]T, len(raws))
 	for id, raw := range raws {
 		var v T
