@@ -316,16 +316,7 @@ func (r *chaosRun) kill(name string) *chaosRow {
 	}
 	faultAt := time.Now()
 	row.faultEnd = faultAt
-	err := testutil.PollEvery(30*time.Second, 10*time.Millisecond, func() error {
-		now := c.Status()
-		switch {
-		case now.State == topology.StateRunning && now.Restarts == st.Restarts+1 && now.Pid != st.Pid:
-			return nil
-		case now.State == topology.StateCrashLoop || now.State == topology.StateExited:
-			return testutil.StopPolling(fmt.Errorf("%s is %s: %s (see %s)", name, now.State, now.LastExit, now.LogPath))
-		}
-		return fmt.Errorf("%s is %s after %d restarts", name, now.State, now.Restarts)
-	})
+	err := waitRestarted(c, st)
 	if err != nil {
 		r.t.Errorf("%s did not come back: %v", name, err)
 		return r.finish(row)

@@ -136,16 +136,7 @@ func killAndHeal(t *testing.T, topo *topology.Topology, ed *supEditor, name stri
 	if err := syscall.Kill(before.Pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s: %v", name, err)
 	}
-	err := testutil.PollEvery(30*time.Second, 10*time.Millisecond, func() error {
-		st := c.Status()
-		switch {
-		case st.State == topology.StateRunning && st.Restarts == before.Restarts+1 && st.Pid != before.Pid:
-			return nil
-		case st.State == topology.StateCrashLoop || st.State == topology.StateExited:
-			return testutil.StopPolling(fmt.Errorf("%s is %s: %s (see %s)", name, st.State, st.LastExit, st.LogPath))
-		}
-		return fmt.Errorf("%s is %s after %d restarts", name, st.State, st.Restarts)
-	})
+	err := waitRestarted(c, before)
 	if err != nil {
 		t.Errorf("%s did not come back: %v", name, err)
 		ph.end = time.Now()
@@ -366,4 +357,20 @@ func (e *supEditor) check(t *testing.T, deadline time.Time) (checked, missing in
 		t.Errorf("%d of %d accepted edits missing from the page 30 s after the fault: %v", len(errs), len(last), errors.Join(errs...))
 	}
 	return len(last), len(errs), slowest
+}
+
+// waitRestarted waits (up to 30 s) until the supervisor has c running and
+// healthy again in a new process, one restart after before; a crash loop
+// or a component left down ends the wait at once.
+func waitRestarted(c *topology.Component, before topology.Status) error {
+	return testutil.PollEvery(30*time.Second, 10*time.Millisecond, func() error {
+		st := c.Status()
+		switch {
+		case st.State == topology.StateRunning && st.Restarts == before.Restarts+1 && st.Pid != before.Pid:
+			return nil
+		case st.State == topology.StateCrashLoop || st.State == topology.StateExited:
+			return testutil.StopPolling(fmt.Errorf("%s is %s: %s (see %s)", c.Name(), st.State, st.LastExit, st.LogPath))
+		}
+		return fmt.Errorf("%s is %s after %d restarts", c.Name(), st.State, st.Restarts)
+	})
 }

@@ -162,7 +162,7 @@ func runDirect(ctx context.Context, args []string, _, stderr io.Writer) error {
 	xfetch := f.EnvBool("xfetch", "DETAILPAGE_DIRECT_XFETCH", def.XFetch, "refresh hot entries early in the background (XFetch)")
 	beta := f.EnvFloat("xfetch-beta", "DETAILPAGE_DIRECT_XFETCH_BETA", def.XFetchBeta, "XFetch β: above 1 refreshes earlier")
 	stale := f.EnvBool("stale", "DETAILPAGE_DIRECT_STALE", def.Stale, "serve an expired entry while one background refresh runs")
-	staleTTL := f.Duration("stale-ttl", "DETAILPAGE_DIRECT_STALE_TTL", def.StaleTTL, "how long an entry is kept past its expiry as the stale copy")
+	staleTTL := f.Duration("stale-ttl", "DETAILPAGE_DIRECT_STALE_TTL", def.StaleTTL, "how long past expiry an entry is served at once while it refreshes (later it is only the last good copy, used when a fresh read fails)")
 	limit := f.Int("rebuild-concurrency", "DETAILPAGE_DIRECT_REBUILD_CONCURRENCY", def.RebuildConcurrency, "rebuilds from the source at once; beyond it 503 at once (0: no limit)")
 	cmds := commandSettings(f, direct.Commands(def))
 	lvl := logLevel(f)

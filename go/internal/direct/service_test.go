@@ -78,23 +78,10 @@ func MustService(tb testing.TB, edit func(*Config)) *harness {
 
 func (h *harness) setRand(r float64) { h.r.Store(floatBits(r)) }
 
-// sourceStats resets (reset) or reads the source's per-service stats.
+// sourceStats resets (DELETE) or reads (GET) the source's per-service stats.
 func (h *harness) sourceStats(tb testing.TB, method string) map[string]map[string]int64 {
 	tb.Helper()
-	req, _ := http.NewRequest(method, h.src+"/_admin/stats", nil)
-	req.Header.Set("Authorization", "Bearer "+testutil.SourceToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Services map[string]map[string]int64 `json:"services"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		tb.Fatal(err)
-	}
-	return body.Services
+	return testutil.MustSourceStats(tb, h.src, method)
 }
 
 func (h *harness) fault(tb testing.TB, service string, latencyMS int) {

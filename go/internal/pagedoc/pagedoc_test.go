@@ -1,7 +1,6 @@
 package pagedoc_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"slices"
 	"testing"
@@ -41,24 +40,9 @@ func MustAssembler(tb testing.TB) *harness {
 // service.
 func (h *harness) lookups(tb testing.TB, method string) map[string]int64 {
 	tb.Helper()
-	req, _ := http.NewRequest(method, h.src+"/_admin/stats", nil)
-	req.Header.Set("Authorization", "Bearer "+testutil.SourceToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Services map[string]struct {
-			Lookups int64 `json:"lookups"`
-		} `json:"services"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
-		tb.Fatalf("source stats: %s %v", resp.Status, err)
-	}
 	out := map[string]int64{}
-	for name, s := range body.Services {
-		out[name] = s.Lookups
+	for name, st := range testutil.MustSourceStats(tb, h.src, method) {
+		out[name] = st["lookups"]
 	}
 	return out
 }

@@ -1,7 +1,9 @@
 package testutil
 
 import (
+	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
@@ -50,4 +52,28 @@ func MustSourceServer(tb testing.TB) (string, *source.Service) {
 	srv := httptest.NewServer(svc.Handler())
 	tb.Cleanup(srv.Close)
 	return srv.URL, svc
+}
+
+// MustSourceStats resets (DELETE) or reads (GET) the request counters of
+// the source service at base, per service and counter ("lookups",
+// "missing", "in_flight", ...).
+func MustSourceStats(tb testing.TB, base, method string) map[string]map[string]int64 {
+	tb.Helper()
+	req, err := http.NewRequest(method, base+"/_admin/stats", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+SourceToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("testutil: source stats: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Services map[string]map[string]int64 `json:"services"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		tb.Fatalf("testutil: source stats: %s %v", resp.Status, err)
+	}
+	return body.Services
 }
