@@ -166,6 +166,10 @@ type recentReport struct {
 // window).
 const maxNodes = 64
 
+// maxRecentReports bounds the reports kept per node for the short-term
+// rate.
+const maxRecentReports = 4
+
 type cand struct {
 	id          int64
 	rate, wrate float64
@@ -283,10 +287,12 @@ func (n *nodeReports) last() time.Time {
 	return n.reps[len(n.reps)-1].at
 }
 
-// prune drops reports older than the node's short horizon: two buckets,
-// or two of its report intervals if longer.
+// prune drops reports older than the node's short horizon (two buckets,
+// or two of its report intervals if longer) and all but its last
+// maxRecentReports. (Each report carries the time it covers, so dropping
+// some keeps the rate right.)
 func (n *nodeReports) prune(now time.Time, bucket time.Duration) {
-	i := 0
+	i := max(len(n.reps)-maxRecentReports, 0)
 	for i < len(n.reps) {
 		r := n.reps[i]
 		if now.Sub(r.at) < max(2*bucket, 2*r.interval) {

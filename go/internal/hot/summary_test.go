@@ -9,18 +9,23 @@ import (
 // checkHeap fails unless s's heap and index agree and the heap is ordered.
 func checkHeap(tb testing.TB, s *Summary) {
 	tb.Helper()
-	if len(s.index) != len(s.heap) || len(s.heap) > s.capacity {
-		tb.Fatalf("index %d, heap %d, capacity %d", len(s.index), len(s.heap), s.capacity)
+	if len(s.index) != len(s.slots) || len(s.heap) != len(s.slots) || len(s.slots) > s.capacity {
+		tb.Fatalf("index %d, slots %d, heap %d, capacity %d", len(s.index), len(s.slots), len(s.heap), s.capacity)
 	}
-	for i, c := range s.heap {
-		if j, ok := s.index[c.ID]; !ok || int(j) != i {
-			tb.Fatalf("heap[%d] = id %d, index says %d (%v)", i, c.ID, j, ok)
+	for i, sl := range s.slots {
+		if j, ok := s.index[sl.ID]; !ok || int(j) != i {
+			tb.Fatalf("slot %d = id %d, index says %d (%v)", i, sl.ID, j, ok)
 		}
-		if i > 0 && s.heap[(i-1)/2].Count > c.Count {
-			tb.Fatalf("heap order broken at %d", i)
+		if s.heap[sl.pos] != int32(i) {
+			tb.Fatalf("slot %d at heap %d, which holds %d", i, sl.pos, s.heap[sl.pos])
 		}
-		if c.Err > c.Count {
-			tb.Fatalf("id %d: err %d > count %d", c.ID, c.Err, c.Count)
+		if sl.Err > sl.Count {
+			tb.Fatalf("id %d: err %d > count %d", sl.ID, sl.Err, sl.Count)
+		}
+	}
+	for p := 1; p < len(s.heap); p++ {
+		if s.slots[s.heap[(p-1)/2]].Count > s.slots[s.heap[p]].Count {
+			tb.Fatalf("heap order broken at %d", p)
 		}
 	}
 }
@@ -55,11 +60,11 @@ func TestSummaryErrorBounds(t *testing.T) {
 			total += n
 		}
 		checkHeap(t, s)
-		for _, c := range s.heap {
+		s.Each(func(c Counter) {
 			if tr := exact[c.ID]; c.Lower() > tr || tr > c.Count {
 				t.Fatalf("cap %d id %d: lower %d, true %d, count %d", capacity, c.ID, c.Lower(), tr, c.Count)
 			}
-		}
+		})
 		for id, n := range exact {
 			if _, ok := s.Get(id); !ok {
 				if n > total/uint64(capacity) {
@@ -75,6 +80,22 @@ func TestSummaryErrorBounds(t *testing.T) {
 		if len(top) != 5 || top[0].ID != 1 {
 			t.Fatalf("cap %d: top %v, want id 1 first", capacity, top)
 		}
+	}
+}
+
+// TestSummaryRandomOps mixes adds and removes and checks the structure
+// after each.
+func TestSummaryRandomOps(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	s := NewSummary(32)
+	for range 20_000 {
+		id := int64(r.IntN(100)) + 1
+		if r.IntN(4) == 0 {
+			s.Remove(id)
+		} else {
+			s.Add(id, 1+r.Uint64N(9))
+		}
+		checkHeap(t, s)
 	}
 }
 
