@@ -25,10 +25,10 @@ type Rule struct {
 	// Window is the length of the sliding window; Bucket the length of one
 	// of its buckets (Window is a multiple of it).
 	Window, Bucket time.Duration
-	// An id enters the hot set when its short-term rate (the current and
-	// the previous bucket) is at least Floor req/s and at least Ratio ×
-	// the baseline: the mean window rate of the TopK busiest ids that are
-	// neither hot nor the id itself.
+	// An id enters the hot set when its short-term rate (from each node's
+	// reports of the last two buckets, see shortRates) is at least Floor
+	// req/s and at least Ratio × the baseline: the mean window rate of the
+	// TopK busiest ids that are neither hot nor the id itself.
 	Floor float64
 	Ratio float64
 	TopK  int
@@ -140,10 +140,35 @@ type Detector struct {
 	evalTime   func(time.Duration)
 	snap       atomic.Pointer[Snapshot]
 
+	recent map[string]*nodeReports // each node's reports of the short horizon
+
 	// Scratch, reused between evaluations.
 	top   []IDCount
 	cands []cand
+	short map[int64]float64 // id → short-term rate
 }
+
+// nodeReports are one node's recent reports, oldest first.
+type nodeReports struct {
+	reps []recentReport
+}
+
+// recentReport is a report as the short-term rate reads it: when it
+// arrived, the time it covers and its counts, sorted by id.
+type recentReport struct {
+	at       time.Time
+	interval time.Duration
+	counts   []IDCount
+}
+
+// maxNodes bounds the nodes whose recent reports are kept (beyond it the
+// node heard from longest ago is forgotten; its counts still go into the
+// window).
+const maxNodes = 64
+
+// maxRecentReports bounds the reports kept per node for the short-term
+// rate.
+const maxRecentReports = 4
 
 type cand struct {
 	id          int64
@@ -170,6 +195,8 @@ func NewDetector(rule Rule, now func() time.Time, stats *Stats, log *slog.Logger
 		win:        NewWindow(int(rule.Window/rule.Bucket), rule.Bucket, rule.Capacity, now()),
 		hot:        map[int64]*hotID{},
 		suppressed: map[int64]time.Time{},
+		recent:     map[string]*nodeReports{},
+		short:      map[int64]float64{},
 		events:     func(Event) {}, evalTime: func(time.Duration) {},
 	}
 	d.snap.Store(&Snapshot{At: now()})
@@ -202,14 +229,15 @@ const evalAfterReport = 10 * time.Millisecond
 // Ingest adds a report: missing ids leave the hot set at once (unless
 // pinned) and their counts are dropped; counts go into the window and the
 // long-term statistics. The rule is then evaluated, unless it was less
-// than 10 ms ago.
+// than 10 ms ago and no id left.
 func (d *Detector) Ingest(r Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
 	d.win.Advance(now)
+	changed := false
 	for _, id := range r.Missing {
-		d.dropMissing(id, now)
+		changed = d.dropMissing(id, now) || changed
 	}
 	for _, c := range r.Counts {
 		if _, gone := d.suppressed[c.ID]; gone {
@@ -217,15 +245,97 @@ func (d *Detector) Ingest(r Report) {
 		}
 		d.win.Add(c.ID, c.Count)
 	}
+	d.remember(r, now)
 	if d.stats != nil {
 		d.stats.add(now, r.Counts, d.suppressed)
 	}
-	if now.Sub(d.lastEval) >= evalAfterReport {
+	if changed || now.Sub(d.lastEval) >= evalAfterReport {
 		d.evaluate(now)
 	}
 }
 
-func (d *Detector) dropMissing(id int64, now time.Time) {
+// remember keeps r for the short-term rate.
+func (d *Detector) remember(r Report, now time.Time) {
+	if len(r.Counts) == 0 || r.Interval <= 0 {
+		return
+	}
+	n, ok := d.recent[r.Node]
+	if !ok {
+		if len(d.recent) >= maxNodes {
+			var stalest string
+			var at time.Time
+			for name, o := range d.recent {
+				if last := o.last(); stalest == "" || last.Before(at) {
+					stalest, at = name, last
+				}
+			}
+			delete(d.recent, stalest)
+		}
+		n = &nodeReports{}
+		d.recent[r.Node] = n
+	}
+	counts := slices.Clone(r.Counts)
+	slices.SortFunc(counts, func(a, b IDCount) int { return cmp.Compare(a.ID, b.ID) })
+	n.reps = append(n.reps, recentReport{at: now, interval: r.Interval, counts: counts})
+	n.prune(now, d.rule.Bucket)
+}
+
+func (n *nodeReports) last() time.Time {
+	if len(n.reps) == 0 {
+		return time.Time{}
+	}
+	return n.reps[len(n.reps)-1].at
+}
+
+// prune drops reports older than the node's short horizon (two buckets,
+// or two of its report intervals if longer) and all but its last
+// maxRecentReports. (Each report carries the time it covers, so dropping
+// some keeps the rate right.)
+func (n *nodeReports) prune(now time.Time, bucket time.Duration) {
+	i := max(len(n.reps)-maxRecentReports, 0)
+	for i < len(n.reps) {
+		r := n.reps[i]
+		if now.Sub(r.at) < max(2*bucket, 2*r.interval) {
+			break
+		}
+		i++
+	}
+	n.reps = slices.Delete(n.reps, 0, i)
+}
+
+// shortRates fills d.short with every recently reported id's short-term
+// rate: for each node, the counts of its reports of the short horizon
+// divided by the time those reports cover (the sum of their intervals),
+// summed over the nodes. Reports arrive in bursts (one per node every
+// interval); dividing by the time the reports cover, not by the time they
+// arrived in, keeps the estimate from doubling when two of a node's
+// reports land in a short span.
+func (d *Detector) shortRates(now time.Time) {
+	clear(d.short)
+	for name, n := range d.recent {
+		n.prune(now, d.rule.Bucket)
+		if len(n.reps) == 0 {
+			delete(d.recent, name)
+			continue
+		}
+		var covered time.Duration
+		for _, r := range n.reps {
+			covered += r.interval
+		}
+		per := 1 / covered.Seconds()
+		for _, r := range n.reps {
+			for _, c := range r.counts {
+				d.short[c.ID] += float64(c.Count) * per
+			}
+		}
+	}
+	for id := range d.suppressed {
+		delete(d.short, id)
+	}
+}
+
+// dropMissing forgets a missing id; true if it left the hot set.
+func (d *Detector) dropMissing(id int64, now time.Time) bool {
 	d.win.Remove(id)
 	if d.stats != nil {
 		d.stats.remove(id)
@@ -235,7 +345,9 @@ func (d *Detector) dropMissing(id int64, now time.Time) {
 	}
 	if h, ok := d.hot[id]; ok && !h.pinned {
 		d.leave(id, "missing")
+		return true
 	}
+	return false
 }
 
 // Evaluate applies the rule now (the service calls it on a ticker).
@@ -264,7 +376,8 @@ func (d *Detector) evaluate(now time.Time) {
 			delete(d.suppressed, id)
 		}
 	}
-	span, short := d.win.Span(now).Seconds(), d.win.ShortSpan(now).Seconds()
+	span := d.win.Span(now).Seconds()
+	d.shortRates(now)
 	k := d.rule.TopK
 
 	// The TopK+1 busiest ids over the window that are not hot (one more,
@@ -300,7 +413,7 @@ func (d *Detector) evaluate(now time.Time) {
 
 	// Hot ids: leave after Cooldown below the rule by both rates.
 	for id, h := range d.hot {
-		h.rate = float64(d.win.ShortCount(id)) / short
+		h.rate = d.short[id]
 		h.wrate = float64(d.win.Count(id)) / span
 		if h.pinned {
 			continue
@@ -327,29 +440,20 @@ func (d *Detector) evaluate(now time.Time) {
 		d.leave(id, "replaced by a pinned id")
 	}
 
-	// Candidates: ids counted in the last two buckets whose short-term
-	// rate meets the rule.
+	// Candidates: recently reported ids whose short-term rate meets the
+	// rule.
 	d.cands = d.cands[:0]
-	d.win.EachRecent(func(id int64) {
-		if _, isHot := d.hot[id]; isHot {
-			return
-		}
-		if _, gone := d.suppressed[id]; gone {
-			return
-		}
-		rate := float64(d.win.ShortCount(id)) / short
+	for id, rate := range d.short {
 		if rate < d.rule.Floor {
-			return
+			continue
 		}
-		for _, c := range d.cands {
-			if c.id == id {
-				return
-			}
+		if _, isHot := d.hot[id]; isHot {
+			continue
 		}
 		if meets(rate, baseline(id)) {
 			d.cands = append(d.cands, cand{id: id, rate: rate, wrate: float64(d.win.Count(id)) / span})
 		}
-	})
+	}
 	slices.SortFunc(d.cands, func(a, b cand) int {
 		if c := cmp.Compare(b.rate, a.rate); c != 0 {
 			return c

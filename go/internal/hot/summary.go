@@ -24,8 +24,16 @@ import (
 // A Summary is not safe for concurrent use.
 type Summary struct {
 	capacity int
-	index    map[int64]int32 // id → position in heap
-	heap     []Counter
+	index    map[int64]int32 // id → slot; written only when an id comes or goes
+	slots    []slot          // the tracked ids, densely packed
+	heap     []int32         // slot numbers, a min-heap by estimated count
+}
+
+// slot is a tracked id and its position in the heap (so that moving it in
+// the heap writes no map).
+type slot struct {
+	Counter
+	pos int32
 }
 
 // Counter is one tracked id: its estimated Count and the Err by which
@@ -43,14 +51,15 @@ func (c Counter) Lower() uint64 { return c.Count - c.Err }
 // (at least 1).
 func NewSummary(capacity int) *Summary {
 	capacity = max(capacity, 1)
-	return &Summary{capacity: capacity, index: make(map[int64]int32, capacity), heap: make([]Counter, 0, capacity)}
+	return &Summary{capacity: capacity, index: make(map[int64]int32, capacity),
+		slots: make([]slot, 0, capacity), heap: make([]int32, 0, capacity)}
 }
 
 // Capacity is the most ids the summary tracks.
 func (s *Summary) Capacity() int { return s.capacity }
 
 // Len is the number of ids tracked.
-func (s *Summary) Len() int { return len(s.heap) }
+func (s *Summary) Len() int { return len(s.slots) }
 
 // Add adds n occurrences of id; id's lower bound grows by n. When id took
 // the place of another id, Add returns that id and the lower bound it had.
@@ -59,21 +68,23 @@ func (s *Summary) Add(id int64, n uint64) (evicted int64, evictedLower uint64, o
 		return 0, 0, false
 	}
 	if i, found := s.index[id]; found {
-		s.heap[i].Count += n
-		s.down(int(i))
+		s.slots[i].Count += n
+		s.down(int(s.slots[i].pos))
 		return 0, 0, false
 	}
-	if len(s.heap) < s.capacity {
-		s.heap = append(s.heap, Counter{ID: id, Count: n})
-		i := len(s.heap) - 1
-		s.index[id] = int32(i)
-		s.up(i)
+	if len(s.slots) < s.capacity {
+		i := int32(len(s.slots))
+		s.slots = append(s.slots, slot{Counter: Counter{ID: id, Count: n}, pos: int32(len(s.heap))})
+		s.heap = append(s.heap, i)
+		s.index[id] = i
+		s.up(len(s.heap) - 1)
 		return 0, 0, false
 	}
-	m := s.heap[0]
+	i := s.heap[0]
+	m := s.slots[i].Counter
 	delete(s.index, m.ID)
-	s.heap[0] = Counter{ID: id, Count: m.Count + n, Err: m.Count}
-	s.index[id] = 0
+	s.slots[i].Counter = Counter{ID: id, Count: m.Count + n, Err: m.Count}
+	s.index[id] = i
 	s.down(0)
 	return m.ID, m.Lower(), true
 }
@@ -84,13 +95,13 @@ func (s *Summary) Get(id int64) (Counter, bool) {
 	if !ok {
 		return Counter{}, false
 	}
-	return s.heap[i], true
+	return s.slots[i].Counter, true
 }
 
 // Lower is id's guaranteed lower bound: 0 when not tracked.
 func (s *Summary) Lower(id int64) uint64 {
 	if i, ok := s.index[id]; ok {
-		return s.heap[i].Lower()
+		return s.slots[i].Lower()
 	}
 	return 0
 }
@@ -98,10 +109,10 @@ func (s *Summary) Lower(id int64) uint64 {
 // Min is the smallest estimate tracked when the summary is full (an id
 // not tracked occurred at most that often), else 0.
 func (s *Summary) Min() uint64 {
-	if len(s.heap) < s.capacity {
+	if len(s.slots) < s.capacity {
 		return 0
 	}
-	return s.heap[0].Count
+	return s.slots[s.heap[0]].Count
 }
 
 // Remove forgets id; it returns the lower bound it had.
@@ -110,35 +121,43 @@ func (s *Summary) Remove(id int64) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	lower := s.heap[i].Lower()
+	lower := s.slots[i].Lower()
 	delete(s.index, id)
-	last := len(s.heap) - 1
-	if int(i) != last {
-		s.heap[i] = s.heap[last]
-		s.index[s.heap[i].ID] = i
+	// Out of the heap: the heap's last element takes its place.
+	pos, lastPos := int(s.slots[i].pos), len(s.heap)-1
+	if pos != lastPos {
+		s.heap[pos] = s.heap[lastPos]
+		s.slots[s.heap[pos]].pos = int32(pos)
 	}
-	s.heap = s.heap[:last]
-	if int(i) < len(s.heap) {
-		s.down(int(i))
-		s.up(int(i))
+	s.heap = s.heap[:lastPos]
+	if pos < len(s.heap) {
+		s.down(pos)
+		s.up(pos)
 	}
+	// Out of the slots: the last slot moves into its place.
+	if last := int32(len(s.slots) - 1); i != last {
+		s.slots[i] = s.slots[last]
+		s.index[s.slots[i].ID] = i
+		s.heap[s.slots[i].pos] = i
+	}
+	s.slots = s.slots[:len(s.slots)-1]
 	return lower, true
 }
 
 // Each calls fn for every tracked id, in no order.
 func (s *Summary) Each(fn func(Counter)) {
-	for _, c := range s.heap {
-		fn(c)
+	for i := range s.slots {
+		fn(s.slots[i].Counter)
 	}
 }
 
 // Top returns at most limit counters (all with limit < 0), highest lower
 // bound first (ties by id), leaving out lower bounds of 0.
 func (s *Summary) Top(limit int) []Counter {
-	out := make([]Counter, 0, len(s.heap))
-	for _, c := range s.heap {
-		if c.Lower() > 0 {
-			out = append(out, c)
+	out := make([]Counter, 0, len(s.slots))
+	for _, sl := range s.slots {
+		if sl.Lower() > 0 {
+			out = append(out, sl.Counter)
 		}
 	}
 	sortCounters(out)
@@ -151,7 +170,7 @@ func (s *Summary) Top(limit int) []Counter {
 // Reset forgets every id, keeping the memory.
 func (s *Summary) Reset() {
 	clear(s.index)
-	s.heap = s.heap[:0]
+	s.slots, s.heap = s.slots[:0], s.heap[:0]
 }
 
 // Load replaces the summary's content with cs (at most Capacity of them,
@@ -161,14 +180,16 @@ func (s *Summary) Load(cs []Counter) {
 	cs = slices.Clone(cs)
 	slices.SortFunc(cs, func(a, b Counter) int { return cmp.Compare(b.Count, a.Count) })
 	for _, c := range cs {
-		if len(s.heap) == s.capacity {
+		if len(s.slots) == s.capacity {
 			break
 		}
 		if _, dup := s.index[c.ID]; dup || c.Count == 0 || c.Err > c.Count {
 			continue
 		}
-		s.heap = append(s.heap, c)
-		s.index[c.ID] = int32(len(s.heap) - 1)
+		i := int32(len(s.slots))
+		s.slots = append(s.slots, slot{Counter: c, pos: int32(len(s.heap))})
+		s.heap = append(s.heap, i)
+		s.index[c.ID] = i
 		s.up(len(s.heap) - 1)
 	}
 }
@@ -182,12 +203,12 @@ func sortCounters(cs []Counter) {
 	})
 }
 
-func (s *Summary) less(i, j int) bool { return s.heap[i].Count < s.heap[j].Count }
+func (s *Summary) less(i, j int) bool { return s.slots[s.heap[i]].Count < s.slots[s.heap[j]].Count }
 
 func (s *Summary) swap(i, j int) {
 	s.heap[i], s.heap[j] = s.heap[j], s.heap[i]
-	s.index[s.heap[i].ID] = int32(i)
-	s.index[s.heap[j].ID] = int32(j)
+	s.slots[s.heap[i]].pos = int32(i)
+	s.slots[s.heap[j]].pos = int32(j)
 }
 
 func (s *Summary) up(i int) {

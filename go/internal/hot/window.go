@@ -122,34 +122,6 @@ func (w *Window) Rate(id int64, now time.Time) float64 {
 	return float64(w.agg[id]) / w.Span(now).Seconds()
 }
 
-// ShortSpan is the span of the short-term rate: the current bucket's
-// elapsed part and the previous bucket, at least one bucket.
-func (w *Window) ShortSpan(now time.Time) time.Duration {
-	d := w.elapsed(now)
-	if w.cur > w.first {
-		d += w.bucket
-	}
-	return max(d, w.bucket)
-}
-
-// ShortCount is id's count in the current and the previous bucket.
-func (w *Window) ShortCount(id int64) uint64 {
-	n := w.slot(w.cur).Lower(id)
-	if w.cur > w.first {
-		n += w.slot(w.cur - 1).Lower(id)
-	}
-	return n
-}
-
-// EachRecent calls fn for every id counted in the current or the previous
-// bucket (an id in both, twice).
-func (w *Window) EachRecent(fn func(id int64)) {
-	w.slot(w.cur).Each(func(c Counter) { fn(c.ID) })
-	if w.cur > w.first {
-		w.slot(w.cur - 1).Each(func(c Counter) { fn(c.ID) })
-	}
-}
-
 // EachCount calls fn for every id with a window count.
 func (w *Window) EachCount(fn func(id int64, n uint64)) {
 	for id, n := range w.agg {
