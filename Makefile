@@ -16,7 +16,8 @@ test: test-deps build lint unit lua e2e
 
 ## bench: throughput of the page path (wrk) next to nginx serving a static file;
 ##        the write path (events/s into Redis, edit-to-page latency, edits behind a
-##        refresh backlog); the resilience layer's overhead per command; source
+##        refresh backlog); hot-product reporting's cost on an app node's L1 hit
+##        (on vs off); the resilience layer's overhead per command; source
 ##        lookups per 1,000 requests under cache attacks, defences on and off
 bench: test-deps build
 	./scripts/bench.sh
