@@ -102,6 +102,7 @@ local unavailable_page = "Unavailable"
 local l1
 local links
 local hits = {}          -- this worker's hit counts, flushed to dp_state
+local hot_on = false     -- hot reporting on (detailpage.hotcount, init_worker)
 local shop_versions = {} -- newest shop versions this worker was told of
 
 local function log(lvl, ...)
@@ -180,7 +181,8 @@ function _M.init(opts)
     end
 end
 
--- init_worker creates this worker's L1 and the link tracker.
+-- init_worker creates this worker's L1 and the link tracker (after
+-- hotcount.init, which init_by_lua runs).
 function _M.init_worker()
     local c, err = lrucache.new(config.l1_size)
     if not c then
@@ -188,6 +190,8 @@ function _M.init_worker()
     end
     l1 = c
     links = degrade.new(shared.dp_state, config.degrade, ngx_now)
+    -- off: a page does not even look at its status for the counting
+    hot_on = hotcount.enabled()
 end
 
 function _M.config() return config end
@@ -728,6 +732,9 @@ function _M.serve_item(id)
         log(ERR, "request for item ", id, " failed: ", err)
         ngx.header["Retry-After"] = "2"
         return send(503, unavailable_page)
+    end
+    if not hot_on then
+        return
     end
     local status = ngx.status
     if status == 200 then
