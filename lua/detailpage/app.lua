@@ -190,7 +190,7 @@ function _M.init_worker()
     end
     l1 = c
     links = degrade.new(shared.dp_state, config.degrade, ngx_now)
-    -- off: a page does not even look at its status for the counting
+    -- off: a page skips the counting altogether
     hot_on = hotcount.enabled()
 end
 
@@ -227,9 +227,11 @@ local function bump(name)
     shared.dp_state:incr("count:" .. name, 1, 0)
 end
 
--- send writes a page. Content-Type and X-Served-By come from the nginx
--- config; X-Cache from $dp_cache. A Content-Length (rather than chunked
--- encoding) is cheaper for the client and for us.
+-- send writes a page and returns its status (every way through serve
+-- returns the status it answered with: reading ngx.status back would cost
+-- an FFI call on every page). Content-Type and X-Served-By come from the
+-- nginx config; X-Cache from $dp_cache. A Content-Length (rather than
+-- chunked encoding) is cheaper for the client and for us.
 local function send(status, body, level)
     if status ~= 200 then
         ngx.status = status
@@ -239,6 +241,7 @@ local function send(status, body, level)
     end
     ngx_header["Content-Length"] = #body
     ngx_print(body)
+    return status
 end
 
 -- send_page writes the page of entry e. For /_admin/page (admin) it also
@@ -603,20 +606,18 @@ local function remember_missing(id)
 end
 
 -- answer_from_node answers with the node's page (L2) or negative entry for
--- id; false when it has neither.
+-- id and returns the status; false when it has neither.
 local function answer_from_node(id, admin)
     local raw = shared.dp_pages:get(id)
     local e = raw and decode_entry(raw)
     if e and current(id, e) then
         l1:set(id, e, jitter(config.l1_ttl))
         count("L2")
-        send_page(e, "L2", admin)
-        return true
+        return send_page(e, "L2", admin)
     end
     if shared.dp_negative:get(id) then
         count("negative")
-        send(404, not_found_page, "L2")
-        return true
+        return send(404, not_found_page, "L2")
     end
     return false
 end
@@ -630,13 +631,15 @@ local function wait_for_holder(id, stale, admin)
     while ngx_now() < deadline do
         ngx_sleep(step)
         step = step < 0.02 and step * 2 or step
-        if answer_from_node(id, admin) then
-            return
+        local status = answer_from_node(id, admin)
+        if status then
+            return status
         end
         if not shared.dp_locks:get(id) then
             -- released since the look above: the result (if any) is stored
-            if answer_from_node(id, admin) then
-                return
+            status = answer_from_node(id, admin)
+            if status then
+                return status
             end
             return serve_stale_or_503(id, stale, "the lock holder ended without a result", admin)
         end
@@ -682,9 +685,10 @@ local function serve(id, admin)
     end
     -- Another request may have stored the result and released the lock
     -- between the look at L2 above and the add (as mlcache checks again).
-    if answer_from_node(id, admin) then
+    local status = answer_from_node(id, admin)
+    if status then
         locks:delete(id)
-        return
+        return status
     end
     local answered = false
     if usable then
@@ -709,7 +713,7 @@ local function serve(id, admin)
         if err then
             log(WARN, "refresh of item ", id, " after its stale copy failed: ", err)
         end
-        return
+        return 200
     end
     if entry then
         count(level)
@@ -727,20 +731,18 @@ end
 -- page, never a 500 with a trace. The answer is counted for hot-product
 -- reporting (detailpage.hotcount: a table increment, no I/O).
 function _M.serve_item(id)
-    local ok, err = xpcall(serve, traceback, id)
+    local ok, status = xpcall(serve, traceback, id)
     if not ok then
-        log(ERR, "request for item ", id, " failed: ", err)
+        log(ERR, "request for item ", id, " failed: ", status)
         ngx.header["Retry-After"] = "2"
         return send(503, unavailable_page)
     end
-    if not hot_on then
-        return
-    end
-    local status = ngx.status
-    if status == 200 then
-        hot_count(id)
-    elseif status == 404 then
-        hot_missing(id)
+    if hot_on then
+        if status == 200 then
+            hot_count(id)
+        elseif status == 404 then
+            hot_missing(id)
+        end
     end
 end
 

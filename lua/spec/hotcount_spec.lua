@@ -109,6 +109,45 @@ describe("the app tier's counting", function()
         assert.equal(0, hotcount._batch().nmissing)
     end)
 
+    it("counts every request of a stampede (lock holder, waiters)", function()
+        put_product(node, "7")
+        local w2 = node:worker()
+        local rs = {}
+        for i = 1, 40 do
+            rs[i] = node:request(i % 2 == 0 and app or w2, "7", node:random(4) - 1)
+        end
+        node:run()
+        for i = 1, 40 do
+            assert.equal(200, rs[i].status)
+        end
+        assert.equal(40, hotcount._batch().counts["7"])
+    end)
+
+    it("counts a page answered from the stale copy, also by the request that refreshes", function()
+        node = sim.new(9)
+        hotcount = fresh(node, { node = "sim", hot = "127.0.0.1:9104" })
+        app = node:worker({ l1_ttl = 1, l2_ttl = 1 })
+        put_product(node, "7")
+        local r = node:request(app, "7")
+        node:run()
+        assert.equal(200, r.status)
+        node.ms = node.ms + 5000 -- every copy expired; L2 keeps it as the stale copy
+        local rs = {}
+        for i = 1, 5 do
+            rs[i] = node:request(app, "7")
+        end
+        node:run()
+        local stale = 0
+        for i = 1, 5 do
+            assert.equal(200, rs[i].status)
+            if rs[i].var.dp_cache == "stale" then
+                stale = stale + 1
+            end
+        end
+        assert.is_true(stale >= 1)
+        assert.equal(6, hotcount._batch().counts["7"])
+    end)
+
     it("remembers a page answered 404 as missing, not as a view", function()
         node.direct["/_direct/api/item/9"] = { status = 404, body = "" }
         local r = node:request(app, "9")
