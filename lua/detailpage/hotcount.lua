@@ -251,7 +251,7 @@ local function report()
     end
     local body = m:report(config.node, config.interval * 1000)
     if m.dropped > 0 then
-        bump("ids_dropped", m.dropped)
+        bump("views_dropped", m.dropped)
     end
     if not body then
         return
@@ -314,7 +314,8 @@ function _M.status()
         node = config.node,
         interval_ms = config.interval * 1000,
         reports = dict:get(STAT .. "reports") or 0,
-        ids_dropped = dict:get(STAT .. "ids_dropped") or 0,
+        -- page views and 404s the bounds (max_ids, max_missing) left out
+        views_dropped = dict:get(STAT .. "views_dropped") or 0,
         batches_dropped = dict:get(STAT .. "batches_dropped") or 0,
         instances = {},
     }
