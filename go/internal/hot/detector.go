@@ -9,7 +9,6 @@ package hot
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -52,25 +51,25 @@ func DefaultRule() Rule {
 func (r Rule) Validate() error {
 	switch {
 	case r.Bucket <= 0:
-		return errors.New("hot: bucket must be positive")
+		return fmt.Errorf("hot: --bucket %s must be positive", r.Bucket)
 	case r.Window < 2*r.Bucket || r.Window%r.Bucket != 0:
-		return fmt.Errorf("hot: window %s must be a multiple of bucket %s, at least two buckets", r.Window, r.Bucket)
+		return fmt.Errorf("hot: --window %s must be a multiple of --bucket %s, at least two buckets", r.Window, r.Bucket)
 	case r.Window/r.Bucket > 1000:
-		return fmt.Errorf("hot: window %s holds more than 1000 buckets of %s", r.Window, r.Bucket)
+		return fmt.Errorf("hot: --window %s holds more than 1000 buckets of %s", r.Window, r.Bucket)
 	case !(r.Floor > 0) || r.Floor > 1e12:
-		return errors.New("hot: floor must be a positive rate (req/s)")
+		return fmt.Errorf("hot: --floor %v must be a positive rate (req/s)", r.Floor)
 	case !(r.Ratio > 1) || r.Ratio > 1e6:
-		return errors.New("hot: ratio must be above 1")
+		return fmt.Errorf("hot: --ratio %v must be above 1 (and at most 1e6)", r.Ratio)
 	case r.TopK < 1 || r.TopK > 10_000:
-		return errors.New("hot: top-k must be 1..10000")
+		return fmt.Errorf("hot: --top-k %d must be 1..10000", r.TopK)
 	case r.Cooldown < 0:
-		return errors.New("hot: cooldown must not be negative")
+		return fmt.Errorf("hot: --cooldown %s must not be negative", r.Cooldown)
 	case r.Capacity < 16 || r.Capacity > 1<<20:
-		return errors.New("hot: capacity must be 16..1048576")
+		return fmt.Errorf("hot: --capacity %d must be 16..1048576", r.Capacity)
 	case r.TopK >= r.Capacity:
-		return errors.New("hot: top-k must be below capacity")
+		return fmt.Errorf("hot: --top-k %d must be below --capacity %d", r.TopK, r.Capacity)
 	case r.MaxHot < 1 || r.MaxHot > 10_000:
-		return errors.New("hot: max-hot must be 1..10000")
+		return fmt.Errorf("hot: --max-hot %d must be 1..10000", r.MaxHot)
 	}
 	return nil
 }
