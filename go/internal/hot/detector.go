@@ -349,11 +349,21 @@ func (d *Detector) dropMissing(id int64, now time.Time) bool {
 	return false
 }
 
-// Evaluate applies the rule now (the service calls it on a ticker).
+// Evaluate applies the rule now.
 func (d *Detector) Evaluate() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.evaluate(d.now())
+}
+
+// Tick applies the rule unless a report did less than min ago (the
+// service's ticker calls it).
+func (d *Detector) Tick(min time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now := d.now(); now.Sub(d.lastEval) >= min {
+		d.evaluate(now)
+	}
 }
 
 func (d *Detector) enter(id int64, h *hotID, reason string) {

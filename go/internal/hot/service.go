@@ -185,7 +185,7 @@ func (s *Service) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-eval.C:
-			s.det.Evaluate()
+			s.det.Tick(s.cfg.EvalEvery / 2)
 		case <-save.C:
 			if err := s.SaveState(); err != nil {
 				s.log.Error("hot: save state", "error", err)
