@@ -149,7 +149,8 @@ type Detector struct {
 
 // nodeReports are one node's recent reports, oldest first.
 type nodeReports struct {
-	reps []recentReport
+	reps   []recentReport
+	prevAt time.Time // arrival of the report before reps[0], if known
 }
 
 // recentReport is a report as the short-term rate reads it: when it
@@ -299,13 +300,17 @@ func (n *nodeReports) prune(now time.Time, bucket time.Duration) {
 		}
 		i++
 	}
+	if i > 0 {
+		n.prevAt = n.reps[i-1].at
+	}
 	n.reps = slices.Delete(n.reps, 0, i)
 }
 
 // shortRates fills d.short with every recently reported id's short-term
 // rate: for each node, the counts of its reports of the short horizon
 // divided by the time those reports cover (the sum of their intervals),
-// summed over the nodes. Reports arrive in bursts (one per node every
+// summed over the nodes (if the reports arrived over a longer time than
+// they claim to cover, that time). Reports arrive in bursts (one per node every
 // interval); dividing by the time the reports cover, not by the time they
 // arrived in, keeps the estimate from doubling when two of a node's
 // reports land in a short span.
@@ -320,6 +325,11 @@ func (d *Detector) shortRates(now time.Time) {
 		var covered time.Duration
 		for _, r := range n.reps {
 			covered += r.interval
+		}
+		if !n.prevAt.IsZero() {
+			// A late report covers more than its interval_ms says: the
+			// time since the report before them, if longer.
+			covered = max(covered, n.reps[len(n.reps)-1].at.Sub(n.prevAt))
 		}
 		per := 1 / covered.Seconds()
 		for _, r := range n.reps {
