@@ -150,14 +150,15 @@ type Detector struct {
 // nodeReports are one node's recent reports, oldest first.
 type nodeReports struct {
 	reps   []recentReport
-	prevAt time.Time // arrival of the report before reps[0], if known
+	lastAt time.Time // arrival of the node's last report
 }
 
 // recentReport is a report as the short-term rate reads it: when it
 // arrived, the time it covers and its counts, sorted by id.
 type recentReport struct {
 	at       time.Time
-	interval time.Duration
+	interval time.Duration // as the report says
+	covers   time.Duration // as the short-term rate takes it (see remember)
 	counts   []IDCount
 }
 
@@ -274,18 +275,23 @@ func (d *Detector) remember(r Report, now time.Time) {
 		n = &nodeReports{}
 		d.recent[r.Node] = n
 	}
+	// A report says how long it covers (interval_ms); one that comes
+	// later than that after the node's previous one (a late timer) is
+	// taken to cover the time since, up to twice what it says. (Not more:
+	// a node with nothing to report sends nothing, and its next report
+	// covers only its interval.)
+	covers := r.Interval
+	if !n.lastAt.IsZero() {
+		covers = max(r.Interval, min(now.Sub(n.lastAt), 2*r.Interval))
+	}
+	n.lastAt = now
 	counts := slices.Clone(r.Counts)
 	slices.SortFunc(counts, func(a, b IDCount) int { return cmp.Compare(a.ID, b.ID) })
-	n.reps = append(n.reps, recentReport{at: now, interval: r.Interval, counts: counts})
+	n.reps = append(n.reps, recentReport{at: now, interval: r.Interval, covers: covers, counts: counts})
 	n.prune(now, d.rule.Bucket)
 }
 
-func (n *nodeReports) last() time.Time {
-	if len(n.reps) == 0 {
-		return time.Time{}
-	}
-	return n.reps[len(n.reps)-1].at
-}
+func (n *nodeReports) last() time.Time { return n.lastAt }
 
 // prune drops reports older than the node's short horizon (two buckets,
 // or two of its report intervals if longer) and all but its last
@@ -300,17 +306,13 @@ func (n *nodeReports) prune(now time.Time, bucket time.Duration) {
 		}
 		i++
 	}
-	if i > 0 {
-		n.prevAt = n.reps[i-1].at
-	}
 	n.reps = slices.Delete(n.reps, 0, i)
 }
 
 // shortRates fills d.short with every recently reported id's short-term
 // rate: for each node, the counts of its reports of the short horizon
 // divided by the time those reports cover (the sum of their intervals),
-// summed over the nodes (if the reports arrived over a longer time than
-// they claim to cover, that time). Reports arrive in bursts (one per node every
+// summed over the nodes. Reports arrive in bursts (one per node every
 // interval); dividing by the time the reports cover, not by the time they
 // arrived in, keeps the estimate from doubling when two of a node's
 // reports land in a short span.
@@ -319,17 +321,14 @@ func (d *Detector) shortRates(now time.Time) {
 	for name, n := range d.recent {
 		n.prune(now, d.rule.Bucket)
 		if len(n.reps) == 0 {
-			delete(d.recent, name)
+			if now.Sub(n.lastAt) > d.rule.Window {
+				delete(d.recent, name) // silent for a window: forgotten
+			}
 			continue
 		}
 		var covered time.Duration
 		for _, r := range n.reps {
-			covered += r.interval
-		}
-		if !n.prevAt.IsZero() {
-			// A late report covers more than its interval_ms says: the
-			// time since the report before them, if longer.
-			covered = max(covered, n.reps[len(n.reps)-1].at.Sub(n.prevAt))
+			covered += r.covers
 		}
 		per := 1 / covered.Seconds()
 		for _, r := range n.reps {
