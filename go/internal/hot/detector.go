@@ -9,7 +9,6 @@ package hot
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -52,25 +51,25 @@ func DefaultRule() Rule {
 func (r Rule) Validate() error {
 	switch {
 	case r.Bucket <= 0:
-		return errors.New("hot: bucket must be positive")
+		return fmt.Errorf("hot: --bucket %s must be positive", r.Bucket)
 	case r.Window < 2*r.Bucket || r.Window%r.Bucket != 0:
-		return fmt.Errorf("hot: window %s must be a multiple of bucket %s, at least two buckets", r.Window, r.Bucket)
+		return fmt.Errorf("hot: --window %s must be a multiple of --bucket %s, at least two buckets", r.Window, r.Bucket)
 	case r.Window/r.Bucket > 1000:
-		return fmt.Errorf("hot: window %s holds more than 1000 buckets of %s", r.Window, r.Bucket)
+		return fmt.Errorf("hot: --window %s holds more than 1000 buckets of %s", r.Window, r.Bucket)
 	case !(r.Floor > 0) || r.Floor > 1e12:
-		return errors.New("hot: floor must be a positive rate (req/s)")
+		return fmt.Errorf("hot: --floor %v must be a positive rate (req/s)", r.Floor)
 	case !(r.Ratio > 1) || r.Ratio > 1e6:
-		return errors.New("hot: ratio must be above 1")
+		return fmt.Errorf("hot: --ratio %v must be above 1 (and at most 1e6)", r.Ratio)
 	case r.TopK < 1 || r.TopK > 10_000:
-		return errors.New("hot: top-k must be 1..10000")
+		return fmt.Errorf("hot: --top-k %d must be 1..10000", r.TopK)
 	case r.Cooldown < 0:
-		return errors.New("hot: cooldown must not be negative")
+		return fmt.Errorf("hot: --cooldown %s must not be negative", r.Cooldown)
 	case r.Capacity < 16 || r.Capacity > 1<<20:
-		return errors.New("hot: capacity must be 16..1048576")
+		return fmt.Errorf("hot: --capacity %d must be 16..1048576", r.Capacity)
 	case r.TopK >= r.Capacity:
-		return errors.New("hot: top-k must be below capacity")
+		return fmt.Errorf("hot: --top-k %d must be below --capacity %d", r.TopK, r.Capacity)
 	case r.MaxHot < 1 || r.MaxHot > 10_000:
-		return errors.New("hot: max-hot must be 1..10000")
+		return fmt.Errorf("hot: --max-hot %d must be 1..10000", r.MaxHot)
 	}
 	return nil
 }
@@ -150,14 +149,16 @@ type Detector struct {
 
 // nodeReports are one node's recent reports, oldest first.
 type nodeReports struct {
-	reps []recentReport
+	reps   []recentReport
+	lastAt time.Time // arrival of the node's last report
 }
 
 // recentReport is a report as the short-term rate reads it: when it
 // arrived, the time it covers and its counts, sorted by id.
 type recentReport struct {
 	at       time.Time
-	interval time.Duration
+	interval time.Duration // as the report says
+	covers   time.Duration // as the short-term rate takes it (see remember)
 	counts   []IDCount
 }
 
@@ -274,18 +275,23 @@ func (d *Detector) remember(r Report, now time.Time) {
 		n = &nodeReports{}
 		d.recent[r.Node] = n
 	}
+	// A report says how long it covers (interval_ms); one that comes
+	// later than that after the node's previous one (a late timer) is
+	// taken to cover the time since, up to twice what it says. (Not more:
+	// a node with nothing to report sends nothing, and its next report
+	// covers only its interval.)
+	covers := r.Interval
+	if !n.lastAt.IsZero() {
+		covers = max(r.Interval, min(now.Sub(n.lastAt), 2*r.Interval))
+	}
+	n.lastAt = now
 	counts := slices.Clone(r.Counts)
 	slices.SortFunc(counts, func(a, b IDCount) int { return cmp.Compare(a.ID, b.ID) })
-	n.reps = append(n.reps, recentReport{at: now, interval: r.Interval, counts: counts})
+	n.reps = append(n.reps, recentReport{at: now, interval: r.Interval, covers: covers, counts: counts})
 	n.prune(now, d.rule.Bucket)
 }
 
-func (n *nodeReports) last() time.Time {
-	if len(n.reps) == 0 {
-		return time.Time{}
-	}
-	return n.reps[len(n.reps)-1].at
-}
+func (n *nodeReports) last() time.Time { return n.lastAt }
 
 // prune drops reports older than the node's short horizon (two buckets,
 // or two of its report intervals if longer) and all but its last
@@ -315,12 +321,14 @@ func (d *Detector) shortRates(now time.Time) {
 	for name, n := range d.recent {
 		n.prune(now, d.rule.Bucket)
 		if len(n.reps) == 0 {
-			delete(d.recent, name)
+			if now.Sub(n.lastAt) > d.rule.Window {
+				delete(d.recent, name) // silent for a window: forgotten
+			}
 			continue
 		}
 		var covered time.Duration
 		for _, r := range n.reps {
-			covered += r.interval
+			covered += r.covers
 		}
 		per := 1 / covered.Seconds()
 		for _, r := range n.reps {
@@ -350,11 +358,21 @@ func (d *Detector) dropMissing(id int64, now time.Time) bool {
 	return false
 }
 
-// Evaluate applies the rule now (the service calls it on a ticker).
+// Evaluate applies the rule now.
 func (d *Detector) Evaluate() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.evaluate(d.now())
+}
+
+// Tick applies the rule unless a report did less than min ago (the
+// service's ticker calls it).
+func (d *Detector) Tick(min time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now := d.now(); now.Sub(d.lastEval) >= min {
+		d.evaluate(now)
+	}
 }
 
 func (d *Detector) enter(id int64, h *hotID, reason string) {

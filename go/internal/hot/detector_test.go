@@ -396,3 +396,51 @@ func TestRuleValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLateReports: a node whose reports come every 500 ms while each says
+// it covers 250 ms (its timer runs late) is not taken for twice its rate.
+// (A node's first report is taken at its word: nothing tells how long it
+// covers but its interval_ms. Here it is on time.)
+func TestLateReports(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	d, err := NewDetector(DefaultRule(), func() time.Time { return now }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := func(n uint64) {
+		d.Ingest(Report{Node: "app1", Interval: 250 * time.Millisecond, Counts: []IDCount{{ID: 7, Count: n}, {ID: 8, Count: 1}}})
+	}
+	now = now.Add(250 * time.Millisecond)
+	report(22) // 90 req/s, on time
+	for range 20 {
+		for range 10 {
+			now = now.Add(50 * time.Millisecond)
+			d.Evaluate()
+			if e := d.Snapshot().Entries; len(e) != 0 {
+				t.Fatalf("hot %+v at 90 req/s, under the floor", e)
+			}
+		}
+		report(45) // 90 req/s over 500 ms
+	}
+	if e := d.Snapshot().Entries; len(e) != 0 {
+		t.Fatalf("hot %+v at 90 req/s, under the floor", e)
+	}
+}
+
+// TestIdleNodeThenSurge: a node that had nothing to report for a second
+// (it sends nothing then) reports a surge of 400 req/s: the first report
+// is taken to cover at most twice its interval, so the id is hot at once.
+func TestIdleNodeThenSurge(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	d, err := NewDetector(DefaultRule(), func() time.Time { return now }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(250 * time.Millisecond)
+	d.Ingest(Report{Node: "app1", Interval: 250 * time.Millisecond, Counts: []IDCount{{ID: 8, Count: 1}}})
+	now = now.Add(time.Second)
+	d.Ingest(Report{Node: "app1", Interval: 250 * time.Millisecond, Counts: []IDCount{{ID: 7, Count: 100}}})
+	if e := d.Snapshot().Entries; len(e) != 1 || e[0].ID != 7 || e[0].Rate != 200 {
+		t.Fatalf("hot %+v, want id 7 at 200 req/s (100 over at most 500 ms)", e)
+	}
+}

@@ -185,7 +185,7 @@ func (s *Service) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-eval.C:
-			s.det.Evaluate()
+			s.det.Tick(s.cfg.EvalEvery / 2)
 		case <-save.C:
 			if err := s.SaveState(); err != nil {
 				s.log.Error("hot: save state", "error", err)
@@ -281,11 +281,13 @@ func (s *Service) postAdmin(c *gin.Context) {
 		e, _ = s.det.Unpin(id)
 	}
 	s.log.Info("hot: admin "+action, "id", id)
-	_, hot := s.snapshotHas(id)
-	c.JSON(http.StatusOK, gin.H{"id": id, "action": action, "pinned": e.Pinned, "hot": hot, "entry": e})
+	// On disk before the answer: a pin the operator saw succeed survives
+	// a crash right after it.
 	if err := s.SaveState(); err != nil {
 		s.log.Error("hot: save state", "error", err)
 	}
+	_, hot := s.snapshotHas(id)
+	c.JSON(http.StatusOK, gin.H{"id": id, "action": action, "pinned": e.Pinned, "hot": hot, "entry": e})
 }
 
 func (s *Service) snapshotHas(id int64) (Entry, bool) {

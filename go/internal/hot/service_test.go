@@ -308,6 +308,50 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRunAndStop: the service serves on its port, and on cancel stops
+// cleanly and writes its state file.
+func TestRunAndStop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, _, _ := MustService(t, func(c *Config) { c.State = path })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	base := "http://" + s.Addr()
+	post := func(path, body string) int {
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/api/report", `{"node":"app1","interval_ms":250,"counts":{"7":5}}`); code != 204 {
+		t.Fatalf("report: %d", code)
+	}
+	if code := post("/_admin/hot", `{"id":9,"action":"pin"}`); code != 200 {
+		t.Fatalf("pin: %d", code)
+	}
+	os.Remove(path) // written by the pin; Run must write it again on stop
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	st, err := ReadState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(st.Pins) != "[9]" || len(st.Day.Current) != 1 || st.Day.Current[0].ID != 7 {
+		t.Fatalf("state on stop: %+v", st)
+	}
+}
+
 // TestStatsPeriods: the top of the period in progress and the previous
 // one merge; older periods are frozen and kept 24 hours / 7 days.
 func TestStatsPeriods(t *testing.T) {

@@ -175,6 +175,11 @@ func (p *period) state() periodState {
 
 func (p *period) load(st periodState, now time.Time) {
 	p.start = st.Start.Truncate(p.length)
+	if p.start.After(now) || p.start.IsZero() {
+		// Saved by a clock ahead of ours, or nothing saved: start afresh.
+		p.start = now.Truncate(p.length)
+		st.Current = nil
+	}
 	p.cur.Load(st.Current)
 	p.closed = nil
 	for _, f := range st.Closed {
