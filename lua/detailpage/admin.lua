@@ -2,6 +2,10 @@
 --   GET  /_admin/status   links, modes, failure counts, cache sizes and hits
 --   POST /_admin/degrade  {"link":"replica","mode":"force-degraded"}
 --   POST /_admin/purge    {"ids":[1,2]}
+--   GET  /_admin/page/<id> the page as /item/<id>.html answers it, with the
+--                          versions it was built from (X-Item-Version,
+--                          X-Shop-Id, X-Shop-Version); not counted for
+--                          hot-product reporting
 -- Every call needs "Authorization: Bearer <DETAILPAGE_ADMIN_TOKEN>";
 -- without it: 401 and nothing changes.
 
@@ -10,6 +14,7 @@ local app = require "detailpage.app"
 local invalidate = require "detailpage.invalidate"
 local bearer = require "detailpage.bearer"
 local sentinel = require "detailpage.sentinel"
+local hotcount = require "detailpage.hotcount"
 
 local ngx = ngx
 local shared = ngx.shared
@@ -93,7 +98,26 @@ function _M.status()
         },
         invalidation = { last_id = invalidate.last_id() or cjson.null },
         reads = sentinel.status(app.config().replica_host .. ":" .. app.config().replica_port),
+        hot_reporting = hotcount.status(),
     })
+end
+
+-- page answers GET /_admin/page/<id>: the id is 1 to 18 digits without a
+-- leading zero, as in /item/<id>.html.
+function _M.page()
+    local method = ngx.req.get_method()
+    if method ~= "GET" and method ~= "HEAD" then
+        return reply(405, { error = "use GET" })
+    end
+    if not authorized() then
+        return
+    end
+    local id = string.match(ngx.var.uri, "^/_admin/page/([1-9]%d*)$")
+    if not id or #id > 18 then
+        ngx.log(ngx.WARN, "[admin] bad page id in ", ngx.var.uri)
+        return reply(400, { error = "want /_admin/page/<id>, an id of 1 to 18 digits without a leading zero" })
+    end
+    return app.serve_admin(id)
 end
 
 function _M.degrade()

@@ -21,6 +21,7 @@ local lrucache = require "resty.lrucache"
 local template = require "detailpage.template"
 local degrade = require "detailpage.degrade"
 local sentinel = require "detailpage.sentinel"
+local hotcount = require "detailpage.hotcount"
 
 local ok_redis, redis = pcall(require, "resty.redis")  -- OpenResty
 if not ok_redis then
@@ -53,6 +54,8 @@ local str_match = string.match
 local str_sub = string.sub
 local unpack = unpack
 local traceback = debug.traceback
+local hot_count = hotcount.count
+local hot_missing = hotcount.missing
 
 local ERR = ngx.ERR
 local WARN = ngx.WARN
@@ -232,6 +235,17 @@ local function send(status, body, level)
     end
     ngx_header["Content-Length"] = #body
     ngx_print(body)
+end
+
+-- send_page writes the page of entry e. For /_admin/page (admin) it also
+-- says which versions the page was built from.
+local function send_page(e, level, admin)
+    if admin then
+        ngx_header["X-Item-Version"] = e.v
+        ngx_header["X-Shop-Id"] = e.shop
+        ngx_header["X-Shop-Version"] = e.sv
+    end
+    return send(200, e.html, level)
 end
 
 ----------------------------------------------------------------------------
@@ -567,11 +581,11 @@ end
 ----------------------------------------------------------------------------
 -- The request.
 
-local function serve_stale_or_503(id, stale, err)
+local function serve_stale_or_503(id, stale, err, admin)
     if stale and stale.html then
         count("stale")
         log(WARN, "serving stale item ", id, ": ", err)
-        return send(200, stale.html, "stale")
+        return send_page(stale, "stale", admin)
     end
     log(WARN, "no level could serve item ", id, ": ", err)
     ngx.header["Retry-After"] = "2"
@@ -586,13 +600,13 @@ end
 
 -- answer_from_node answers with the node's page (L2) or negative entry for
 -- id; false when it has neither.
-local function answer_from_node(id)
+local function answer_from_node(id, admin)
     local raw = shared.dp_pages:get(id)
     local e = raw and decode_entry(raw)
     if e and current(id, e) then
         l1:set(id, e, jitter(config.l1_ttl))
         count("L2")
-        send(200, e.html, "L2")
+        send_page(e, "L2", admin)
         return true
     end
     if shared.dp_negative:get(id) then
@@ -606,31 +620,31 @@ end
 -- wait_for_holder polls L2 while another request of this node fetches id.
 -- The holder stores its result before it releases the lock, so once the
 -- lock is gone one more look finds the result, if there is one.
-local function wait_for_holder(id, stale)
+local function wait_for_holder(id, stale, admin)
     local deadline = ngx_now() + config.lock_wait
     local step = 0.002
     while ngx_now() < deadline do
         ngx_sleep(step)
         step = step < 0.02 and step * 2 or step
-        if answer_from_node(id) then
+        if answer_from_node(id, admin) then
             return
         end
         if not shared.dp_locks:get(id) then
             -- released since the look above: the result (if any) is stored
-            if answer_from_node(id) then
+            if answer_from_node(id, admin) then
                 return
             end
-            return serve_stale_or_503(id, stale, "the lock holder ended without a result")
+            return serve_stale_or_503(id, stale, "the lock holder ended without a result", admin)
         end
     end
-    return serve_stale_or_503(id, stale, "lock wait ended without a result")
+    return serve_stale_or_503(id, stale, "lock wait ended without a result", admin)
 end
 
-local function serve(id)
+local function serve(id, admin)
     local e, stale_l1 = l1:get(id)
     if e and not outdated(e) then
         count("L1")
-        return send(200, e.html, "L1")
+        return send_page(e, "L1", admin)
     end
     local stale = e or stale_l1
 
@@ -640,7 +654,7 @@ local function serve(id)
         if l2 and current(id, l2) then
             l1:set(id, l2, jitter(config.l1_ttl))
             count("L2")
-            return send(200, l2.html, "L2")
+            return send_page(l2, "L2", admin)
         end
         stale = stale or l2
     end
@@ -658,20 +672,20 @@ local function serve(id)
     if not locks:add(id, true, config.lock_ttl) then
         if usable then
             count("stale")
-            return send(200, stale.html, "stale")
+            return send_page(stale, "stale", admin)
         end
-        return wait_for_holder(id, stale)
+        return wait_for_holder(id, stale, admin)
     end
     -- Another request may have stored the result and released the lock
     -- between the look at L2 above and the add (as mlcache checks again).
-    if answer_from_node(id) then
+    if answer_from_node(id, admin) then
         locks:delete(id)
         return
     end
     local answered = false
     if usable then
         count("stale")
-        send(200, stale.html, "stale")
+        send_page(stale, "stale", admin)
         ngx.eof()
         answered = true
     end
@@ -695,22 +709,42 @@ local function serve(id)
     end
     if entry then
         count(level)
-        return send(200, entry.html, level)
+        return send_page(entry, level, admin)
     end
     if not err then
         count("negative")
         return send(404, not_found_page, level)
     end
-    return serve_stale_or_503(id, stale, err)
+    return serve_stale_or_503(id, stale, err, admin)
 end
 
 -- serve_item answers GET /item/<id>.html. The location only matches ids of
 -- 1 to 18 digits without a leading zero. Any Lua error ends in the 503
--- page, never a 500 with a trace.
+-- page, never a 500 with a trace. The answer is counted for hot-product
+-- reporting (detailpage.hotcount: a table increment, no I/O).
 function _M.serve_item(id)
     local ok, err = xpcall(serve, traceback, id)
     if not ok then
         log(ERR, "request for item ", id, " failed: ", err)
+        ngx.header["Retry-After"] = "2"
+        return send(503, unavailable_page)
+    end
+    local status = ngx.status
+    if status == 200 then
+        hot_count(id)
+    elseif status == 404 then
+        hot_missing(id)
+    end
+end
+
+-- serve_admin answers GET /_admin/page/<id> (detailpage.admin checked the
+-- token and the id): as serve_item, through every level under the same
+-- per-id lock, with the page's versions in X-Item-Version, X-Shop-Id and
+-- X-Shop-Version. Not counted: the dist tier calls it to warm this node.
+function _M.serve_admin(id)
+    local ok, err = xpcall(serve, traceback, id, true)
+    if not ok then
+        log(ERR, "admin request for item ", id, " failed: ", err)
         ngx.header["Retry-After"] = "2"
         send(503, unavailable_page)
     end
