@@ -50,12 +50,8 @@
 local hotset = require "detailpage.hotset"
 local invalidate = require "detailpage.invalidate"
 local sentinel = require "detailpage.sentinel"
+local hotcount = require "detailpage.hotcount"
 local cjson = require "cjson.safe"
-
-local ok_count, hotcount = pcall(require, "detailpage.hotcount")
-if not ok_count then
-    hotcount = nil
-end
 
 local ok_redis, redis = pcall(require, "resty.redis")  -- OpenResty
 if not ok_redis then
@@ -70,6 +66,7 @@ local ngx_print = ngx.print
 local ngx_exit = ngx.exit
 local ngx_header = ngx.header
 local shared = ngx.shared
+local hot_count = hotcount.count
 local spawn = ngx.thread.spawn
 local wait = ngx.thread.wait
 local tcp = ngx.socket.tcp
@@ -130,9 +127,6 @@ local view               -- this worker's detailpage.hotset view of dp_hot
 local healthy_nodes      -- function() -> { { name, host, port }, ... }
 local follower
 local polling = false    -- this worker is in a poll tick
-local bad_logged = false -- a run of garbage from the hot service was logged
-local lost_logged = false
-local unfollowed_logged = false
 
 local function log(lvl, ...)
     return ngx_log(lvl, "[hot] ", ...)
@@ -334,6 +328,21 @@ local function dict()
     return shared[DICT]
 end
 
+-- Conditions logged once per run, whichever worker polls: first(what)
+-- is true when the condition starts, ended(what) when it ends.
+local function first(what)
+    return (dict():add("log:" .. what, true))
+end
+
+local function ended(what)
+    local d = dict()
+    if d:get("log:" .. what) then
+        d:delete("log:" .. what)
+        return true
+    end
+    return false
+end
+
 local function bump()
     return dict():incr("gen", 1, 0)
 end
@@ -395,8 +404,7 @@ local function fetch_ids()
         if status == 200 then
             local ids, bad, first_bad, cut = hotset.parse_ids(body, config.max_ids)
             if bad > 0 or cut then
-                if not bad_logged then
-                    bad_logged = true
+                if first("garbage") then
                     log(WARN, "hot service ", inst.name, ": skipped ", bad, " lines that are not ids",
                         first_bad and (" (first: " .. first_bad .. ")") or "",
                         cut and (", kept the first " .. config.max_ids .. " ids") or "",
@@ -404,7 +412,7 @@ local function fetch_ids()
                 end
                 poll_error(inst.name .. ": " .. bad .. " bad lines")
             else
-                bad_logged = false
+                ended("garbage")
             end
             return ids
         end
@@ -532,12 +540,10 @@ local function reconcile(ids, now)
         changed = true
     end
     local can_copy = following(now)
-    if not can_copy and not unfollowed_logged then
-        unfollowed_logged = true
+    if not can_copy and first("unfollowed") then
         log(WARN, "the invalidation stream was not read for ", config.follow_grace,
             " s: hot ids are spread, not served from dist copies")
-    elseif can_copy and unfollowed_logged then
-        unfollowed_logged = false
+    elseif can_copy and ended("unfollowed") then
         log(WARN, "the invalidation stream is read again: dist copies resume")
     end
     local nodes = healthy_nodes()
@@ -629,8 +635,7 @@ local function poll()
     local ids, err = fetch_ids()
     if ids then
         d:set("polled_at", now)
-        if lost_logged then
-            lost_logged = false
+        if ended("lost") then
             log(WARN, "hot service answers again")
         end
         return reconcile(ids, now)
@@ -640,13 +645,14 @@ local function poll()
         local set = d:get("set")
         if set and set ~= "" then
             drop_all()
+            first("lost")
             log(WARN, "no hot service answered for ", config.keep, " s (", err, "): every id is hashed")
+        elseif first("lost") then
+            log(WARN, "no hot service answers (", err, "): every id is hashed")
         end
-        lost_logged = true
         return
     end
-    if not lost_logged then
-        lost_logged = true
+    if first("lost") then
         log(WARN, "no hot service answers (", err, "): keeping the last hot set for up to ", config.keep, " s")
     end
     -- the last list still holds: keep its copies current
@@ -779,9 +785,7 @@ end
 
 -- serve answers from the dist copy c and ends the request.
 function _M.serve(id, c)
-    if hotcount then
-        hotcount.count(id)
-    end
+    hot_count(id)
     ngx_header["Content-Type"] = c.ctype
     ngx_header["Content-Length"] = c.len
     ngx_header["X-Served-By"] = "dist"
