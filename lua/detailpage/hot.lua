@@ -92,6 +92,7 @@ local DICT = "dp_hot"
 local LOCKS = "dp_locks"
 local POLL_LOCK = "hot:poll"
 local FOLLOW_LOCK = "hot:follow"
+local POLL_LOCK_TTL = 3  -- seconds: longer than a tick (warm-ups and copies have timeouts), short of `keep`
 
 -- The one place the dist tier's hot settings have values; the config
 -- passes the addresses and only what differs.
@@ -666,7 +667,7 @@ local function poll_tick(premature)
     -- One worker polls at a time: the lock is held for the whole tick (a
     -- warm-up can outlast the interval) and expires if the worker dies.
     local locks = shared[LOCKS]
-    if not locks:add(POLL_LOCK, true, 10) then
+    if not locks:add(POLL_LOCK, true, POLL_LOCK_TTL) then
         return
     end
     polling = true
