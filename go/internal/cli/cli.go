@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"source": {"run the source services (catalog in SQLite, outbox relay)", runSource},
 	"sync":   {"run the sync service (Kafka → sources → Redis main)", runSync},
 	"direct": {"run the direct-data service (local cache → Redis main → rebuild)", runDirect},
+	"hot":    {"run the hot-product service (detects surges from app nodes' reports)", runHot},
 	"nginx":  {"render an nginx tier's config and exec nginx in the foreground", runNginx},
 	"dlq":    {"inspect or replay dead-lettered change events (dlq list | dlq replay)", runDLQ},
 

@@ -190,9 +190,10 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := f.String("listen", "DETAILPAGE_LISTEN", "", "page port address, host:port")
 	prefix := f.String("prefix", "DETAILPAGE_NGINX_PREFIX", "", "nginx prefix dir for config, pid, temp files and logs")
 	root := f.String("root", "DETAILPAGE_ROOT", ".", "repository root holding lua/, nginx/ and templates/")
-	replica := f.String("replica", "DETAILPAGE_REPLICA", "127.0.0.1:6381", "app: Redis replica host:port (with --sentinels: the first choice until a Sentinel answers)")
-	sentinels := f.String("sentinels", "DETAILPAGE_SENTINELS", "", "app: Redis Sentinels host:port, comma-separated, that name the replicas to read (empty: --replica only)")
-	masterName := f.String("master-name", "DETAILPAGE_REDIS_MASTER_NAME", "detailpage", "app: the name the Sentinels know Redis main by")
+	replica := f.String("replica", "DETAILPAGE_REPLICA", "127.0.0.1:6381", "Redis replica host:port the tier reads (app: pages; both: the invalidation stream); with --sentinels the first choice until a Sentinel answers")
+	sentinels := f.String("sentinels", "DETAILPAGE_SENTINELS", "", "Redis Sentinels host:port, comma-separated, that name the replicas to read (empty: --replica only)")
+	masterName := f.String("master-name", "DETAILPAGE_REDIS_MASTER_NAME", "detailpage", "the name the Sentinels know Redis main by")
+	hot := f.String("hot", "DETAILPAGE_HOT", "127.0.0.1:9104", "hot-product services host:port, comma-separated, that get this node's request counts (\"\": no hot-product handling)")
 	directAddr := f.String("direct", "DETAILPAGE_DIRECT", "127.0.0.1:9103", "direct-data service host:port")
 	apps := f.String("apps", "DETAILPAGE_APPS", "127.0.0.1:8081,127.0.0.1:8082", "dist: app nodes, comma-separated host:port")
 	src := f.String("source", "DETAILPAGE_SOURCE_ADDR", "127.0.0.1:9101", "dist: source service host:port (pictures)")
@@ -212,7 +213,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	n := topology.Nginx{
 		Tier: *tier, Name: *name, Listen: *listen, Prefix: *prefix, Root: *root, Replica: *replica,
-		Sentinels: splitList(*sentinels), MasterName: *masterName,
+		Sentinels: splitList(*sentinels), MasterName: *masterName, Hot: splitList(*hot),
 		Direct: *directAddr, Source: *src, AdminListen: *adminListen, Workers: *workers, Resolver: *resolver,
 		L1TTL: l1TTL.Seconds(), L2TTL: l2TTL.Seconds(), RenderOnly: *render,
 	}

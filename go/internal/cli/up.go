@@ -77,11 +77,12 @@ detailpage is up.
   app admin    curl -H 'Authorization: Bearer %s' %s/_admin/status
   dist admin   curl -H 'Authorization: Bearer %s' %s/_admin/status
   source API   %s/api/products/1
+  hot set      %s/api/hot
   logs         %s
 
 Press Ctrl-C to stop everything.
 `, topology.URL(ports.Dist), token, token, topology.URL(ports.App1), token, topology.URL(ports.DistAdmin),
-		topology.URL(ports.Source), filepath.Join(cfg.VarDir, "logs"))
+		topology.URL(ports.Source), topology.URL(ports.Hot), filepath.Join(cfg.VarDir, "logs"))
 	events := topo.Events()
 	for {
 		select {

@@ -46,6 +46,7 @@ var ContractPorts = map[string]uint32{
 	"source":        9101,
 	"sync":          9102,
 	"direct":        9103,
+	"hot":           9104,
 }
 
 // NginxMounts are the repository directories every nginx service mounts,

@@ -171,6 +171,7 @@ func TestComposeFile(t *testing.T) {
 		{"source", GoDockerfile, "source", ""},
 		{"sync", GoDockerfile, "sync", ""},
 		{"direct", GoDockerfile, "direct", ""},
+		{"hot", GoDockerfile, "hot", ""},
 		{"app1", OpenRestyDockerfile, "nginx", "app"},
 		{"app2", OpenRestyDockerfile, "nginx", "app"},
 		{"dist", OpenRestyDockerfile, "nginx", "dist"},

@@ -25,9 +25,10 @@ type Nginx struct {
 	Listen      string   // host:port of the page port
 	Prefix      string   // nginx prefix: config, pid, temp files and logs go here
 	Root        string   // repository root (lua/, templates/)
-	Replica     string   // app: Redis replica host:port (with Sentinels: the first choice until they answer)
-	Sentinels   []string // app: Sentinels host:port that name the replicas to read (none: Replica only)
-	MasterName  string   // app: the name the Sentinels know Redis main by
+	Replica     string   // Redis replica host:port (with Sentinels: the first choice until they answer)
+	Sentinels   []string // Sentinels host:port that name the replicas to read (none: Replica only)
+	MasterName  string   // the name the Sentinels know Redis main by
+	Hot         []string // hot-product services host:port that get the node's request counts (none: off)
 	Direct      string   // direct-data service host:port
 	Apps        []string // dist: app nodes host:port
 	Source      string   // dist: source service host:port (product pictures)
@@ -77,19 +78,25 @@ func (n *Nginx) Validate() error {
 	if err := check("direct", n.Direct); err != nil {
 		return err
 	}
-	switch n.Tier {
-	case "app":
-		if err := check("replica", n.Replica); err != nil {
+	// Both tiers read Redis (the dist tier the invalidation stream, for
+	// its copies of hot pages) and report to the hot-product services.
+	if err := check("replica", n.Replica); err != nil {
+		return err
+	}
+	for _, a := range n.Sentinels {
+		if err := check("sentinel", a); err != nil {
 			return err
 		}
-		for _, a := range n.Sentinels {
-			if err := check("sentinel", a); err != nil {
-				return err
-			}
+	}
+	if len(n.Sentinels) > 0 && (n.MasterName == "" || strings.ContainsAny(n.MasterName, " ;{}\"'$\\")) {
+		return fmt.Errorf("nginx: master name %q: want a plain word", n.MasterName)
+	}
+	for _, a := range n.Hot {
+		if err := check("hot", a); err != nil {
+			return err
 		}
-		if len(n.Sentinels) > 0 && (n.MasterName == "" || strings.ContainsAny(n.MasterName, " ;{}\"'$\\")) {
-			return fmt.Errorf("nginx: master name %q: want a plain word", n.MasterName)
-		}
+	}
+	switch n.Tier {
 	case "dist":
 		if len(n.Apps) == 0 {
 			return errors.New("nginx: dist tier needs at least one app node")

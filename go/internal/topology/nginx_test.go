@@ -19,6 +19,7 @@ func distNode(tb testing.TB) Nginx {
 		Tier: "dist", Name: "dist", Listen: "127.0.0.1:18080", AdminListen: "127.0.0.1:18070",
 		Prefix: filepath.Join(tb.TempDir(), "dist"), Root: repoRoot(tb),
 		Direct: "127.0.0.1:9103", Source: "127.0.0.1:9101", Apps: []string{"127.0.0.1:8081", "localhost:8082"},
+		Replica: "127.0.0.1:6381", Hot: []string{"127.0.0.1:9104"},
 	}
 }
 
@@ -53,6 +54,8 @@ func TestValidateDistAdmin(t *testing.T) {
 		"no admin port":       func(n *Nginx) { n.AdminListen = "" },
 		"admin on page port":  func(n *Nginx) { n.AdminListen = n.Listen },
 		"user with a newline": func(n *Nginx) { n.User = "www-data;\nuser root" },
+		"no replica":          func(n *Nginx) { n.Replica = "" },
+		"hot not host:port":   func(n *Nginx) { n.Hot = []string{"hot"} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			n := distNode(t)

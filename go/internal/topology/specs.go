@@ -72,10 +72,20 @@ func (t *Topology) specs() []spec {
 			healthy: httpOK(URL(p.Direct) + "/healthz"),
 		},
 		t.syncSpec(Sync, p.Sync),
+		{
+			name: Hot, addr: Addr(p.Hot), healthWait: 15 * time.Second, env: tokenEnv,
+			command: func() ([]string, error) {
+				if err := os.MkdirAll(dir("hot"), 0o755); err != nil {
+					return nil, err
+				}
+				argv := []string{bin, "hot", "--listen", Addr(p.Hot), "--state", filepath.Join(dir("hot"), "state.json")}
+				return append(argv, c.HotArgs...), nil
+			},
+			healthy: httpOK(URL(p.Hot) + "/healthz"),
+		},
 		t.nginxSpec(App1, p.App1, "app", t.appArgs()...),
 		t.nginxSpec(App2, p.App2, "app", t.appArgs()...),
-		t.nginxSpec(Dist, p.Dist, "dist", "--apps", Addr(p.App1)+","+Addr(p.App2), "--direct", Addr(p.Direct), "--source", Addr(p.Source),
-			"--admin-listen", Addr(p.DistAdmin)),
+		t.nginxSpec(Dist, p.Dist, "dist", t.distArgs()...),
 	}...)
 	if c.SyncInstances == 2 {
 		// right after the first sync, so it starts before the nginx tiers
@@ -99,13 +109,28 @@ func (t *Topology) syncSpec(name string, port int) spec {
 	}
 }
 
-func (t *Topology) appArgs() []string {
+// readArgs are both nginx tiers' flags for where they read Redis (the app
+// tier its pages, both tiers the invalidation stream) and where they report
+// the requests they serve (the hot-product service).
+func (t *Topology) readArgs() []string {
 	c := t.cfg
-	args := []string{"--replica", c.replicaForApps(), "--direct", Addr(c.Ports.Direct)}
+	args := []string{"--replica", c.replicaForApps(), "--direct", Addr(c.Ports.Direct), "--hot", Addr(c.Ports.Hot)}
 	if sentinels := c.SentinelAddrs(); len(sentinels) > 0 {
 		// --replica stays the first choice until Sentinel has been asked.
 		args = append(args, "--sentinels", strings.Join(sentinels, ","), "--master-name", MasterName)
 	}
+	return args
+}
+
+func (t *Topology) distArgs() []string {
+	p := t.cfg.Ports
+	return append(t.readArgs(), "--apps", Addr(p.App1)+","+Addr(p.App2), "--source", Addr(p.Source),
+		"--admin-listen", Addr(p.DistAdmin))
+}
+
+func (t *Topology) appArgs() []string {
+	c := t.cfg
+	args := t.readArgs()
 	if c.AppL1TTL > 0 {
 		args = append(args, "--l1-ttl", c.AppL1TTL.String())
 	}

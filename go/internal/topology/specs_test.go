@@ -38,7 +38,7 @@ func TestLayouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, App1, App2, Dist}
+	want := []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, Hot, App1, App2, Dist}
 	if !slices.Equal(small.order, want) {
 		t.Errorf("small layout: %v, want %v", small.order, want)
 	}
@@ -61,8 +61,16 @@ func TestLayouts(t *testing.T) {
 			t.Errorf("%s runs %q: no Sentinels", name, argv)
 		}
 	}
-	if argv := strings.Join(argvOf(t, full, App1), " "); !strings.Contains(argv, "--sentinels "+sentinels+" --master-name detailpage") {
-		t.Errorf("app1 runs %q: no Sentinels", argv)
+	// Both nginx tiers read the replicas through the Sentinels (the dist
+	// tier: the invalidation stream) and report to the hot-product service.
+	for _, name := range []string{App1, Dist} {
+		argv := strings.Join(argvOf(t, full, name), " ")
+		if !strings.Contains(argv, "--sentinels "+sentinels+" --master-name detailpage") {
+			t.Errorf("%s runs %q: no Sentinels", name, argv)
+		}
+		if !strings.Contains(argv, "--hot "+Addr(c.Ports.Hot)) {
+			t.Errorf("%s runs %q: no --hot", name, argv)
+		}
 	}
 	// Priorities: A's servers (main included) before B's; every server keeps an AOF.
 	for name, prio := range map[string]string{RedisMain: "10", RedisReplica: "10", RedisB1: "100", RedisB2: "100"} {
