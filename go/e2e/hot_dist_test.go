@@ -1,0 +1,306 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detailpage/detailpage/go/internal/loadgen"
+	"github.com/detailpage/detailpage/go/internal/testutil"
+	"github.com/detailpage/detailpage/go/internal/topology"
+)
+
+// The dist tier's hot handling (lua/detailpage/hot.lua) against the real
+// hot service, app nodes, Redis and sync: a pinned id is answered by the
+// dist itself, an edit to it shows through the dist within a second, an
+// unpinned id goes back to its hashed node, and a frozen hot service costs
+// no page.
+
+// hotAdmin pins or unpins id on the hot service (POST /_admin/hot).
+func hotAdmin(t *topology.Topology, id int64, action string) error {
+	body := fmt.Appendf(nil, `{"id":%d,"action":%q}`, id, action)
+	req, err := http.NewRequest(http.MethodPost, topology.URL(t.Config().Ports.Hot)+"/_admin/hot", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("hot %s %d: %w", action, id, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("hot %s %d: %s %.200s", action, id, resp.Status, b)
+	}
+	return nil
+}
+
+// MustPin pins id and unpins it when the test ends (an unpin of an id
+// that is not pinned is a no-op).
+func MustPin(tb testing.TB, t *topology.Topology, id int64) {
+	tb.Helper()
+	if err := hotAdmin(t, id, "pin"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := hotAdmin(t, id, "unpin"); err != nil {
+			tb.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+// distHot is the hot section of the dist admin's GET /_admin/status.
+type distHot struct {
+	Enabled bool `json:"enabled"`
+	IDs     map[string]struct {
+		Copy *struct {
+			ItemVersion int64 `json:"item_version"`
+			ShopID      int64 `json:"shop_id"`
+			ShopVersion int64 `json:"shop_version"`
+			Bytes       int   `json:"bytes"`
+		} `json:"copy"`
+	} `json:"ids"`
+	LastPollAgeMS *int64 `json:"last_poll_age_ms"`
+	PollErrors    int    `json:"poll_errors"`
+	Expired       bool   `json:"expired"`
+}
+
+func distHotStatus(t *topology.Topology) (distHot, error) {
+	var doc struct {
+		Hot distHot `json:"hot"`
+	}
+	req, err := http.NewRequest(http.MethodGet, distAdminURL(t), nil)
+	if err != nil {
+		return doc.Hot, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return doc.Hot, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return doc.Hot, fmt.Errorf("dist admin status: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return doc.Hot, fmt.Errorf("dist admin status: %w", err)
+	}
+	return doc.Hot, nil
+}
+
+// servedBy polls the page until it is served by want ("dist" also needs
+// X-Cache: hot) and returns how long that took. Every 25 ms: well below
+// the hot rule's floor (100 requests/s), so the polling alone never makes
+// an id hot.
+func servedBy(url, want string, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	err := testutil.PollEvery(limit, 25*time.Millisecond, func() error {
+		p, err := getPage(url)
+		if err != nil {
+			return err
+		}
+		if p.status != http.StatusOK || p.servedBy != want || (want == "dist" && p.cache != "hot") {
+			return fmt.Errorf("%s: status %d, X-Served-By %q, X-Cache %q; want %s", url, p.status, p.servedBy, p.cache, want)
+		}
+		return nil
+	})
+	return time.Since(start), err
+}
+
+func TestHotIDServedByDist(t *testing.T) {
+	const id = 4711
+	url := pageURL(shared, strconv.Itoa(id))
+	owner := MustGetPage(t, url).servedBy
+	if owner != "app1" && owner != "app2" {
+		t.Fatalf("before the pin: X-Served-By %q, want its hashed app node", owner)
+	}
+
+	MustPin(t, shared, id)
+	took, err := servedBy(url, "dist", time.Second)
+	if err != nil {
+		t.Fatalf("pinned id not served by the dist within 1 s: %v", err)
+	}
+	t.Logf("pinned id served by the dist after %s", took)
+	p := MustGetPage(t, url)
+	if !strings.HasPrefix(p.body, "<!DOCTYPE html>") || !strings.Contains(p.body, escape(MustProduct(t, shared, id).Name)) {
+		t.Fatalf("the dist copy is not the product's page: %.200q", p.body)
+	}
+	st, err := distHotStatus(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.IDs[strconv.Itoa(id)].Copy; c == nil || c.ItemVersion == 0 || c.Bytes != len(p.body) {
+		t.Errorf("dist admin status: hot id %d copy %+v, want its versions and %d bytes", id, c, len(p.body))
+	}
+
+	t.Run("edit visible through the dist within 1 s", func(t *testing.T) {
+		name := fmt.Sprintf("Hot <edit> %d", time.Now().UnixNano())
+		MustRename(t, shared, id, name)
+		took := waitForPage(t, url, escape(name), time.Second)
+		t.Logf("edit of the hot id visible through the dist after %s", took)
+		// and the dist serves it again, from a copy of the new version
+		again, err := servedBy(url, "dist", time.Second)
+		if err != nil {
+			t.Fatalf("no new dist copy after the edit: %v", err)
+		}
+		t.Logf("new dist copy %s later", again)
+		if p := MustGetPage(t, url); !strings.Contains(p.body, escape(name)) {
+			t.Errorf("the new dist copy lacks the edit")
+		}
+	})
+
+	t.Run("unpinned id goes back to its node", func(t *testing.T) {
+		if err := hotAdmin(shared, id, "unpin"); err != nil {
+			t.Fatal(err)
+		}
+		// an unpinned id leaves the hot set at once (unless the rule holds
+		// for it); the dist learns it on its next poll
+		took, err := servedBy(url, owner, 10*time.Second)
+		if err != nil {
+			t.Fatalf("unpinned id not back on %s: %v", owner, err)
+		}
+		t.Logf("unpinned id back on its node %s after %s", owner, took)
+	})
+}
+
+// A frozen hot service (SIGSTOP) costs no page: the dist keeps the last
+// hot set for 10 s after the last good poll, then hashes every id, while
+// pages keep coming.
+func TestHotServicePausedNoErrors(t *testing.T) {
+	const id = 4712
+	url := pageURL(shared, strconv.Itoa(id))
+	owner := MustGetPage(t, url).servedBy
+	MustPin(t, shared, id)
+	if _, err := servedBy(url, "dist", time.Second); err != nil {
+		t.Fatalf("pinned id not served by the dist: %v", err)
+	}
+	hot := shared.Component(topology.Hot)
+	t.Cleanup(func() {
+		if err := hot.Resume(); err != nil {
+			t.Errorf("resume the hot service: %v", err)
+		}
+	})
+
+	// open loop: the hot id and its neighbours, through the freeze and
+	// past the 10 s the dist keeps the last hot set
+	const rate, dur = 200, 13 * time.Second
+	next := int64(0)
+	ids := func() int64 { next++; return id + next%4 } // 4712..4715, a quarter hot
+	done := make(chan loadgen.Report, 1)
+	go func() {
+		done <- loadgen.Run(t.Context(), loadgen.NewClient(), rate, dur,
+			func(id int64) string { return pageURL(shared, strconv.FormatInt(id, 10)) }, ids)
+	}()
+	if err := hot.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	// after the keep period the id is hashed again
+	took, err := servedBy(url, owner, 12*time.Second)
+	if err != nil {
+		t.Errorf("with the hot service frozen the id never went back to %s: %v", owner, err)
+	} else {
+		t.Logf("hot service frozen: id back on its node after %s", took)
+	}
+	rep := <-done
+	t.Logf("pages through the freeze: %s", rep.Summary())
+	bad := 0
+	for _, r := range rep.Results {
+		if r.Status != http.StatusOK {
+			bad++
+			if bad <= 5 {
+				t.Errorf("id %d at %s: status %d %v", r.ID, r.At, r.Status, r.Err)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d pages not 200 with the hot service frozen", bad, len(rep.Results))
+	}
+	st, err := distHotStatus(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Expired || st.PollErrors == 0 {
+		t.Errorf("dist admin status with the hot service frozen: expired %v, poll errors %d", st.Expired, st.PollErrors)
+	}
+
+	if err := hot.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := servedBy(url, "dist", 3*time.Second); err != nil {
+		t.Errorf("hot service back: the pinned id is not served by the dist again: %v", err)
+	}
+}
+
+// A pinned id whose product does not exist answers 404 through the dist,
+// never a copy and never a 5xx.
+func TestHotIDNotFound(t *testing.T) {
+	const id = 987654321987
+	url := pageURL(shared, strconv.Itoa(id))
+	MustPin(t, shared, id)
+	deadline := time.Now().Add(time.Second)
+	for n := 0; time.Now().Before(deadline); n++ {
+		p := MustGetPage(t, url)
+		if p.status != http.StatusNotFound || p.servedBy == "dist" {
+			t.Fatalf("request %d: status %d, X-Served-By %q; want 404 from an app node", n, p.status, p.servedBy)
+		}
+		time.Sleep(25 * time.Millisecond) // pacing, not a wait for a condition
+	}
+}
+
+// While the dist cannot read the invalidation stream (replica frozen) it
+// keeps no copies: the hot id goes round robin over both app nodes, which
+// answer from their local caches; when the replica is back the dist
+// serves it again.
+func TestHotIDSpreadWithoutCopy(t *testing.T) {
+	const id = 4716
+	url := pageURL(shared, strconv.Itoa(id))
+	MustGetPage(t, url)
+	MustPin(t, shared, id)
+	if _, err := servedBy(url, "dist", time.Second); err != nil {
+		t.Fatalf("pinned id not served by the dist: %v", err)
+	}
+	replica := shared.Component(topology.RedisReplica)
+	if err := replica.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := replica.Resume(); err != nil {
+			t.Errorf("resume the replica: %v", err)
+		}
+	})
+	// the stream unread for 3 s: copies dropped; then both nodes answer
+	err := testutil.PollEvery(6*time.Second, 25*time.Millisecond, func() error {
+		seen := map[string]int{}
+		for range 6 {
+			p, err := getPage(url)
+			if err != nil {
+				return err
+			}
+			if p.status != http.StatusOK {
+				return fmt.Errorf("status %d from %s", p.status, p.servedBy)
+			}
+			seen[p.servedBy]++
+		}
+		if seen["app1"] == 0 || seen["app2"] == 0 {
+			return fmt.Errorf("served by %v, want both app nodes", seen)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("replica frozen: the hot id is not spread over both nodes: %v", err)
+	}
+	if err := replica.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := servedBy(url, "dist", 3*time.Second); err != nil {
+		t.Errorf("replica back: the hot id is not served by the dist again: %v", err)
+	}
+}
