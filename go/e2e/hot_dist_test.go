@@ -5,7 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -303,4 +309,132 @@ func TestHotIDSpreadWithoutCopy(t *testing.T) {
 	if _, err := servedBy(url, "dist", 3*time.Second); err != nil {
 		t.Errorf("replica back: the hot id is not served by the dist again: %v", err)
 	}
+}
+
+// BenchmarkHotIDVsStatic: requests/s of one hot id answered by the dist
+// tier from its own copy, next to plain nginx (same worker count) serving
+// the same bytes as a static file, with wrk in alternating rounds (this
+// machine's speed drifts); medians, and their ratio (the target: 0.9x).
+// scripts/bench.sh takes the same figure on the default ports.
+func BenchmarkHotIDVsStatic(b *testing.B) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		b.Skip("wrk is not installed")
+	}
+	const id, rounds = 4730, 3
+	url := pageURL(shared, strconv.Itoa(id))
+	MustPin(b, shared, id)
+	if _, err := servedBy(url, "dist", 3*time.Second); err != nil {
+		b.Fatalf("pinned id not served by the dist: %v", err)
+	}
+	p := MustGetPage(b, url)
+	staticURL := mustStaticNginx(b, "/item/"+strconv.Itoa(id)+".html", p.body)
+	if got := MustGetPage(b, staticURL); got.body != p.body {
+		b.Fatal("the static file is not the hot page's bytes")
+	}
+	b.ResetTimer()
+	var hot, static []float64
+	for range rounds {
+		hot = append(hot, mustWrk(b, url))
+		static = append(static, mustWrk(b, staticURL))
+	}
+	if p := MustGetPage(b, url); p.servedBy != "dist" || p.cache != "hot" {
+		b.Errorf("after the runs: X-Served-By %q, X-Cache %q; want the dist copy", p.servedBy, p.cache)
+	}
+	median := func(xs []float64) float64 { slices.Sort(xs); return xs[len(xs)/2] }
+	h, st := median(hot), median(static)
+	b.Logf("page of %d bytes; hot id through the dist %v req/s, static file %v req/s", len(p.body), hot, static)
+	b.ReportMetric(h, "hot-req/s")
+	b.ReportMetric(st, "static-req/s")
+	b.ReportMetric(h/st, "hot/static")
+	b.ReportMetric(0, "ns/op")
+}
+
+// mustStaticNginx starts a plain nginx with two workers serving body at
+// path and returns its URL; it stops when the benchmark ends.
+func mustStaticNginx(tb testing.TB, path, body string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "root", filepath.Dir(path)), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "root", path), []byte(body), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	for _, d := range []string{"logs", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;"
+	}
+	conf := fmt.Sprintf(`worker_processes 2;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/error.log warn;
+%[3]s
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000;
+    client_body_temp_path %[1]s/tmp;
+    proxy_temp_path %[1]s/tmp;
+    fastcgi_temp_path %[1]s/tmp;
+    uwsgi_temp_path %[1]s/tmp;
+    scgi_temp_path %[1]s/tmp;
+    server {
+        listen %[2]s reuseport;
+        root %[1]s/root;
+        default_type text/html;
+    }
+}
+`, dir, addr, user)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command("nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start the static nginx: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	u := "http://" + addr + path
+	testutil.Eventually(tb, 5*time.Second, func() error {
+		_, err := getPage(u)
+		return err
+	})
+	return u
+}
+
+var wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// mustWrk runs wrk -t2 -c64 -d5s on url and returns requests/s; any
+// non-2xx answer fails the benchmark.
+func mustWrk(tb testing.TB, url string) float64 {
+	tb.Helper()
+	out, err := exec.Command("wrk", "-t2", "-c64", "-d5s", url).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("wrk %s: %v\n%s", url, err, out)
+	}
+	if bytes.Contains(out, []byte("Non-2xx")) {
+		tb.Fatalf("wrk %s: non-2xx answers\n%s", url, out)
+	}
+	m := wrkRPS.FindSubmatch(out)
+	if m == nil {
+		tb.Fatalf("wrk %s: no Requests/sec\n%s", url, out)
+	}
+	rps, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rps
 }
