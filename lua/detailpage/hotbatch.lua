@@ -199,23 +199,58 @@ function Merger:add(s)
 end
 
 -- busiest returns the ids to report: all of them, or past max_ids the
--- max_ids with the most requests (the rest counted as dropped).
+-- max_ids with the most requests (the rest counted as dropped). Linear in
+-- the ids (a flood of random ids makes many of them, nearly all counted
+-- once): the threshold count comes from a histogram of the counts, whose
+-- distinct values are few, not from sorting the ids.
 function Merger:busiest()
+    local counts, max = self.counts, self.max_ids
     local ids, k = {}, 0
-    for id in pairs(self.counts) do
+    for id in pairs(counts) do
         k = k + 1
         ids[k] = id
     end
-    if k <= self.max_ids then
+    if k <= max then
         return ids
     end
-    local counts = self.counts
-    sort(ids, function(a, b) return counts[a] > counts[b] end)
-    for i = self.max_ids + 1, k do
-        self.dropped = self.dropped + counts[ids[i]]
-        ids[i] = nil
+    local hist, values = {}, {}
+    for i = 1, k do
+        local c = counts[ids[i]]
+        local h = hist[c]
+        if not h then
+            values[#values + 1] = c
+            hist[c] = 1
+        else
+            hist[c] = h + 1
+        end
     end
-    return ids
+    sort(values, function(a, b) return a > b end)
+    -- threshold: the count at which the max_ids-th busiest id stands;
+    -- room: how many of the ids at exactly that count fit
+    local room, threshold = max, 0
+    for i = 1, #values do
+        local c = values[i]
+        if hist[c] >= room then
+            threshold = c
+            break
+        end
+        room = room - hist[c]
+    end
+    local out, j = {}, 0
+    for i = 1, k do
+        local id = ids[i]
+        local c = counts[id]
+        if c > threshold or (c == threshold and room > 0) then
+            if c == threshold then
+                room = room - 1
+            end
+            j = j + 1
+            out[j] = id
+        else
+            self.dropped = self.dropped + c
+        end
+    end
+    return out
 end
 
 -- report returns the body of POST /api/report, or nil when there is

@@ -160,6 +160,20 @@ describe("hotbatch merger", function()
         assert.equal(200 + 100 - 102 - 8, m.dropped)
     end)
 
+    it("keeps the busiest at a tie as far as there is room", function()
+        local m = hotbatch.merger(3, 10)
+        m:add("1=5,2=3,3=3|9|0")
+        m:add("4=3,5=1||0")
+        local ids = m:busiest()
+        table.sort(ids)
+        assert.equal(3, #ids)
+        assert.equal("1", ids[1])
+        for i = 2, 3 do
+            assert.equal(3, m.counts[ids[i]])
+        end
+        assert.equal(3 + 1, m.dropped)
+    end)
+
     it("bounds missing ids over all batches", function()
         local a, b = hotbatch.new(10, 10), hotbatch.new(10, 10)
         for i = 1, 3 do a:add_missing(tostring(i)) end
