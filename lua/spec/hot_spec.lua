@@ -316,4 +316,85 @@ describe("invalidate entries", function()
     it("wants every callback of a follower", function()
         assert.has_error(function() invalidate.follower({ connect = print }) end)
     end)
+
+    -- a replica holding the stream entries, each { id, "ids value" }
+    local function fake_replica(entries)
+        local red = { reads = 0, released = 0, closed = 0 }
+        red.xrevrange = function()
+            local last = entries[#entries]
+            return last and { { last[1], { "ids", last[2] } } } or {}
+        end
+        function red:xread(_, count, _, _, after)
+            self.reads = self.reads + 1
+            local out = {}
+            for _, e in ipairs(entries) do
+                if e[1] > after and #out < count then
+                    out[#out + 1] = { e[1], { "ids", e[2] } }
+                end
+            end
+            if #out == 0 then
+                return ngx.null
+            end
+            return { { "dp:invalidate", out } }
+        end
+        function red:close() self.closed = self.closed + 1 end
+        return red
+    end
+
+    it("starts after the newest entry and hands on where it stopped", function()
+        local entries = { { "1-0", "p:1:1" }, { "2-0", "p:2:1" } }
+        local red = fake_replica(entries)
+        local store = { last = nil }  -- a shared dict in nginx
+        local last = {
+            get = function() return store.last end,
+            set = function(_, id) store.last = id end,
+        }
+        local seen, done = {}, 0
+        local function follower()
+            return invalidate.follower({
+                connect = function() return red end,
+                release = function(r) r.released = r.released + 1 end,
+                item = function(id, v) seen[#seen + 1] = "p" .. id .. "@" .. v end,
+                shop = function(id, v) seen[#seen + 1] = "s" .. id .. "@" .. v end,
+                last = last,
+                done = function() done = done + 1 end,
+            })
+        end
+        local a = follower()
+        a.tick()
+        assert.same({}, seen)              -- what was there before is not applied
+        assert.equal("2-0", store.last)
+        entries[#entries + 1] = { "3-0", "p:3:7,s:9:2" }
+        -- another worker's follower goes on from the shared place
+        local b = follower()
+        b.tick()
+        assert.same({ "p3@7", "s9@2" }, seen)
+        assert.equal("3-0", store.last)
+        assert.equal("3-0", a.last_id())
+        assert.equal(2, done)
+        assert.equal(2, red.released)
+    end)
+
+    it("skips a tick when another worker follows, and survives a failed read", function()
+        local red = fake_replica({ { "1-0", "p:1:1" } })
+        red.xread = function() return nil, "timeout" end
+        local may = false
+        local released = 0
+        local f = invalidate.follower({
+            connect = function() return red end,
+            release = function() released = released + 1 end,
+            item = function() end,
+            shop = function() end,
+            may_run = function() return may end,
+        })
+        f.tick()
+        assert.is_nil(f.last_id())         -- did not run
+        may = true
+        f.tick()
+        assert.equal(1, red.closed)        -- a failed read closes the connection
+        assert.equal(0, released)
+        red.xread = function() return ngx.null end
+        f.tick()                           -- and the next tick runs again
+        assert.equal(1, released)
+    end)
 end)
