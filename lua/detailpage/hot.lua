@@ -92,6 +92,7 @@ local DICT = "dp_hot"
 local LOCKS = "dp_locks"
 local POLL_LOCK = "hot:poll"
 local FOLLOW_LOCK = "hot:follow"
+local COPY_RESERVE = 1024 * 1024  -- bytes of dp_hot kept free of copies
 local POLL_LOCK_TTL = 3  -- seconds: longer than a tick (warm-ups and copies have timeouts), short of `keep`
 
 -- The one place the dist tier's hot settings have values; the config
@@ -371,13 +372,24 @@ local function store(id, c)
     end
     c.at = ngx_now()
     local d = dict()
-    local sok, err, forcible = d:set("copy:" .. id, hotset.encode_copy(c), config.copy_ttl)
+    -- A copy never evicts anything (safe_set), and leaves room for the
+    -- small entries beside it: with the dict full the id is spread, not
+    -- copied.
+    local raw = hotset.encode_copy(c)
+    if d.free_space and d:free_space() < #raw + COPY_RESERVE then
+        if first("full") then
+            log(WARN, "dp_hot has no room for the copy of ", id, " (", #raw, " bytes): spread instead")
+        end
+        return false, "dp_hot is full"
+    end
+    local sok, err = d:safe_set("copy:" .. id, raw, config.copy_ttl)
     if not sok then
+        if first("full") then
+            log(WARN, "dp_hot has no room for the copy of ", id, " (", #raw, " bytes): ", tostring(err))
+        end
         return false, "dict: " .. tostring(err)
     end
-    if forcible then
-        log(WARN, "dp_hot is full: storing the copy of ", id, " evicted other entries")
-    end
+    ended("full")
     ok, why = check(id, c)
     if not ok then
         drop_copy(id)
