@@ -395,6 +395,9 @@ local function store(id, c)
         drop_copy(id)
         return false, why
     end
+    if ended("refused") then
+        log(WARN, "app nodes answer GET /_admin/page again: dist copies resume")
+    end
     return true
 end
 
@@ -445,6 +448,13 @@ local function fetch_copy(node, id)
     end
     local c, why = hotset.copy_from(status, headers)
     if not c then
+        -- 404 (no such product) and 503 (the node cannot load it now) are
+        -- answers about the page; anything else (401: a token mismatch, a
+        -- node without the endpoint) means no copy will ever come
+        if status ~= 404 and status ~= 503 and first("refused") then
+            log(WARN, "app node ", node.name, " refuses GET /_admin/page/", id, ": ", why,
+                "; hot ids get no dist copy (logged once until a copy is kept)")
+        end
         return nil, status, node.name .. ": " .. why
     end
     c.body = body
