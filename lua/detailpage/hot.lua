@@ -602,6 +602,9 @@ local function reconcile(ids, now)
         threads = {}
         for _, id in ipairs(list) do
             if set[id] and not d:get("copy:" .. id) then
+                -- a worker may still hold a copy the dict no longer has
+                -- (expired): a new generation flushes it
+                changed = true
                 rr = rr + 1
                 local th, err = spawn(refetch, id, nodes, rr)
                 if th then
@@ -628,11 +631,11 @@ local function reconcile(ids, now)
             end
         end
     else
+        -- no copies while the stream is not read, not even those the
+        -- workers hold from before: a new generation every tick
         for id in pairs(set) do
-            if d:get("copy:" .. id) then
-                drop_copy(id)
-                changed = true
-            end
+            drop_copy(id)
+            changed = true
         end
     end
     local out = {}
@@ -725,6 +728,9 @@ local function on_item(id, v)
         drop_copy(id)
         bump()
         log(INFO, "dist copy of ", id, " (version ", c.iv, ") dropped: version ", v)
+    elseif not c then
+        -- none in the dict, but a worker may hold one read before it expired
+        bump()
     end
 end
 
