@@ -2,8 +2,11 @@
 --
 --   init(opts)     init_by_lua: the app nodes and the probe settings
 --   init_worker()  init_worker_by_lua: starts the health prober
---   route(id)      access_by_lua: ranks the healthy nodes for id, or sends
---                  the request to @direct when none is healthy
+--   route(id)      access_by_lua: answers a hot id from the dist copy
+--                  (detailpage.hot), else ranks the healthy nodes for id
+--                  (round robin over all of them for a hot id without a
+--                  copy), or sends the request to @direct when none is
+--                  healthy
 --   balance()      balancer_by_lua: the ranked node, and on a retry the next
 --   status()       content_by_lua on the admin port: GET /_admin/status
 --
@@ -30,6 +33,7 @@
 -- live node always has answered one within a try's 200 ms.
 local route = require "detailpage.route"
 local health = require "detailpage.health"
+local hot = require "detailpage.hot"
 local bearer = require "detailpage.bearer"
 local cjson = require "cjson.safe"
 local balancer = require "ngx.balancer"
@@ -179,7 +183,24 @@ local function tick(premature)
     end
 end
 
+local function is_up(name)
+    return tracker:is_up(name)
+end
+
+-- healthy lists the healthy nodes for detailpage.hot's warm-ups.
+local function healthy()
+    local out = {}
+    for _, name in ipairs(names) do
+        if is_up(name) then
+            local p = peers[name]
+            out[#out + 1] = { name = name, host = p.host, port = p.port }
+        end
+    end
+    return out
+end
+
 function _M.init_worker()
+    hot.start(healthy)
     local ok, err = ngx.timer.every(config.interval, tick)
     if not ok then
         log(ERR, "start the prober: ", err)
@@ -189,14 +210,24 @@ function _M.init_worker()
     ngx.timer.at(0, tick)
 end
 
-local function is_up(name)
-    return tracker:is_up(name)
-end
+local rr = 0  -- this worker's round-robin counter for hot ids
 
--- route ranks the healthy nodes for id; with none healthy the request
--- goes to the direct-data service at once.
+-- route answers a hot id with a dist copy at once; otherwise it ranks the
+-- healthy nodes: every node in turn for a hot id, the id's rendezvous
+-- ranking for the others. With none healthy the request goes to the
+-- direct-data service at once.
 function _M.route(id)
-    local order = route.rank(names, id, is_up)
+    local c = hot.lookup(id)
+    if c then
+        return hot.serve(id, c)
+    end
+    local order
+    if c == false then
+        rr = rr + 1
+        order = route.spread(names, rr, is_up)
+    else
+        order = route.rank(names, id, is_up)
+    end
     if #order == 0 then
         return ngx.exec("@direct")
     end
@@ -268,6 +299,7 @@ function _M.status()
     end
     return bearer.reply(200, {
         nodes = nodes,
+        hot = hot.status(),
         probe = {
             interval_ms = config.interval * 1000,
             timeout_ms = config.timeout * 1000,

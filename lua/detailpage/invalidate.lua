@@ -10,11 +10,13 @@
 -- cache the old value again); the sync service needs no list of app nodes;
 -- and a node that was unreachable catches up from its last entry id.
 --
+-- The follower itself (follower below) only reads the stream and hands
+-- each change to callbacks: the app tier runs one in every worker (start),
+-- the dist tier one per nginx for its hot-page copies (detailpage.hot).
+--
 -- Work that needs nothing from the replica runs on a timer of its own, so
 -- it goes on while the replica is unreachable: operator purges reach every
 -- worker's L1, and each worker's hit counts reach the node's totals.
-
-local app = require "detailpage.app"
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -23,6 +25,9 @@ local timer_every = ngx.timer.every
 local tonumber = tonumber
 local tostring = tostring
 local type = type
+local ipairs = ipairs
+local pcall = pcall
+local setmetatable = setmetatable
 local gmatch = string.gmatch
 
 local WARN = ngx.WARN
@@ -35,51 +40,178 @@ local BATCH = 1000          -- entries per read
 
 local _M = {}
 
-local last_id        -- last stream entry this worker applied
-local running = false
-local failures = 0
-
 local function log(lvl, ...)
     ngx_log(lvl, "[invalidate] ", ...)
 end
 
--- apply handles one entry's "ids" field.
-local function apply(ids)
+----------------------------------------------------------------------------
+-- Entries (pure: lua/spec/hot_spec.lua).
+
+-- parse calls item(id, version) for each "p:<id>:<version>" and
+-- shop(id, version) for each "s:<id>:<version>" of an entry's "ids" field;
+-- ids are strings, versions numbers.
+function _M.parse(ids, item, shop)
     for kind, id, version in gmatch(ids, "([ps]):(%d+):(%d+)") do
         if kind == "p" then
-            app.drop(id, tonumber(version))
+            item(id, tonumber(version))
         else
-            app.shop_changed(id, tonumber(version))
+            shop(id, tonumber(version))
         end
     end
 end
 
--- entries of an XREAD reply: { { stream, { { id, { field, value, ... } }, ... } } }
-local function apply_reply(reply)
+-- apply_reply applies the entries of an XREAD reply
+-- { { stream, { { id, { field, value, ... } }, ... } } } and returns how
+-- many there were and the id of the last one (nil when none).
+function _M.apply_reply(reply, item, shop)
     if type(reply) ~= "table" or type(reply[1]) ~= "table" then
         return 0
     end
-    local n = 0
+    local n, last = 0, nil
     for _, entry in ipairs(reply[1][2] or {}) do
         local fields = entry[2]
         if type(fields) == "table" then
             for i = 1, #fields, 2 do
                 if fields[i] == "ids" and type(fields[i + 1]) == "string" then
-                    apply(fields[i + 1])
+                    _M.parse(fields[i + 1], item, shop)
                 end
             end
         end
-        last_id = entry[1]
+        last = entry[1]
         n = n + 1
     end
-    return n
+    return n, last
 end
+
+----------------------------------------------------------------------------
+-- The follower.
+
+-- Where a follower keeps the last entry it applied, by default: itself.
+local local_last = {}
+local_last.__index = local_last
+function local_last:get() return self.id end
+function local_last:set(id) self.id = id end
+
+-- follower returns a stream follower: a table with tick(premature), a
+-- timer callback, and last_id(). opts:
+--   connect()      -> a connection to the replica, or nil and an error
+--   release(red)   takes a connection back after a good read (keepalive)
+--   item(id, v)    product id changed to version v
+--   shop(id, v)    shop id changed to version v
+--   last           optional { get = function(self), set = function(self, id) }:
+--                  where the last applied entry id is kept (default: in the
+--                  follower; a shared dict lets another worker take over)
+--   may_run()      optional: false skips this tick (one worker of several)
+--   done(n)        optional: called after each good read with the count
+-- A follower with no last entry id starts after the newest entry: whoever
+-- runs it has empty caches.
+function _M.follower(opts)
+    if type(opts) ~= "table" then
+        error("opts must be a table", 2)
+    end
+    for _, k in ipairs({ "connect", "release", "item", "shop" }) do
+        if type(opts[k]) ~= "function" then
+            error("opts." .. k .. " must be a function", 2)
+        end
+    end
+    local last = opts.last or setmetatable({}, local_last)
+    local item, shop = opts.item, opts.shop
+    local running = false
+    local failures = 0
+
+    -- trouble logs a failed read, but only the first of a run and every
+    -- 100th after it: the follower retries ten times a second.
+    local function trouble(what, err)
+        failures = failures + 1
+        if failures == 1 or failures % 100 == 0 then
+            log(WARN, what, ": ", tostring(err), " (", failures, " in a row)")
+        end
+    end
+
+    -- read applies what the stream holds past the last entry; the number
+    -- of entries, or nil and an error.
+    local function read(red)
+        local last_id = last:get()
+        if not last_id then
+            local newest, err = red:xrevrange(STREAM, "+", "-", "COUNT", 1)
+            if err then
+                return nil, err
+            end
+            last_id = (type(newest) == "table" and newest[1] and newest[1][1]) or "0-0"
+            last:set(last_id)
+        end
+        local total = 0
+        while true do
+            local reply, err = red:xread("COUNT", BATCH, "STREAMS", STREAM, last_id)
+            if err then
+                return nil, err
+            end
+            if reply == ngx_null then
+                return total
+            end
+            local n, id = _M.apply_reply(reply, item, shop)
+            if id then
+                last_id = id
+                last:set(id)
+            end
+            total = total + n
+            if n < BATCH then
+                return total
+            end
+        end
+    end
+
+    local f = {}
+
+    function f.tick(premature)
+        if premature or running then
+            return
+        end
+        if opts.may_run and not opts.may_run() then
+            return
+        end
+        running = true
+        local red, err = opts.connect()
+        if not red then
+            trouble("cannot reach the replica for the invalidation stream", err)
+            running = false
+            return
+        end
+        local ok, n, rerr = pcall(read, red)
+        if not ok or not n then
+            trouble("reading the invalidation stream", ok and rerr or n)
+            red:close()
+            running = false
+            return
+        end
+        if failures > 0 then
+            log(WARN, "invalidation stream readable again after ", failures, " failed reads")
+            failures = 0
+        end
+        opts.release(red)
+        running = false
+        if opts.done then
+            opts.done(n)
+        end
+    end
+
+    function f.last_id()
+        return last:get()
+    end
+
+    return f
+end
+
+----------------------------------------------------------------------------
+-- The app tier: every worker follows the stream and drops its own copies.
+
+local app_follower  -- this worker's (start)
 
 -- Operator purges (POST /_admin/purge) are handled by one worker; it
 -- queues the ids in dp_state and every worker drops its own L1 copies here.
 local purge_seq
 
-local function apply_purges()
+local function apply_purges(app)
     local state = ngx.shared.dp_state
     local seq = state:get("purge:seq") or 0
     if not purge_seq then
@@ -108,80 +240,39 @@ function _M.queue_purge(ids)
     return state:set("purge:" .. seq, ids, 60)
 end
 
--- trouble logs a failed read, but only the first of a run and every 100th
--- after it: the follower retries ten times a second.
-local function trouble(what, err)
-    failures = failures + 1
-    if failures == 1 or failures % 100 == 0 then
-        log(WARN, what, ": ", err, " (", failures, " in a row)")
-    end
-end
-
--- tick reads the invalidation stream on the replica.
-local function tick(premature)
-    if premature or running then
-        return
-    end
-    running = true
-    local red, err = app.connect_replica()
-    if not red then
-        trouble("cannot reach the replica for the invalidation stream", err)
-        running = false
-        return
-    end
-    if not last_id then
-        -- a new worker has empty caches: start after the newest entry
-        local newest, rerr = red:xrevrange(STREAM, "+", "-", "COUNT", 1)
-        if rerr then
-            trouble("reading the invalidation stream", rerr)
-            red:close()
-            running = false
-            return
-        end
-        last_id = (type(newest) == "table" and newest[1] and newest[1][1]) or "0-0"
-    end
-    while true do
-        local reply, rerr = red:xread("COUNT", BATCH, "STREAMS", STREAM, last_id)
-        if rerr then
-            trouble("reading the invalidation stream", rerr)
-            red:close()
-            running = false
-            return
-        end
-        if reply == ngx_null or apply_reply(reply) < BATCH then
-            break
-        end
-    end
-    if failures > 0 then
-        log(WARN, "invalidation stream readable again after ", failures, " failed reads")
-        failures = 0
-    end
-    app.release_replica(red)
-    running = false
-end
-
--- local_tick does this worker's share of the node's work: purges queued by
--- another worker, hit counts into the node's totals.
-local function local_tick(premature)
-    if premature then
-        return
-    end
-    apply_purges()
-    app.flush_hits()
-end
-
--- start runs the follower and the local work in this worker.
+-- start runs the app tier's follower and the local work in this worker.
 function _M.start()
-    local ok, err = timer_every(INTERVAL, tick)
+    -- required here, not at the top: the dist tier uses the follower alone
+    local app = require "detailpage.app"
+    app_follower = _M.follower({
+        connect = app.connect_replica,
+        release = app.release_replica,
+        item = app.drop,
+        shop = app.shop_changed,
+    })
+    local ok, err = timer_every(INTERVAL, app_follower.tick)
     if not ok then
         log(ERR, "cannot start the invalidation timer: ", tostring(err))
     end
-    ok, err = timer_every(LOCAL_INTERVAL, local_tick)
+    -- local_tick does this worker's share of the node's work: purges
+    -- queued by another worker, hit counts into the node's totals.
+    ok, err = timer_every(LOCAL_INTERVAL, function(premature)
+        if premature then
+            return
+        end
+        apply_purges(app)
+        app.flush_hits()
+    end)
     if not ok then
         log(ERR, "cannot start the purge and hit-count timer: ", tostring(err))
     end
 end
 
-function _M.last_id() return last_id end
+-- last_id is the last entry this worker applied (app tier).
+function _M.last_id()
+    return app_follower and app_follower.last_id()
+end
+
+_M.STREAM = STREAM
 
 return _M

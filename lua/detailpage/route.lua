@@ -87,6 +87,38 @@ function _M.rank(names, id, up)
     return out
 end
 
+-- spread returns the nodes that are up in config order rotated to start
+-- at the k-th of them (k counts requests: 1, 2, 3, ... wraps): round robin
+-- for hot ids, which go to every healthy node rather than to their hashed
+-- one. The rest of the list is the retry order, as with rank.
+--   names  list of node names
+--   k      a positive integer
+--   up     optional function(name) -> boolean; nil: every node is up
+function _M.spread(names, k, up)
+    if type(names) ~= "table" then
+        error("names must be a list of node names", 2)
+    end
+    if type(k) ~= "number" or k < 1 then
+        error("k must be a positive number", 2)
+    end
+    local healthy, n = {}, 0
+    for i = 1, #names do
+        if not up or up(names[i]) then
+            n = n + 1
+            healthy[n] = names[i]
+        end
+    end
+    if n <= 1 then
+        return healthy
+    end
+    local out = {}
+    local first = (k - 1) % n
+    for i = 0, n - 1 do
+        out[i + 1] = healthy[(first + i) % n + 1]
+    end
+    return out
+end
+
 -- next_try picks the node of a request's next try, as an index into its
 -- ranking of n nodes.
 --   k            index of the node of the last try (nil: the first try)
