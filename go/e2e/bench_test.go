@@ -222,3 +222,70 @@ func BenchmarkEditBehindRefreshBacklog(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	waitDrained(b, catalog.TopicLow, 10*time.Minute)
 }
+
+// BenchmarkHotDetection: surges of 2 s at 600 requests/s on one id at a
+// time (ids the Zipf background at 400 requests/s rarely asks for), one
+// after the other; for each, the time from its first request until the
+// id is in the hot service's GET /api/hot, and until the dist tier serves
+// it itself (X-Served-By: dist). Reports p50 and p99 over the surges.
+func BenchmarkHotDetection(b *testing.B) {
+	const surges = 20
+	load := newHotLoad(shared)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	load.run(ctx, 400, loadgen.Zipf(31, benchProducts))
+	var detected, spread []time.Duration
+	b.ResetTimer()
+	for i := range surges {
+		id := int64(9_000 + i)
+		surgeCtx, stopSurge := context.WithCancel(ctx)
+		start := time.Now()
+		load.run(surgeCtx, 600, func() int64 { return id })
+		var inSet, atDist time.Duration
+		err := testutil.PollEvery(5*time.Second, 5*time.Millisecond, func() error {
+			if inSet == 0 {
+				if _, hot, err := inHotSet(shared, id); err == nil && hot {
+					inSet = time.Since(start)
+				}
+			}
+			if atDist == 0 {
+				for _, r := range load.snapshot() {
+					if r.id == id && r.servedBy == "dist" {
+						atDist = r.end.Sub(start)
+						break
+					}
+				}
+			}
+			if inSet == 0 || atDist == 0 {
+				return fmt.Errorf("surge on %d: in the hot set after %s, served by dist after %s", id, inSet, atDist)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		detected, spread = append(detected, inSet), append(spread, atDist)
+		// two seconds of surge, then the next id
+		testutil.Eventually(b, 5*time.Second, func() error {
+			if time.Since(start) < 2*time.Second {
+				return fmt.Errorf("surge on")
+			}
+			return nil
+		})
+		stopSurge()
+	}
+	b.StopTimer()
+	stop()
+	load.wait()
+	if bad := failures(load.snapshot()); len(bad) > 0 {
+		b.Errorf("%d answers were not 200, e.g. %v", len(bad), bad[:min(5, len(bad))])
+	}
+	slices.Sort(detected)
+	slices.Sort(spread)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(loadgen.Percentile(detected, 0.5)), "detect-p50-ms")
+	b.ReportMetric(ms(loadgen.Percentile(detected, 0.99)), "detect-p99-ms")
+	b.ReportMetric(ms(loadgen.Percentile(spread, 0.5)), "at-dist-p50-ms")
+	b.ReportMetric(ms(loadgen.Percentile(spread, 0.99)), "at-dist-p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
