@@ -1,5 +1,6 @@
 -- detailpage.admin: the app node's operator API.
---   GET  /_admin/status   links, modes, failure counts, cache sizes and hits
+--   GET  /_admin/status   links, modes, failure counts, cache sizes and hits,
+--                          the warm-up at start (detailpage.warm)
 --   POST /_admin/degrade  {"link":"replica","mode":"force-degraded"}
 --   POST /_admin/purge    {"ids":[1,2]}
 --   GET  /_admin/page/<id> the page as /item/<id>.html answers it, with the
@@ -15,6 +16,7 @@ local invalidate = require "detailpage.invalidate"
 local bearer = require "detailpage.bearer"
 local sentinel = require "detailpage.sentinel"
 local hotcount = require "detailpage.hotcount"
+local warm = require "detailpage.warm"
 
 local ngx = ngx
 local shared = ngx.shared
@@ -99,6 +101,7 @@ function _M.status()
         invalidation = { last_id = invalidate.last_id() or cjson.null },
         reads = sentinel.status(app.config().replica_host .. ":" .. app.config().replica_port),
         hot_reporting = hotcount.status(),
+        warm = warm.status(),
     })
 end
 

@@ -91,6 +91,11 @@ local DEFAULTS = {
     -- (seconds, counted in buckets) degrade a link for the retry period
     -- (seconds), then one request probes it
     degrade = { window = 10, buckets = 10, threshold = 5, retry = 5 },
+    -- warm-up at start (detailpage.warm): the hottest `top` pages (from
+    -- the hot services' statistics; 0: off) are loaded into L2 by `threads`
+    -- light threads, and /_health answers 503 until they are or `max`
+    -- seconds have passed; `timeout`: seconds for one ask of the top list
+    warm = { top = 1000, max = 5, threads = 8, timeout = 0.5 },
 }
 
 local _M = {}
@@ -552,11 +557,12 @@ local function report(link, probe, err)
     end
 end
 
--- fetch goes below the node: the replica, then the direct-data service.
+-- fetch goes below the node: the replica, then the direct-data service
+-- (with replica_only, a replica miss is an error: see load).
 -- value, err, level (mlcache's convention): the page entry and the level
 -- that gave it; nil, nil, level when that level says the product does not
 -- exist; nil and an error when no level could answer.
-local function fetch(id, stale)
+local function fetch(id, stale, replica_only)
     local docs, err, level
     local replica_err = "degraded"
     local allowed, probe = links:allow(REPLICA)
@@ -566,6 +572,9 @@ local function fetch(id, stale)
         level = "redis"
     end
     if not docs then
+        if replica_only then
+            return nil, "replica " .. (replica_err or "miss") .. " (the replica only)"
+        end
         allowed, probe = links:allow(DIRECT)
         if not allowed then
             return nil, "replica " .. (replica_err or "miss") .. ", direct degraded"
@@ -724,6 +733,59 @@ local function serve(id, admin)
         return send(404, not_found_page, level)
     end
     return serve_stale_or_503(id, stale, err, admin)
+end
+
+-- load puts id's page into L2 (and this worker's L1) through the levels
+-- below the node, under the same per-id lock as a page request, answering
+-- nothing and counting no hit: detailpage.warm loads the hottest pages with
+-- it from a timer. A timer cannot use ngx.location.capture, so only the
+-- replica is read; an id it lacks is left to the first page request.
+-- Returns how it went: "L2" (the node has a current copy), "busy" (a page
+-- request is fetching it now), "redis" (read and kept), "missing" (the
+-- product is gone); or nil and an error.
+function _M.load(id)
+    id = tostring(id)
+    local raw = shared.dp_pages:get(id)
+    local e = raw and decode_entry(raw)
+    if e and current(id, e) then
+        return "L2"
+    end
+    if shared.dp_negative:get(id) then
+        return "missing"
+    end
+    local locks = shared.dp_locks
+    if not locks:add(id, true, config.lock_ttl) then
+        return "busy"
+    end
+    -- A page request may have stored it and released the lock between
+    -- the look above and the add (as serve looks again).
+    raw = shared.dp_pages:get(id)
+    local again = raw and decode_entry(raw)
+    if again and current(id, again) then
+        locks:delete(id)
+        return "L2"
+    end
+    if shared.dp_negative:get(id) then
+        locks:delete(id)
+        return "missing"
+    end
+    local ok, entry, err, level = pcall(fetch, id, again or e, true)
+    if not ok then
+        entry, err = nil, entry
+    end
+    if entry then
+        keep(id, entry)
+    elseif not err then
+        remember_missing(id)
+    end
+    locks:delete(id)
+    if entry then
+        return level
+    end
+    if not err then
+        return "missing"
+    end
+    return nil, err
 end
 
 -- serve_item answers GET /item/<id>.html. The location only matches ids of

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"text/template"
+	"time"
 )
 
 // Nginx describes one nginx node (app or dist tier). The same rendering
@@ -40,6 +41,8 @@ type Nginx struct {
 	Resolver    string   // DNS server for host names Lua connects to (compose: 127.0.0.11)
 	L1TTL       float64  // app: seconds a page stays in a worker's L1 (0: DEFAULTS in lua/detailpage/app.lua)
 	L2TTL       float64  // app: seconds a page stays fresh in the node's L2 (0: DEFAULTS in lua/detailpage/app.lua)
+	WarmTop     int      // app: the hottest pages loaded into L2 at start, before /_health answers 200 (0: no warm-up)
+	WarmMax     float64  // app: seconds /_health waits for the warm-up at most (0: DEFAULTS in lua/detailpage/app.lua)
 
 	// RenderOnly: the config is only written, for reading (no nginx
 	// starts): an app node whose name does not resolve here is written by
@@ -50,6 +53,14 @@ type Nginx struct {
 	// ngx.balancer needs: filled by RenderNginx from Apps.
 	Peers []Peer
 }
+
+// Warm-up bounds: the hot service's top list has at most MaxWarmTop ids
+// (its statistics' capacity), and a node reports itself not ready for at
+// most MaxWarmMax.
+const (
+	MaxWarmTop = 16384
+	MaxWarmMax = time.Minute
+)
 
 // Peer is one app node as the dist tier's Lua balancer sees it.
 type Peer struct {
@@ -121,6 +132,12 @@ func (n *Nginx) Validate() error {
 	}
 	if n.L1TTL < 0 || n.L2TTL < 0 {
 		return fmt.Errorf("nginx: l1 ttl %g, l2 ttl %g: want positive seconds, or 0 for the default", n.L1TTL, n.L2TTL)
+	}
+	if n.WarmTop < 0 || n.WarmTop > MaxWarmTop {
+		return fmt.Errorf("nginx: warm top %d: want 0 (off) to %d", n.WarmTop, MaxWarmTop)
+	}
+	if n.WarmMax < 0 || n.WarmMax > MaxWarmMax.Seconds() {
+		return fmt.Errorf("nginx: warm max %gs: want up to %s, or 0 for the default", n.WarmMax, MaxWarmMax)
 	}
 	if n.Prefix == "" || n.Root == "" {
 		return errors.New("nginx: prefix and root required")

@@ -117,3 +117,59 @@ func TestReachable(t *testing.T) {
 		t.Error("a 0600 file counted as readable by others")
 	}
 }
+
+func appNode(tb testing.TB) Nginx {
+	return Nginx{
+		Tier: "app", Name: "app1", Listen: "127.0.0.1:18081",
+		Prefix: filepath.Join(tb.TempDir(), "app1"), Root: repoRoot(tb),
+		Direct: "127.0.0.1:9103", Replica: "127.0.0.1:6381", Hot: []string{"127.0.0.1:9104"},
+	}
+}
+
+func TestRenderAppWarm(t *testing.T) {
+	for name, c := range map[string]struct {
+		top  int
+		max  float64
+		want string
+	}{
+		"off":             {0, 0, "warm = { top = 0 },"},
+		"default max":     {1000, 0, "warm = { top = 1000 },"},
+		"top and max set": {3000, 2.5, "warm = { top = 3000, max = 2.5 },"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := appNode(t)
+			n.WarmTop, n.WarmMax = c.top, c.max
+			conf, err := RenderNginx(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{c.want, `require("detailpage.warm").init({ hot = "127.0.0.1:9104" })`,
+				`require("detailpage.warm").start()`, `require("detailpage.warm").health()`} {
+				if !strings.Contains(string(b), want) {
+					t.Errorf("rendered app config lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateAppWarm(t *testing.T) {
+	for name, mod := range map[string]func(*Nginx){
+		"negative top":      func(n *Nginx) { n.WarmTop = -1 },
+		"top over the list": func(n *Nginx) { n.WarmTop = MaxWarmTop + 1 },
+		"negative max":      func(n *Nginx) { n.WarmMax = -1 },
+		"max over a minute": func(n *Nginx) { n.WarmMax = 61 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := appNode(t)
+			mod(&n)
+			if err := n.Validate(); err == nil {
+				t.Error("Validate passed")
+			}
+		})
+	}
+}

@@ -137,6 +137,9 @@ func (t *Topology) appArgs() []string {
 	if c.AppL2TTL > 0 {
 		args = append(args, "--l2-ttl", c.AppL2TTL.String())
 	}
+	if c.AppWarmTop != 0 {
+		args = append(args, "--warm-top", strconv.Itoa(max(c.AppWarmTop, 0)))
+	}
 	return args
 }
 

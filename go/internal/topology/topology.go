@@ -116,6 +116,7 @@ type Config struct {
 	Log           *slog.Logger  // the supervisor's structured log (exits, restarts); nil: slog.Default()
 	AppL1TTL      time.Duration // app nodes' L1 TTL (0: the default in lua/detailpage/app.lua)
 	AppL2TTL      time.Duration // app nodes' L2 TTL (0: the default in lua/detailpage/app.lua)
+	AppWarmTop    int           // app nodes' --warm-top: the hottest pages loaded at start (0: the flag's default; -1: no warm-up)
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
 	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
 	HotArgs       []string      // extra flags of the hot-product service (e.g. --floor 20 --cooldown 2s)
