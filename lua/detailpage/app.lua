@@ -557,12 +557,11 @@ local function report(link, probe, err)
     end
 end
 
--- fetch goes below the node: the replica, then the direct-data service
--- (with replica_only, a replica miss is an error: see load).
+-- fetch goes below the node: the replica, then the direct-data service.
 -- value, err, level (mlcache's convention): the page entry and the level
 -- that gave it; nil, nil, level when that level says the product does not
 -- exist; nil and an error when no level could answer.
-local function fetch(id, stale, replica_only)
+local function fetch(id, stale)
     local docs, err, level
     local replica_err = "degraded"
     local allowed, probe = links:allow(REPLICA)
@@ -572,9 +571,6 @@ local function fetch(id, stale, replica_only)
         level = "redis"
     end
     if not docs then
-        if replica_only then
-            return nil, "replica " .. (replica_err or "miss") .. " (the replica only)"
-        end
         allowed, probe = links:allow(DIRECT)
         if not allowed then
             return nil, "replica " .. (replica_err or "miss") .. ", direct degraded"
@@ -735,11 +731,25 @@ local function serve(id, admin)
     return serve_stale_or_503(id, stale, err, admin)
 end
 
--- load puts id's page into L2 (and this worker's L1) through the levels
--- below the node, under the same per-id lock as a page request, answering
--- nothing and counting no hit: detailpage.warm loads the hottest pages with
--- it from a timer. A timer cannot use ngx.location.capture, so only the
--- replica is read; an id it lacks is left to the first page request.
+-- read_for_load reads id from the replica and builds its entry, as fetch
+-- does but from the replica only and without the link tracker.
+local function read_for_load(id, stale)
+    local docs, err = read_replica(id)
+    if not docs then
+        return nil, "replica " .. (err or "miss")
+    end
+    return build(id, docs, stale)
+end
+
+-- load puts id's page into L2 (and this worker's L1) through the node's
+-- levels, under the same per-id lock as a page request, answering nothing
+-- and counting no hit: detailpage.warm loads the hottest pages with it
+-- from a timer at start. A timer cannot use ngx.location.capture, so only
+-- the replica is read (an id it lacks is left to the first page request).
+-- The link tracker is neither asked nor told: a burst of warm-up reads
+-- that time out on a busy machine must not mark the replica degraded for
+-- the node's first live seconds (detailpage.warm retries, and gives up on
+-- a replica that fails every read).
 -- Returns how it went: "L2" (the node has a current copy), "busy" (a page
 -- request is fetching it now), "redis" (read and kept), "missing" (the
 -- product is gone); or nil and an error.
@@ -769,7 +779,7 @@ function _M.load(id)
         locks:delete(id)
         return "missing"
     end
-    local ok, entry, err, level = pcall(fetch, id, again or e, true)
+    local ok, entry, err = pcall(read_for_load, id, again or e)
     if not ok then
         entry, err = nil, entry
     end
@@ -780,7 +790,7 @@ function _M.load(id)
     end
     locks:delete(id)
     if entry then
-        return level
+        return "redis"
     end
     if not err then
         return "missing"

@@ -58,8 +58,9 @@ local MAX_BODY = 1048576  -- bytes of a top list (16,384 ids take ~500 KB)
 --   done      every id of the list tried
 --   skipped   no list (no hot service answered, or it had no ids)
 --   timeout   `max` passed before the list was done
+--   failed    the replica failed GIVE_UP loads in a row: the warm-up gave up
 --   off       top = 0 or no hot service configured
-local FINAL = { done = true, skipped = true, timeout = true, off = true }
+local FINAL = { done = true, skipped = true, timeout = true, failed = true, off = true }
 
 local _M = {}
 
@@ -289,31 +290,62 @@ local function finish(state, start)
         " ids, in ", d:get(PREFIX .. "took_ms"), " ms")
 end
 
--- loader takes the next id of ids until none is left or the deadline.
-local function loader(ids, next_index, deadline, failures)
+-- pass loads the ids of list with settings.threads light threads until
+-- the list is done, the deadline passes or the replica failed GIVE_UP
+-- loads in a row (it is down: the rest would fail too). With final, a
+-- failed id counts as failed; otherwise it is returned for one more try
+-- (a timeout on a busy machine is worth a second one). Returns the failed
+-- ids, whether the pass gave up and whether it went through the list.
+local GIVE_UP = 20
+local function pass(list, deadline, final)
     local d = dict()
-    while not ngx.worker.exiting() do
-        local i = next_index()
-        if not i then
-            return
-        end
-        ngx.update_time()
-        if ngx.now() >= deadline then
-            return
-        end
-        local how, err = app.load(ids[i])
-        if how == "missing" then
-            d:incr(PREFIX .. "missing", 1, 0)
-        elseif how then
-            d:incr(PREFIX .. "loaded", 1, 0)
-        else
-            d:incr(PREFIX .. "failed", 1, 0)
-            failures.n = failures.n + 1
-            if failures.n <= 3 then
-                log(ngx.WARN, "warm-up of item ", ids[i], " failed: ", err)
+    local job = { next = 0, streak = 0, gave_up = false, failed = {}, logged = 0, late = false }
+    local function loader()
+        while not ngx.worker.exiting() and not job.gave_up and job.next < #list do
+            ngx.update_time()
+            if ngx.now() >= deadline then
+                job.late = true
+                return
+            end
+            job.next = job.next + 1
+            local id = list[job.next]
+            local how, err = app.load(id)
+            if how == "missing" then
+                job.streak = 0
+                d:incr(PREFIX .. "missing", 1, 0)
+            elseif how then
+                job.streak = 0
+                d:incr(PREFIX .. "loaded", 1, 0)
+            else
+                job.streak = job.streak + 1
+                job.failed[#job.failed + 1] = id
+                if final then
+                    d:incr(PREFIX .. "failed", 1, 0)
+                end
+                if job.logged < 3 then
+                    job.logged = job.logged + 1
+                    log(ngx.WARN, "warm-up of item ", id, " failed", final and "" or " (tried again later)", ": ", err)
+                end
+                if job.streak >= GIVE_UP and not job.gave_up then
+                    job.gave_up = true
+                    log(ngx.WARN, "warm-up gives up: ", GIVE_UP, " loads failed in a row, the last: ", err)
+                end
             end
         end
     end
+    local threads = {}
+    for i = 1, math_min(settings.threads, #list) do
+        local th, serr = ngx.thread.spawn(loader)
+        if th then
+            threads[#threads + 1] = th
+        else
+            log(ngx.ERR, "warm-up thread ", i, ": ", serr)
+        end
+    end
+    for i = 1, #threads do
+        ngx.thread.wait(threads[i])
+    end
+    return job.failed, job.gave_up, not job.late and not job.gave_up and job.next >= #list
 end
 
 local function run(premature, start)
@@ -342,30 +374,17 @@ local function run(premature, start)
         return finish("skipped", start)
     end
     set_state("loading")
-    local n = 0
-    local function next_index()
-        if n >= #list then
-            return nil
-        end
-        n = n + 1
-        return n
+    local failed, gave_up, through = pass(list, deadline, false)
+    if #failed > 0 and through then
+        local _
+        _, gave_up, through = pass(failed, deadline, true)
+    elseif #failed > 0 then
+        d:incr(PREFIX .. "failed", #failed, 0)
     end
-    local failures = { n = 0 }
-    local threads = {}
-    for i = 1, math_min(settings.threads, #list) do
-        local th, serr = ngx.thread.spawn(loader, list, next_index, deadline, failures)
-        if th then
-            threads[#threads + 1] = th
-        else
-            log(ngx.ERR, "warm-up thread ", i, ": ", serr)
-        end
+    if gave_up then
+        return finish("failed", start)
     end
-    for i = 1, #threads do
-        ngx.thread.wait(threads[i])
-    end
-    local tried = (d:get(PREFIX .. "loaded") or 0) + (d:get(PREFIX .. "failed") or 0)
-        + (d:get(PREFIX .. "missing") or 0)
-    return finish(tried >= #list and "done" or "timeout", start)
+    return finish(through and "done" or "timeout", start)
 end
 
 -- init runs in init_by_lua after detailpage.app's: opts.hot, the hot

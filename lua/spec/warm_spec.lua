@@ -90,7 +90,7 @@ end)
 
 describe("warm state", function()
     it("is ready once final or after max seconds from the start", function()
-        for _, s in ipairs({ "done", "skipped", "timeout", "off" }) do
+        for _, s in ipairs({ "done", "skipped", "timeout", "failed", "off" }) do
             assert.is_true(warm.ready(s, 100, 100, 5), s)
             assert.equal(s, warm.shown(s, 100, 200, 5))
         end
@@ -218,6 +218,22 @@ describe("app.load", function()
         assert.matches("connection refused", l.result[2], 1, true)
         assert.is_nil(node.shared.dp_pages:get("9"))
         assert.is_nil(node.shared.dp_locks:get("9"))
+    end)
+
+    it("leaves the link tracker alone: failed loads do not degrade the replica", function()
+        local node = sim.new(1)
+        local w = node:worker()
+        node.replica_down = true
+        for i = 1, 20 do
+            task(node, function() return w.load(tostring(100 + i)) end)
+        end
+        node:run()
+        assert.is_true(w.links():allow("replica"))
+        node.replica_down = false
+        put_product(node, "7")
+        local r = node:request(w, "7")
+        node:run()
+        assert.equal("redis", r.var.dp_cache)
     end)
 
     -- The warm-up and page requests share the per-id lock: between them
