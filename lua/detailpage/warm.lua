@@ -59,8 +59,9 @@ local MAX_BODY = 1048576  -- bytes of a top list (16,384 ids take ~500 KB)
 --   skipped   no list (no hot service answered, or it had no ids)
 --   timeout   `max` passed before the list was done
 --   failed    the replica failed GIVE_UP loads in a row: the warm-up gave up
+--   full      L2 was all but full before the list was done
 --   off       top = 0 or no hot service configured
-local FINAL = { done = true, skipped = true, timeout = true, failed = true, off = true }
+local FINAL = { done = true, skipped = true, timeout = true, failed = true, full = true, off = true }
 
 local _M = {}
 
@@ -291,20 +292,33 @@ local function finish(state, start)
 end
 
 -- pass loads the ids of list with settings.threads light threads until
--- the list is done, the deadline passes or the replica failed GIVE_UP
--- loads in a row (it is down: the rest would fail too). With final, a
+-- the list is done, the deadline passes, L2 is all but full (the warm-up
+-- evicts nothing: shdict would drop the least recently used, the hottest
+-- pages it loaded first) or the replica failed GIVE_UP loads in a row (it
+-- is down: the rest would fail too). With final, a
 -- failed id counts as failed; otherwise it is returned for one more try
 -- (a timeout on a busy machine is worth a second one). Returns the failed
 -- ids, whether the pass gave up and whether it went through the list.
 local GIVE_UP = 20
+local L2_RESERVE = 0.1  -- the share of L2 the warm-up leaves free
 local function pass(list, deadline, final)
     local d = dict()
     local job = { next = 0, streak = 0, gave_up = false, failed = {}, logged = 0, late = false }
+    local pages = ngx.shared.dp_pages
+    local reserve = pages:capacity() * L2_RESERVE
     local function loader()
-        while not ngx.worker.exiting() and not job.gave_up and job.next < #list do
+        while not ngx.worker.exiting() and not job.gave_up and not job.full and job.next < #list do
             ngx.update_time()
             if ngx.now() >= deadline then
                 job.late = true
+                return
+            end
+            if pages:free_space() < reserve then
+                if not job.full then
+                    job.full = true
+                    log(ngx.WARN, "warm-up stops with L2 all but full (", pages:free_space(),
+                        " bytes free): it loads no page at the cost of another")
+                end
                 return
             end
             job.next = job.next + 1
@@ -345,7 +359,7 @@ local function pass(list, deadline, final)
     for i = 1, #threads do
         ngx.thread.wait(threads[i])
     end
-    return job.failed, job.gave_up, not job.late and not job.gave_up and job.next >= #list
+    return job.failed, job.gave_up, not job.late and not job.gave_up and not job.full and job.next >= #list, job.full
 end
 
 local function run(premature, start)
@@ -374,15 +388,18 @@ local function run(premature, start)
         return finish("skipped", start)
     end
     set_state("loading")
-    local failed, gave_up, through = pass(list, deadline, false)
+    local failed, gave_up, through, full = pass(list, deadline, false)
     if #failed > 0 and through then
         local _
-        _, gave_up, through = pass(failed, deadline, true)
+        _, gave_up, through, full = pass(failed, deadline, true)
     elseif #failed > 0 then
         d:incr(PREFIX .. "failed", #failed, 0)
     end
     if gave_up then
         return finish("failed", start)
+    end
+    if full then
+        return finish("full", start)
     end
     return finish(through and "done" or "timeout", start)
 end

@@ -90,7 +90,7 @@ end)
 
 describe("warm state", function()
     it("is ready once final or after max seconds from the start", function()
-        for _, s in ipairs({ "done", "skipped", "timeout", "failed", "off" }) do
+        for _, s in ipairs({ "done", "skipped", "timeout", "failed", "full", "off" }) do
             assert.is_true(warm.ready(s, 100, 100, 5), s)
             assert.equal(s, warm.shown(s, 100, 200, 5))
         end
