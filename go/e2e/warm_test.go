@@ -258,6 +258,19 @@ func TestRestartedAppNodeWarm(t *testing.T) {
 			return nil
 		})
 		ratio, levels := hitRatio(first)
+		if top > 0 && len(first) > 0 {
+			// the dist tier sent it nothing before it was warm
+			earliest := first[0].at
+			for _, a := range first {
+				if a.at.Before(earliest) {
+					earliest = a.at
+				}
+			}
+			if warmAt := started.Add(time.Duration(ws.TookMS) * time.Millisecond); earliest.Before(warmAt) {
+				t.Errorf("--warm-top %d: first answer %s after the start, before the warm-up ended (%d ms)",
+					top, earliest.Sub(started), ws.TookMS)
+			}
+		}
 		for _, line := range strings.Split(MustReadFile(t, p.log), "\n") {
 			if strings.Contains(line, "[warm]") || strings.Contains(line, "degraded") {
 				t.Logf("%s: %s", name, line)
@@ -281,6 +294,9 @@ func TestRestartedAppNodeWarm(t *testing.T) {
 		if r.warm.State != "done" || r.warm.Loaded == 0 || r.warm.Failed > 0 {
 			t.Errorf("--warm-top %d: warm-up %+v, want done with every page of the list loaded", r.top, r.warm)
 		}
+	}
+	if results[1].ratio <= off.ratio {
+		t.Errorf("--warm-top %d: hit ratio %.1f%%, no better than without a warm-up (%.1f%%)", results[1].top, 100*results[1].ratio, 100*off.ratio)
 	}
 	if on.ratio < 0.90 {
 		t.Errorf("--warm-top %d: hit ratio %.1f%% over the first %s, want ≥ 90%%", on.top, 100*on.ratio, window)
