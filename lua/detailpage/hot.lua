@@ -51,13 +51,8 @@ local hotset = require "detailpage.hotset"
 local invalidate = require "detailpage.invalidate"
 local sentinel = require "detailpage.sentinel"
 local hotcount = require "detailpage.hotcount"
+local redisconn = require "detailpage.redisconn"
 local cjson = require "cjson.safe"
-
-local ok_redis, redis = pcall(require, "resty.redis")  -- OpenResty
-if not ok_redis then
-    redis = require "nginx.redis"                        -- Debian's lua-nginx-redis
-end
-local HAS_SET_TIMEOUTS = rawget(redis, "set_timeouts") ~= nil
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -93,6 +88,8 @@ local LOCKS = "dp_locks"
 local POLL_LOCK = "hot:poll"
 local FOLLOW_LOCK = "hot:follow"
 local COPY_RESERVE = 1024 * 1024  -- bytes of dp_hot kept free of copies
+local REDIS_IDLE_MS = 30000  -- keepalive of replica connections
+local REDIS_POOL_SIZE = 8
 local POLL_LOCK_TTL = 3  -- seconds: longer than a tick (warm-ups and copies have timeouts), short of `keep`
 
 -- The one place the dist tier's hot settings have values; the config
@@ -129,6 +126,7 @@ local view               -- this worker's detailpage.hotset view of dp_hot
 local healthy_nodes      -- function() -> { { name, host, port }, ... }
 local follower
 local polling = false    -- this worker is in a poll tick
+local connect_replica, release  -- detailpage.redisconn's, for the replica (init)
 
 local function log(lvl, ...)
     return ngx_log(lvl, "[hot] ", ...)
@@ -177,6 +175,16 @@ function _M.init(opts)
     end
     token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
     sentinel.configure(config)
+    -- as the app tier reads: the fixed replica, or with Sentinels the first
+    -- of detailpage.sentinel's list that accepts (two tries)
+    local replica = redisconn.replica({
+        host = config.replica_host,
+        port = config.replica_port,
+        timeout_ms = config.redis_timeout_ms,
+        idle_ms = REDIS_IDLE_MS,
+        pool_size = REDIS_POOL_SIZE,
+    })
+    connect_replica, release = replica.connect, replica.release
 end
 
 function _M.enabled()
@@ -254,43 +262,6 @@ end
 
 ----------------------------------------------------------------------------
 -- The replica (versions, and the invalidation stream).
-
-local function connect_to(host, port)
-    local red = redis:new()
-    local t = config.redis_timeout_ms
-    if HAS_SET_TIMEOUTS then
-        red:set_timeouts(t, t, t)
-    else
-        red:set_timeout(t)
-    end
-    local ok, err = red:connect(host, port)
-    if not ok then
-        return nil, "connect " .. host .. ":" .. port .. ": " .. tostring(err)
-    end
-    return red
-end
-
--- connect_replica: the fixed replica, or with Sentinels the first of
--- detailpage.sentinel's list that accepts (at most two tries), as the app
--- tier reads.
-local function connect_replica()
-    local servers = sentinel.servers()
-    if not servers then
-        return connect_to(config.replica_host, config.replica_port)
-    end
-    local red, err
-    for i = 1, math.min(#servers, 2) do
-        red, err = connect_to(servers[i].host, servers[i].port)
-        if red then
-            return red
-        end
-    end
-    return nil, err
-end
-
-local function release(red)
-    red:set_keepalive(30000, 8)
-end
 
 -- replica_versions reads the versions the replica holds for an item and
 -- its shop (nil where the key is missing); nil and an error when it

@@ -215,6 +215,7 @@ function Sim:worker(opts)
     package.loaded["resty.redis"] = self.redis_module
     package.loaded["resty.lrucache"] = nil
     package.loaded["detailpage.app"] = nil
+    package.loaded["detailpage.redisconn"] = nil  -- it holds this node's resty.redis
     local app = require "detailpage.app"
     package.loaded["detailpage.app"] = nil
     local o = { node = "sim", template_dir = "templates", replica_host = "127.0.0.1", replica_port = 6379 }
