@@ -52,6 +52,7 @@ local invalidate = require "detailpage.invalidate"
 local sentinel = require "detailpage.sentinel"
 local hotcount = require "detailpage.hotcount"
 local redisconn = require "detailpage.redisconn"
+local httpc = require "detailpage.httpc"
 local cjson = require "cjson.safe"
 
 local ngx = ngx
@@ -64,7 +65,6 @@ local shared = ngx.shared
 local hot_count = hotcount.count
 local spawn = ngx.thread.spawn
 local wait = ngx.thread.wait
-local tcp = ngx.socket.tcp
 local type = type
 local pairs = pairs
 local ipairs = ipairs
@@ -75,7 +75,6 @@ local floor = math.floor
 local insert = table.insert
 local concat = table.concat
 local str_match = string.match
-local str_lower = string.lower
 local gmatch = string.gmatch
 local os_getenv = os.getenv
 
@@ -90,6 +89,8 @@ local FOLLOW_LOCK = "hot:follow"
 local COPY_RESERVE = 1024 * 1024  -- bytes of dp_hot kept free of copies
 local REDIS_IDLE_MS = 30000  -- keepalive of replica connections
 local REDIS_POOL_SIZE = 8
+local USER_AGENT = "detailpage-dist"
+local POLL_HEADERS = { ["User-Agent"] = USER_AGENT }
 local POLL_LOCK_TTL = 3  -- seconds: longer than a tick (warm-ups and copies have timeouts), short of `keep`
 
 -- The one place the dist tier's hot settings have values; the config
@@ -121,7 +122,7 @@ local _M = {}
 local config
 local enabled = false
 local instances = {}     -- { host, port, name } of the hot service
-local token
+local admin_headers      -- of GET /_admin/page/<id>: User-Agent and the admin token
 local view               -- this worker's detailpage.hotset view of dp_hot
 local healthy_nodes      -- function() -> { { name, host, port }, ... }
 local follower
@@ -173,7 +174,11 @@ function _M.init(opts)
             error("lua_shared_dict " .. d .. " is not declared", 2)
         end
     end
-    token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
+    local token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
+    admin_headers = { ["User-Agent"] = USER_AGENT }
+    if token then
+        admin_headers["Authorization"] = "Bearer " .. token
+    end
     sentinel.configure(config)
     -- as the app tier reads: the fixed replica, or with Sentinels the first
     -- of detailpage.sentinel's list that accepts (two tries)
@@ -189,75 +194,6 @@ end
 
 function _M.enabled()
     return enabled
-end
-
-----------------------------------------------------------------------------
--- HTTP/1.0 over a cosocket (timers cannot use ngx.location.capture, and
--- Debian packages no lua-resty-http).
-
--- get sends GET path to host:port and returns status, headers (lower-case
--- names) and body; or nil and an error. timeout: seconds for connect,
--- send and each read.
-local function get(host, port, path, extra, timeout, max_body)
-    local t = floor(timeout * 1000)
-    local sock = tcp()
-    sock:settimeouts(t, t, t)
-    local ok, err = sock:connect(host, port)
-    if not ok then
-        return nil, "connect: " .. tostring(err)
-    end
-    ok, err = sock:send("GET " .. path .. " HTTP/1.0\r\nHost: " .. host .. ":" .. port ..
-        "\r\nUser-Agent: detailpage-dist\r\n" .. (extra or "") .. "\r\n")
-    if not ok then
-        sock:close()
-        return nil, "send: " .. tostring(err)
-    end
-    local line
-    line, err = sock:receive("*l")
-    if not line then
-        sock:close()
-        return nil, "status line: " .. tostring(err)
-    end
-    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
-    if not status then
-        sock:close()
-        return nil, "not HTTP: " .. line:sub(1, 40)
-    end
-    local headers = {}
-    while true do
-        line, err = sock:receive("*l")
-        if not line then
-            sock:close()
-            return nil, "headers: " .. tostring(err)
-        end
-        if line == "" then
-            break
-        end
-        local name, value = str_match(line, "^([^:]+):%s*(.-)%s*$")
-        if name then
-            headers[str_lower(name)] = value
-        end
-    end
-    local body
-    local len = tonumber(headers["content-length"])
-    if len then
-        if len > max_body then
-            sock:close()
-            return nil, "body of " .. len .. " bytes is too large"
-        end
-        body, err = sock:receive(len)
-    else
-        body, err = sock:receive("*a")
-        if body and #body > max_body then
-            sock:close()
-            return nil, "body is too large"
-        end
-    end
-    sock:close()
-    if not body then
-        return nil, "body: " .. tostring(err)
-    end
-    return status, headers, body
 end
 
 ----------------------------------------------------------------------------
@@ -386,8 +322,14 @@ end
 local function fetch_ids()
     local errs = {}
     for _, inst in ipairs(instances) do
-        local status, headers, body = get(inst.host, inst.port, "/api/hot/ids", nil,
-            config.poll_timeout, 1024 * 1024)
+        local status, headers, body = httpc.request({
+            host = inst.host,
+            port = inst.port,
+            path = "/api/hot/ids",
+            headers = POLL_HEADERS,
+            timeout = config.poll_timeout,
+            max_body = 1024 * 1024,
+        })
         if status == 200 then
             local ids, bad, first_bad, cut = hotset.parse_ids(body, config.max_ids)
             if bad > 0 or cut then
@@ -411,9 +353,14 @@ end
 -- fetch_copy asks one node for id's page: the copy head and body, or nil,
 -- the status (404 counts) and why.
 local function fetch_copy(node, id)
-    local status, headers, body = get(node.host, node.port, "/_admin/page/" .. id,
-        token and ("Authorization: Bearer " .. token .. "\r\n") or nil,
-        config.warm_timeout, config.max_body)
+    local status, headers, body = httpc.request({
+        host = node.host,
+        port = node.port,
+        path = "/_admin/page/" .. id,
+        headers = admin_headers,
+        timeout = config.warm_timeout,
+        max_body = config.max_body,
+    })
     if not status then
         return nil, nil, node.name .. ": " .. tostring(headers)
     end

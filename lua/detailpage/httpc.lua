@@ -37,7 +37,6 @@
 
 local ngx = ngx
 local ngx_now = ngx.now
-local tcp = ngx.socket.tcp
 local type = type
 local pairs = pairs
 local tostring = tostring
@@ -195,7 +194,7 @@ end
 -- request sends one request and reads the answer; see the top of the file.
 function _M.request(opts)
     check(opts)
-    local sock = tcp()
+    local sock = ngx.socket.tcp()
     local step = opts.timeout
     local deadline = opts.total_timeout and ngx_now() + opts.total_timeout
     -- arm sets the timeout of the next step: `timeout`, or what is left of
