@@ -191,12 +191,13 @@ local function read_body(sock, headers, max_body)
     return partial, false
 end
 
--- request sends one request and reads the answer; see the top of the file.
-function _M.request(opts)
-    check(opts)
+-- exchange sends the request on one connection and reads the answer:
+-- status, headers, body, status line; or nil, an error and whether it
+-- failed on a pooled connection before any answer (the server may have
+-- closed it while it was idle: worth one more try on a new connection).
+local function exchange(opts, deadline)
     local sock = ngx.socket.tcp()
     local step = opts.timeout
-    local deadline = opts.total_timeout and ngx_now() + opts.total_timeout
     -- arm sets the timeout of the next step: `timeout`, or what is left of
     -- `total_timeout` (ngx.now is cached per event loop turn: update it)
     local function arm()
@@ -216,10 +217,11 @@ function _M.request(opts)
     if deadline then
         arm()
     end
+    local reused = opts.keepalive and (sock:getreusedtimes() or 0) > 0
     ok, err = sock:send(_M.build(opts))
     if not ok then
         sock:close()
-        return nil, "send: " .. tostring(err)
+        return nil, "send: " .. tostring(err), reused and err ~= "timeout"
     end
     if deadline then
         arm()
@@ -228,7 +230,7 @@ function _M.request(opts)
     line, err = sock:receive("*l")
     if not line then
         sock:close()
-        return nil, "status line: " .. tostring(err)
+        return nil, "status line: " .. tostring(err), reused and err ~= "timeout"
     end
     local status = _M.parse_status(line)
     if not status then
@@ -280,6 +282,23 @@ function _M.request(opts)
         sock:setkeepalive(ka.idle_ms, ka.pool_size)
     else
         sock:close()
+    end
+    return status, headers, body, line
+end
+
+-- request sends one request and reads the answer; see the top of the file.
+function _M.request(opts)
+    check(opts)
+    local deadline = opts.total_timeout and ngx_now() + opts.total_timeout
+    local status, headers, body, line = exchange(opts, deadline)
+    local method = opts.method or "GET"
+    if not status and body and (method == "GET" or method == "HEAD") then
+        -- a pooled connection the server had closed: once more, on a new one
+        -- (the pool hands out another or connects)
+        status, headers, body, line = exchange(opts, deadline)
+    end
+    if not status then
+        return nil, headers
     end
     return status, headers, body, line
 end

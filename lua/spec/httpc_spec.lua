@@ -40,6 +40,7 @@ local function sock(answer, opts)
         self.pos = self.pos + pat
         return rest:sub(1, pat)
     end
+    function s.getreusedtimes() return opts.reused or 0 end
     function s:close() self.ended = "closed" end
     function s:setkeepalive(idle, size) self.ended = "pooled " .. idle .. "/" .. size end
     return s
@@ -246,6 +247,38 @@ describe("httpc", function()
             assert.equal("closed", s.ended)
             s = get("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             assert.equal("closed", s.ended)
+        end)
+        it("tries once more when a pooled connection was closed by the server", function()
+            local ka = { keepalive = { idle_ms = 10000, pool_size = 4 } }
+            local stale = sock("", { reused = 3 })
+            local fresh = sock("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            local socks = { stale, fresh }
+            _G.ngx.socket.tcp = function() return table.remove(socks, 1) end
+            local status, _, body = httpc.request({
+                host = "h", port = 1, path = "/", timeout = 1, keepalive = ka.keepalive,
+            })
+            assert.equal(200, status)
+            assert.equal("ok", body)
+            assert.equal("closed", stale.ended)
+            assert.equal("pooled 10000/4", fresh.ended)
+            -- not a POST (it may have been received), not a timeout, not twice
+            for _, c in ipairs({
+                { method = "POST", answer = "", sopts = { reused = 1 }, err = "status line: closed" },
+                { answer = "", sopts = { reused = 1, hang = true }, err = "status line: timeout" },
+                { answer = "", sopts = { reused = 1 }, again = "", err = "status line: closed" },
+            }) do
+                socks = { sock(c.answer, c.sopts), sock(c.again or "HTTP/1.1 204 No Content\r\n\r\n", c.sopts) }
+                local st, err = httpc.request({ host = "h", port = 1, path = "/", method = c.method,
+                    body = c.method and "{}" or nil, timeout = 1, keepalive = ka.keepalive })
+                assert.is_nil(st)
+                assert.equal(c.err, err)
+            end
+            -- a connection new from the pool is not tried twice
+            socks = { sock(""), sock("HTTP/1.1 204 No Content\r\n\r\n") }
+            local st, err = httpc.request({ host = "h", port = 1, path = "/", timeout = 1, keepalive = ka.keepalive })
+            assert.is_nil(st)
+            assert.equal("status line: closed", err)
+            _G.ngx.socket.tcp = function() return current end
         end)
         it("raises on a caller's bug", function()
             assert.has_error(function() httpc.request({ port = 1, path = "/", timeout = 1 }) end)
