@@ -74,8 +74,6 @@ local tostring = tostring
 local floor = math.floor
 local insert = table.insert
 local concat = table.concat
-local str_match = string.match
-local gmatch = string.gmatch
 local os_getenv = os.getenv
 
 local ERR = ngx.ERR
@@ -133,18 +131,6 @@ local function log(lvl, ...)
     return ngx_log(lvl, "[hot] ", ...)
 end
 
-local function parse_addrs(s, what)
-    local out = {}
-    for item in gmatch(s or "", "[^,%s]+") do
-        local host, port = str_match(item, "^(.+):(%d+)$")
-        if not host or tonumber(port) < 1 or tonumber(port) > 65535 then
-            error(what .. ": " .. item .. " is not host:port", 3)
-        end
-        insert(out, { host = host, port = tonumber(port), name = item })
-    end
-    return out
-end
-
 -- init takes opts: hot ("host:port,..."), replica_host, replica_port,
 -- sentinels, master_name and any other of DEFAULTS' keys.
 function _M.init(opts)
@@ -164,7 +150,7 @@ function _M.init(opts)
         end
         config[k] = v
     end
-    instances = parse_addrs(config.hot, "opts.hot")
+    instances = hotcount.parse_instances(config.hot)
     enabled = #instances > 0
     if not enabled then
         return

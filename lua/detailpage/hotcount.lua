@@ -82,7 +82,9 @@ local function log(lvl, ...)
     return ngx_log(lvl, "[hotcount] ", ...)
 end
 
--- parse_instances turns "host:port,host:port" into a list.
+-- parse_instances turns opts.hot, "host:port,host:port", into a list of
+-- { name = "host:port", host =, port = } (the dist tier's hot poll reads
+-- the same setting); raises on an item that is not host:port.
 local function parse_instances(s)
     local out = {}
     for item in str_gmatch(s, "[^,]+") do
@@ -98,7 +100,7 @@ local function parse_instances(s)
     end
     return out
 end
-_M._parse_instances = parse_instances -- for tests
+_M.parse_instances = parse_instances
 
 -- init runs in init_by_lua. opts: node (the report's node name), hot (the
 -- hot service instances, "" = off) and any of DEFAULTS' keys.

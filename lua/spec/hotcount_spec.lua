@@ -36,8 +36,8 @@ describe("hotcount.init", function()
         assert.same({
             { name = "127.0.0.1:9104", host = "127.0.0.1", port = 9104 },
             { name = "hot2:9104", host = "hot2", port = 9104 },
-        }, hotcount._parse_instances(" 127.0.0.1:9104 ,hot2:9104,"))
-        assert.same({}, hotcount._parse_instances(""))
+        }, hotcount.parse_instances(" 127.0.0.1:9104 ,hot2:9104,"))
+        assert.same({}, hotcount.parse_instances(""))
     end)
 
     it("is off with hot = \"\"", function()
