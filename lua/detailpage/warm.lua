@@ -8,10 +8,11 @@
 --
 -- On start one worker (the first to take a lock in dp_state) asks the hot
 -- services (`detailpage hot`) for GET /api/top?period=hour&limit=<top>, the
--- first instance that answers; when the hour has fewer than <top> ids, the
--- day's fill up the list (hour first). An instance that refuses the
--- connection costs nothing; a hung one its `timeout`; with none answering
--- the warm-up is skipped at once. Then `threads` light threads load the
+-- first instance that answers (detailpage.httpc; timers cannot use
+-- ngx.location.capture); when the hour has fewer than <top> ids, the day's
+-- fill up the list (hour first). An instance that refuses the connection
+-- costs nothing; a hung one its `timeout`; with none answering the warm-up
+-- is skipped at once. Then `threads` light threads load the
 -- ids, hottest first, through the node's own levels (detailpage.app's
 -- load: the per-id lock and the same fetch and render as a page; the
 -- replica only, as a timer cannot make subrequests) until the list is done
@@ -33,16 +34,15 @@
 -- reads numbers as doubles, which lose digits past 2^53.
 
 local cjson = require "cjson.safe"
+local httpc = require "detailpage.httpc"
+local hotcount = require "detailpage.hotcount"
 
 local ngx = ngx
 local type = type
 local tostring = tostring
-local tonumber = tonumber
-local str_match = string.match
 local str_find = string.find
 local str_gmatch = string.gmatch
 local str_sub = string.sub
-local str_lower = string.lower
 local math_floor = math.floor
 local math_max = math.max
 local math_min = math.min
@@ -75,24 +75,6 @@ end
 
 ----------------------------------------------------------------------------
 -- Pure parts (lua/spec/warm_spec.lua).
-
--- parse_instances turns "host:port,host:port" into a list.
-local function parse_instances(s)
-    local out = {}
-    for item in str_gmatch(s, "[^,]+") do
-        item = str_match(item, "^%s*(.-)%s*$")
-        if item ~= "" then
-            local host, port = str_match(item, "^([^:%s]+):(%d+)$")
-            port = tonumber(port)
-            if not host or port < 1 or port > 65535 then
-                error("opts.hot: " .. item .. " is not host:port", 3)
-            end
-            out[#out + 1] = { name = item, host = host, port = port }
-        end
-    end
-    return out
-end
-_M.parse_instances = parse_instances
 
 -- top_ids reads the ids of a GET /api/top answer
 -- ({"period":"hour","since":"…","top":[{"id":7,"count":3},…]}) as digit
@@ -173,97 +155,31 @@ end
 ----------------------------------------------------------------------------
 -- The hot services' top list.
 
--- get sends GET path to one instance (HTTP/1.0: the answer ends with the
--- connection) and returns the status and body, or nil and an error. The
--- request is written by hand over a cosocket as in detailpage.hotcount
--- (timers cannot use ngx.location.capture; Debian packages no
--- lua-resty-http).
-local function get(inst, path, deadline)
-    local function left()
-        ngx.update_time()
-        return math_max(1, math_floor((deadline - ngx.now()) * 1000))
-    end
-    local sock = ngx.socket.tcp()
-    sock:settimeout(left())
-    local ok, err = sock:connect(inst.host, inst.port)
-    if not ok then
-        return nil, "connect: " .. tostring(err)
-    end
-    sock:settimeout(left())
-    ok, err = sock:send({ "GET ", path, " HTTP/1.0\r\nHost: ", inst.name,
-        "\r\nUser-Agent: detailpage-warm\r\nAccept: application/json\r\n\r\n" })
-    if not ok then
-        sock:close()
-        return nil, "send: " .. tostring(err)
-    end
-    sock:settimeout(left())
-    local line
-    line, err = sock:receive("*l")
-    if not line then
-        sock:close()
-        return nil, "status line: " .. tostring(err)
-    end
-    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
-    if not status then
-        sock:close()
-        return nil, "bad status line: " .. line
-    end
-    local length
-    while true do
-        sock:settimeout(left())
-        local h
-        h, err = sock:receive("*l")
-        if not h then
-            sock:close()
-            return nil, "headers: " .. tostring(err)
-        end
-        if h == "" then
-            break
-        end
-        local name, value = str_match(h, "^([^:]+):%s*(.-)%s*$")
-        if name and str_lower(name) == "content-length" then
-            length = tonumber(value)
-        end
-    end
-    if length and length > MAX_BODY then
-        sock:close()
-        return nil, "body of " .. length .. " bytes"
-    end
-    sock:settimeout(left())
-    local body, partial
-    if length then
-        body, err = sock:receive(length)
-    else
-        body, err, partial = sock:receive(MAX_BODY)
-        if not body and err == "closed" then
-            body, err = partial, nil
-        end
-    end
-    sock:close()
-    if not body then
-        return nil, "body: " .. tostring(err)
-    end
-    return status, body
-end
-
 -- top asks the instances in turn for period's top list and returns the
 -- ids; nil and the last error when none answered with a list.
 local function top(period, limit, deadline)
     local path = "/api/top?period=" .. period .. "&limit=" .. limit
     local last = "no hot service"
     for _, inst in ipairs(instances) do
-        local status, body = get(inst, path, math_min(deadline, ngx.now() + settings.timeout))
+        ngx.update_time()
+        local status, headers_or_err, body = httpc.request({
+            host = inst.host, port = inst.port, path = path,
+            headers = { ["User-Agent"] = "detailpage-warm", Accept = "application/json" },
+            total_timeout = math_max(0.001, math_min(deadline - ngx.now(), settings.timeout)),
+            max_body = MAX_BODY,
+        })
+        local what = inst.name .. " " .. period .. ": "
         if status == 200 then
             local ids, err = _M.top_ids(body)
             if ids then
                 return ids
             end
-            last = inst.name .. " " .. period .. ": " .. err
+            last = what .. err
             log(ngx.WARN, "bad top list from ", last)
         elseif status then
-            last = inst.name .. " " .. period .. ": answered " .. status
+            last = what .. "answered " .. status
         else
-            last = inst.name .. " " .. period .. ": " .. tostring(body)
+            last = what .. tostring(headers_or_err)
         end
     end
     return nil, last
@@ -420,7 +336,7 @@ function _M.init(opts)
         or settings.max ~= settings.max or settings.timeout ~= settings.timeout then
         error("warm.max, warm.threads and warm.timeout must be positive", 2)
     end
-    instances = parse_instances(opts.hot)
+    instances = hotcount.parse_instances(opts.hot)
 end
 
 -- start runs in init_worker_by_lua: the first worker of this nginx to

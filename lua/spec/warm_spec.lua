@@ -108,16 +108,6 @@ describe("warm state", function()
     end)
 end)
 
-describe("warm.parse_instances", function()
-    it("takes host:port lists and refuses anything else", function()
-        assert.same({ { name = "127.0.0.1:9104", host = "127.0.0.1", port = 9104 } },
-            warm.parse_instances(" 127.0.0.1:9104 ,"))
-        assert.same({}, warm.parse_instances(""))
-        assert.has_error(function() warm.parse_instances("hot") end)
-        assert.has_error(function() warm.parse_instances("hot:0") end)
-    end)
-end)
-
 describe("warm.init", function()
     it("takes its settings from app.config().warm", function()
         local node = sim.new(1)
