@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -301,4 +302,67 @@ func TestRestartedAppNodeWarm(t *testing.T) {
 	if on.ratio < 0.90 {
 		t.Errorf("--warm-top %d: hit ratio %.1f%% over the first %s, want ≥ 90%%", on.top, 100*on.ratio, window)
 	}
+}
+
+// startWarmNode starts an app node of the test's own (not in the dist
+// tier) with --hot hot and extra flags, and returns its base URL, the
+// process and how long /_health took to answer 200.
+func startWarmNode(tb testing.TB, name, hot string, extra ...string) (string, *proc, time.Duration) {
+	tb.Helper()
+	c := shared.Config()
+	addr := topology.Addr(testutil.FreePort(tb))
+	prefix := filepath.Join(c.VarDir, fmt.Sprintf("%s-%d", name, procSeq.Add(1)))
+	argv := append([]string{builtBinary, "nginx", "--tier", "app", "--name", name,
+		"--listen", addr, "--prefix", prefix, "--root", repoRoot(),
+		"--replica", topology.Addr(c.Ports.RedisReplica), "--direct", topology.Addr(c.Ports.Direct),
+		"--hot", hot}, extra...)
+	started := time.Now()
+	p := MustStartProc(tb, name, "http://"+addr+"/_health", argv...)
+	took := time.Since(started)
+	p.log = filepath.Join(prefix, "logs", "error.log")
+	return "http://" + addr, p, took
+}
+
+// A hot service that refuses the connection skips the warm-up at once; one
+// that accepts and never answers costs the ask's timeout (0.5 s, cut to
+// what is left of --warm-max): /_health answers 200 after --warm-max at
+// the latest, whatever the warm-up is doing.
+func TestWarmHotServiceDownOrHung(t *testing.T) {
+	refused := topology.Addr(testutil.FreePort(t))
+	base, _, took := startWarmNode(t, "warm-refused", refused)
+	ws, err := nodeWarm(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hot service refusing: healthy after %s, warm-up %+v", took.Round(time.Millisecond), ws)
+	if ws.State != "skipped" {
+		t.Errorf("hot service refusing: warm-up %q, want skipped", ws.State)
+	}
+
+	// a listener that accepts (the kernel does) and never reads
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	base, _, took = startWarmNode(t, "warm-hung", ln.Addr().String(), "--warm-max", "200ms")
+	ws, err = nodeWarm(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hot service hung, --warm-max 200ms: healthy after %s, warm-up %+v", took.Round(time.Millisecond), ws)
+	if ws.State != "timeout" && ws.State != "skipped" {
+		t.Errorf("hot service hung: warm-up %q, want timeout (or skipped once its ask timed out)", ws.State)
+	}
+	// the ask ended at --warm-max: skipped
+	testutil.Eventually(t, 5*time.Second, func() error {
+		ws, err := nodeWarm(base)
+		if err != nil {
+			return err
+		}
+		if ws.State != "skipped" {
+			return fmt.Errorf("warm-up %q, want skipped after the ask timed out", ws.State)
+		}
+		return nil
+	})
 }

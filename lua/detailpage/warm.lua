@@ -12,11 +12,12 @@
 -- ngx.location.capture); when the hour has fewer than <top> ids, the day's
 -- fill up the list (hour first). An instance that refuses the connection
 -- costs nothing; a hung one its `timeout`; with none answering the warm-up
--- is skipped at once. Then `threads` light threads load the
--- ids, hottest first, through the node's own levels (detailpage.app's
--- load: the per-id lock and the same fetch and render as a page; the
--- replica only, as a timer cannot make subrequests) until the list is done
--- or `max` seconds after the start have passed.
+-- is skipped at once. Then `threads` light threads load the ids, hottest
+-- first, through the node's own levels (detailpage.app's load: the L2
+-- check, the per-id lock, the replica read and the render of a page; the
+-- replica only, as a timer cannot make subrequests) until the list is
+-- done or `max` seconds after the start have passed (then the loading
+-- stops too: the node's own traffic fills the rest).
 --
 -- Until then GET /_health answers 503 "warming": the dist tier's prober
 -- (lua/detailpage/dist.lua) keeps the node out of the routing until it is
@@ -51,7 +52,7 @@ local DICT = "dp_state"
 local PREFIX = "warm:"
 local MAX_BODY = 1048576  -- bytes of a top list (16,384 ids take ~500 KB)
 
--- STATES: where a warm-up is; the last four are final.
+-- STATES: where a warm-up is; from done on they are final.
 --   starting  nginx started, no worker has begun yet
 --   fetching  asking the hot services for the top list
 --   loading   loading the ids into L2
