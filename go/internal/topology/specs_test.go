@@ -139,3 +139,21 @@ func TestLayouts(t *testing.T) {
 		t.Errorf("start order after a failover: %v, want %v first", again.order, want)
 	}
 }
+
+func TestAppWarmTop(t *testing.T) {
+	for top, want := range map[int]string{0: "", -1: "--warm-top 0", 3000: "--warm-top 3000"} {
+		c := mustConfig(t, true)
+		c.AppWarmTop = top
+		topo, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		argv := strings.Join(argvOf(t, topo, App1), " ")
+		if want == "" && strings.Contains(argv, "--warm-top") || want != "" && !strings.Contains(argv, want) {
+			t.Errorf("AppWarmTop %d: app1 runs %q, want %q", top, argv, want)
+		}
+		if strings.Contains(strings.Join(argvOf(t, topo, Dist), " "), "--warm-top") {
+			t.Errorf("AppWarmTop %d: the dist tier got --warm-top", top)
+		}
+	}
+}
