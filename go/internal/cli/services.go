@@ -221,7 +221,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		WarmTop: *warmTop, WarmMax: warmMax.Seconds(),
 	}
 	if *tier == "app" && *warmMax <= 0 {
-		return fmt.Errorf("nginx: --warm-max %s: want a positive duration", *warmMax)
+		return fmt.Errorf("--warm-max %s: want a positive duration", *warmMax)
 	}
 	if os.Geteuid() == 0 {
 		// Workers drop root; without root there is no user to switch to.
