@@ -1,0 +1,107 @@
+package redisstore_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/resilience"
+)
+
+// A fenced write passes while the fence holds the writer's token, keeps
+// the version compare-and-set, and is refused — touching nothing, with
+// ErrFenced as a business answer — once another writer moved the fence on.
+func TestFencedPut(t *testing.T) {
+	st := MustStore(t)
+	ctx := t.Context()
+	rdb := st.Client()
+	const fence = "dp:preheat:{t}:fence:0"
+	if err := rdb.Set(ctx, fence, "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := st.Fenced(fence, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	MustPut(t, f, 1, redisstore.Entry{Key: "item:{1}", Version: 5, Value: doc(5, "fenced")})
+	// the version check still applies under a fence
+	MustPut(t, f, 0, redisstore.Entry{Key: "item:{1}", Version: 4, Value: doc(4, "older")})
+	// a large value is split as without a fence
+	big := []byte(`{"version":6,"d":"` + strings.Repeat("x", redisstore.MaxValueBytes+10) + `"}`)
+	MustPut(t, f, 1, redisstore.Entry{Key: "item:{2}", Version: 6, Value: big})
+	if got := MustGet(t, st, "item:{2}"); string(got) != string(big) {
+		t.Fatalf("split value under a fence: %d bytes back, want %d", len(got), len(big))
+	}
+
+	// Another writer takes over: the fence moves to 2.
+	if err := rdb.Incr(ctx, fence).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.Put(ctx,
+		redisstore.Entry{Key: "item:{1}", Version: 9, Value: doc(9, "after takeover")},
+		redisstore.Entry{Key: "item:{3}", Version: 1, Value: doc(1, "new key")})
+	if !errors.Is(err, redisstore.ErrFenced) || n != 0 {
+		t.Fatalf("write after takeover: %d written, %v; want 0 and ErrFenced", n, err)
+	}
+	var perm resilience.Permanent
+	if !errors.As(err, &perm) {
+		t.Errorf("ErrFenced is not a resilience.Permanent: %T %v", err, err)
+	}
+	if v := redisstore.VersionOf(MustGet(t, st, "item:{1}")); v != 5 {
+		t.Errorf("item:{1} version %d after the refused write, want 5", v)
+	}
+	if b := MustGet(t, st, "item:{3}"); b != nil {
+		t.Errorf("item:{3} written by a fenced-out writer: %s", b)
+	}
+	// the new holder writes
+	g, err := st.Fenced(fence, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	MustPut(t, g, 1, redisstore.Entry{Key: "item:{1}", Version: 9, Value: doc(9, "new holder")})
+	// a fence key that is gone (expired run) refuses too
+	if err := rdb.Del(ctx, fence).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Put(ctx, redisstore.Entry{Key: "item:{1}", Version: 10, Value: doc(10, "x")}); !errors.Is(err, redisstore.ErrFenced) {
+		t.Errorf("write with the fence key gone: %v, want ErrFenced", err)
+	}
+	// the unfenced store is unaffected by fences
+	MustPut(t, st, 1, redisstore.Entry{Key: "item:{1}", Version: 10, Value: doc(10, "sync")})
+}
+
+// A fence moved on in the middle of a pipeline: entries before the move
+// were written (the batch in flight), none after it.
+func TestFencedPutStopsMidPipeline(t *testing.T) {
+	st := MustStore(t)
+	ctx := t.Context()
+	const fence = "fence:{x}"
+	if err := st.Client().Set(ctx, fence, "7", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := st.Fenced(fence, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fence moves between two pipelines; every entry of the second is
+	// refused.
+	MustPut(t, f, 2, redisstore.Entry{Key: "item:{1}", Version: 1, Value: doc(1, "a")}, redisstore.Entry{Key: "item:{2}", Version: 1, Value: doc(1, "b")})
+	if err := st.Client().Set(ctx, fence, "8", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.Put(ctx, redisstore.Entry{Key: "item:{1}", Version: 2, Value: doc(2, "a")}, redisstore.Entry{Key: "item:{2}", Version: 2, Value: doc(2, "b")}); !errors.Is(err, redisstore.ErrFenced) || n != 0 {
+		t.Fatalf("after the move: %d written, %v", n, err)
+	}
+}
+
+func TestFencedRefusedOnCluster(t *testing.T) {
+	st := redisstore.New(redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}))
+	defer st.Close()
+	_, err := st.Fenced("dp:preheat:{r}:fence:0", 1)
+	if err == nil || !strings.Contains(err.Error(), "Cluster") {
+		t.Fatalf("Fenced on a cluster client: %v, want a refusal naming the Cluster", err)
+	}
+}
