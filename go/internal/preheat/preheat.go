@@ -193,7 +193,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	r := &runner{cfg: cfg, keys: keysOf(cfg.Run), owner: ownerID()}
 	r.lim = rate.NewLimiter(rate.Inf, BatchSize)
 	if cfg.Rate > 0 {
-		r.lim = rate.NewLimiter(rate.Limit(cfg.Rate), max(BatchSize, int(cfg.Rate/10)))
+		// A bucket of one batch, empty at the start: the bound holds from
+		// the first batch on.
+		burst := min(BatchSize, cfg.PartitionSize)
+		r.lim = rate.NewLimiter(rate.Limit(cfg.Rate), burst)
+		r.lim.AllowN(time.Now(), burst)
 	}
 	finished, err := r.finished(ctx)
 	if err != nil {

@@ -47,7 +47,7 @@ func (r *runner) printLine(w io.Writer, start time.Time, final bool) {
 	}
 	eta := "-"
 	if rate > 0 && done < r.plan.Total {
-		eta = (time.Duration(float64(r.plan.Total-done)/rate*float64(time.Second))).Round(time.Second).String()
+		eta = (time.Duration(float64(r.plan.Total-done) / rate * float64(time.Second))).Round(time.Second).String()
 	}
 	word := "preheat:"
 	if final {
