@@ -1,0 +1,332 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/detailpage/detailpage/go/internal/preheat"
+	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/testutil"
+	"github.com/detailpage/detailpage/go/internal/topology"
+)
+
+// Issue 12's acceptance 3 and 4: `detailpage preheat` instances split the
+// catalog through leases, a SIGKILLed one's partitions are finished by the
+// others after its lease expired, and preheat never writes an older
+// version over a newer one.
+
+// preheatProc is one `detailpage preheat` process.
+type preheatProc struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	done           chan error
+}
+
+// startPreheat starts `detailpage preheat` against topo with extra flags.
+func startPreheat(tb testing.TB, topo *topology.Topology, run string, extra ...string) *preheatProc {
+	tb.Helper()
+	p := topo.Config().Ports
+	args := []string{"preheat", "--redis", topology.Addr(p.RedisMain), "--source", topology.URL(p.Source),
+		"--hot", topology.Addr(p.Hot), "--apps", topology.Addr(p.App1) + "," + topology.Addr(p.App2), "--run", run}
+	pr := &preheatProc{cmd: exec.Command(builtBinary, append(args, extra...)...), done: make(chan error, 1)}
+	pr.cmd.Env = append(os.Environ(), "DETAILPAGE_ADMIN_TOKEN="+token)
+	pr.cmd.Stdout, pr.cmd.Stderr = &pr.stdout, &pr.stderr
+	if err := pr.cmd.Start(); err != nil {
+		tb.Fatalf("start detailpage preheat: %v", err)
+	}
+	go func() { pr.done <- pr.cmd.Wait() }()
+	tb.Cleanup(func() {
+		if pr.cmd.ProcessState == nil {
+			_ = pr.cmd.Process.Kill()
+			<-pr.done
+		}
+	})
+	return pr
+}
+
+// wait waits for the process to end and returns its error.
+func (pr *preheatProc) wait(limit time.Duration) error {
+	select {
+	case err := <-pr.done:
+		return err
+	case <-time.After(limit):
+		_ = pr.cmd.Process.Kill()
+		return fmt.Errorf("still running after %s", limit)
+	}
+}
+
+// owner is the prefix of the owner ids the process writes (host:pid:).
+func (pr *preheatProc) owner() string {
+	host, _ := os.Hostname()
+	return host + ":" + strconv.Itoa(pr.cmd.Process.Pid) + ":"
+}
+
+// doneMarkers reads every done marker of run's plan (nil where absent).
+func doneMarkers(ctx context.Context, rdb *redis.Client, run string, parts int) ([]*preheat.DoneMarker, error) {
+	out := make([]*preheat.DoneMarker, parts)
+	for i := range parts {
+		b, err := rdb.Get(ctx, preheat.DoneKey(run, i)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var m preheat.DoneMarker
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("done marker %d: %w", i, err)
+		}
+		out[i] = &m
+	}
+	return out, nil
+}
+
+// Acceptance 3: three instances on one catalog, one SIGKILLed half way:
+// every product preheated, each partition completed once, the killed
+// instance's partitions finished by the others after its lease expired.
+func TestPreheatInstancesSplitAndSurviveAKill(t *testing.T) {
+	ctx := t.Context()
+	rdb := redisClient(t, shared.Config().Ports.RedisMain)
+	products := shared.Config().SeedProducts
+	// Drop the page documents of every fifth product: preheat must bring
+	// them back (the rest it finds at their version already).
+	var dropped []int64
+	pipe := rdb.Pipeline()
+	for id := int64(5); id <= int64(products); id += 5 {
+		dropped = append(dropped, id)
+		pipe.Del(ctx, redisstore.ItemKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run := fmt.Sprintf("e2e-split-%d", time.Now().UnixNano())
+	const lease = 2 * time.Second
+	flags := []string{"--partition-size", "200", "--lease", lease.String(), "--rate", "700", "--workers", "2", "--push-top", "50"}
+	procs := make([]*preheatProc, 3)
+	for i := range procs {
+		procs[i] = startPreheat(t, shared, run, flags...)
+	}
+	var plan *preheat.Plan
+	testutil.Eventually(t, 30*time.Second, func() (err error) {
+		plan, err = preheat.ReadPlan(ctx, rdb, run)
+		if err == nil && plan == nil {
+			err = errors.New("no plan yet")
+		}
+		return err
+	})
+	if plan.Total != products {
+		t.Fatalf("plan has %d products, the catalog %d", plan.Total, products)
+	}
+	parts := len(plan.Partitions)
+	// SIGKILL instance 0 half way (a third of the partitions done), while
+	// it holds partitions.
+	killed := procs[0]
+	testutil.Eventually(t, 60*time.Second, func() error {
+		ms, err := doneMarkers(ctx, rdb, run, parts)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, m := range ms {
+			if m != nil {
+				n++
+			}
+		}
+		if n < parts/3 {
+			return fmt.Errorf("%d of %d partitions done", n, parts)
+		}
+		held, err := heldBy(ctx, rdb, run, parts, killed.owner())
+		if err != nil {
+			return err
+		}
+		if len(held) == 0 {
+			return errors.New("instance 0 holds no partition right now")
+		}
+		return nil
+	})
+	if err := killed.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	<-killed.done
+	heldAtKill, err := heldBy(ctx, rdb, run, parts, killed.owner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pr := range procs[1:] {
+		if err := pr.wait(2 * time.Minute); err != nil {
+			t.Fatalf("instance %d: %v\nstdout: %s\nstderr: %s", i+1, err, pr.stdout.String(), lastBytes(pr.stderr.String(), 3000))
+		}
+		t.Logf("instance %d: %s", i+1, strings.TrimSpace(pr.stdout.String()))
+	}
+	// Each partition completed once: one done marker each, whose products
+	// add up to the plan; fences say who held it last.
+	ms, err := doneMarkers(ctx, rdb, run, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for i, m := range ms {
+		if m == nil {
+			t.Errorf("partition %d has no done marker", i)
+			continue
+		}
+		sum += m.Products
+		if m.Products != len(plan.Partitions[i]) {
+			t.Errorf("partition %d: done marker counts %d products, the plan %d", i, m.Products, len(plan.Partitions[i]))
+		}
+	}
+	if sum != products {
+		t.Errorf("done markers cover %d products, want %d", sum, products)
+	}
+	// The killed instance's partitions were finished by the others, after
+	// its lease expired, with a newer fence.
+	if len(heldAtKill) == 0 {
+		t.Fatal("the killed instance held no partition when killed")
+	}
+	for _, i := range heldAtKill {
+		m := ms[i]
+		if m == nil {
+			continue
+		}
+		claims, err := rdb.LRange(ctx, preheat.ClaimsKey(run, i), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(m.Owner, killed.owner()) {
+			t.Errorf("partition %d: done by the killed instance (%+v)", i, m)
+		}
+		if len(claims) < 2 || m.Fence < 2 {
+			t.Errorf("partition %d held by the killed instance: claims %v, done with fence %d", i, claims, m.Fence)
+		}
+		if m.At.Before(killedAt.Add(lease - 500*time.Millisecond)) {
+			t.Errorf("partition %d finished %s after the kill, before its lease (%s) could expire", i, m.At.Sub(killedAt), lease)
+		}
+	}
+	t.Logf("killed instance held partitions %v; %d partitions of %d products", heldAtKill, parts, products)
+	// Every product preheated: the dropped documents are back.
+	for _, id := range dropped {
+		if n, err := rdb.Exists(ctx, redisstore.ItemKey(id)).Result(); err != nil || n != 1 {
+			t.Fatalf("product %d not preheated (%d, %v)", id, n, err)
+		}
+	}
+	// One instance pushed the top 50 pages into both app nodes.
+	pushed := 0
+	for _, pr := range procs[1:] {
+		var n int
+		out := pr.stdout.String()
+		if i := strings.Index(out, "Redis values written, "); i >= 0 {
+			fmt.Sscanf(out[i+len("Redis values written, "):], "%d pages pushed", &n)
+		}
+		pushed += n
+	}
+	if pushed != 100 {
+		t.Errorf("pages pushed: %d, want 50 into each of 2 app nodes", pushed)
+	}
+}
+
+// heldBy lists the partitions whose current lease claim is owner's: the
+// last entry of the claim history, a lease present, and no done marker.
+func heldBy(ctx context.Context, rdb *redis.Client, run string, parts int, owner string) ([]int, error) {
+	var held []int
+	prefix := preheat.KeyPrefix(run)
+	for i := range parts {
+		last, err := rdb.LIndex(ctx, preheat.ClaimsKey(run, i), -1).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(last, owner) {
+			continue
+		}
+		lease, _ := rdb.Exists(ctx, prefix+"lease:"+strconv.Itoa(i)).Result()
+		done, _ := rdb.Exists(ctx, preheat.DoneKey(run, i)).Result()
+		if lease == 1 && done == 0 {
+			held = append(held, i)
+		}
+	}
+	return held, nil
+}
+
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// Acceptance 4: preheat racing edits never leaves an older version: after
+// a preheat of the whole catalog with edits all along, every edited
+// product's page document in Redis is the source's newest.
+func TestPreheatNeverOverwritesEdits(t *testing.T) {
+	ctx := t.Context()
+	rdb := redisClient(t, shared.Config().Ports.RedisMain)
+	// The first 2,000 products lose their documents and dimensions, so
+	// preheat really writes them while they are being edited.
+	const raced = 2000
+	pipe := rdb.Pipeline()
+	for id := int64(1); id <= raced; id++ {
+		pipe.Del(ctx, redisstore.ItemKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run := fmt.Sprintf("e2e-race-%d", time.Now().UnixNano())
+	pr := startPreheat(t, shared, run, "--hot", "", "--partition-size", "250", "--rate", "2500", "--push-top", "0")
+	ed := &editor{t: shared}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := ed.edit(1+r.Int64N(raced), r); err != nil {
+					t.Errorf("edit: %v", err)
+					return
+				}
+			}
+		})
+	}
+	err := pr.wait(2 * time.Minute)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("preheat: %v\nstderr: %s", err, lastBytes(pr.stderr.String(), 3000))
+	}
+	t.Logf("preheat: %s; %d edits meanwhile", strings.TrimSpace(pr.stdout.String()), ed.n.Load())
+	if len(ed.touched) == 0 {
+		t.Fatal("no edit ran during the preheat")
+	}
+	MustCaughtUp(t, shared, time.Minute)
+	var ids []int64
+	for id := range ed.touched {
+		ids = append(ids, id)
+	}
+	MustMatchSource(t, shared, ids)
+	for id := int64(1); id <= raced; id++ {
+		if n, err := rdb.Exists(ctx, redisstore.ItemKey(id)).Result(); err != nil || n != 1 {
+			t.Fatalf("product %d not preheated (%d, %v)", id, n, err)
+		}
+	}
+}
