@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +20,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/detailpage/detailpage/go/internal/loadgen"
 	"github.com/detailpage/detailpage/go/internal/preheat"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/sourceclient"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
@@ -328,5 +332,97 @@ func TestPreheatNeverOverwritesEdits(t *testing.T) {
 		if n, err := rdb.Exists(ctx, redisstore.ItemKey(id)).Result(); err != nil || n != 1 {
 			t.Fatalf("product %d not preheated (%d, %v)", id, n, err)
 		}
+	}
+}
+
+// BenchmarkPreheat: preheat.Run in this process over the whole shared
+// catalog (source warm: a first run reads every record once), unbounded,
+// reported as products/s, while pages are asked through the dist tier at
+// 500/s open loop (Zipf); page p99 idle and during the preheat. "current":
+// Redis holds every document already (the compare-and-set refuses them);
+// "cold": every item:{*} key deleted first, so every document and
+// dimension is written.
+func BenchmarkPreheat(b *testing.B) {
+	ctx := b.Context()
+	p := shared.Config().Ports
+	st, err := redisstore.Open(topology.Addr(p.RedisMain))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	src, err := sourceclient.New(topology.URL(p.Source))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.CloseIdleConnections()
+	workers := 4
+	if v, err := strconv.Atoi(os.Getenv("PREHEAT_WORKERS")); err == nil && v > 0 {
+		workers = v
+	}
+	cfg := func(run string) preheat.Config {
+		return preheat.Config{Store: st, Source: src, Run: fmt.Sprintf("%s-%d", run, time.Now().UnixNano()), Workers: workers,
+			Log: slog.New(slog.DiscardHandler)}
+	}
+	if _, err := preheat.Run(ctx, cfg("bench-warm")); err != nil { // the source warm
+		b.Fatal(err)
+	}
+	const pageRate = 500
+	c := loadgen.NewClient()
+	defer c.CloseIdleConnections()
+	p99 := func(rep loadgen.Report, until time.Duration) time.Duration {
+		var lat []time.Duration
+		for _, r := range rep.Results {
+			if r.At <= until {
+				lat = append(lat, r.Latency)
+			}
+		}
+		slices.Sort(lat)
+		return loadgen.Percentile(lat, 0.99)
+	}
+	idle := loadgen.Run(ctx, c, pageRate, 5*time.Second, itemURL(shared), loadgen.Zipf(7, benchProducts))
+	idleP99 := p99(idle, time.Hour)
+	for _, tc := range []struct {
+		name string
+		cold bool
+	}{{"current", false}, {"cold", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			if tc.cold {
+				rdb := redisClient(b, p.RedisMain)
+				iter := rdb.Scan(ctx, 0, "item:{*", 1000).Iterator()
+				var batch []string
+				for iter.Next(ctx) {
+					if batch = append(batch, iter.Val()); len(batch) == 1000 {
+						rdb.Unlink(ctx, batch...)
+						batch = batch[:0]
+					}
+				}
+				if len(batch) > 0 {
+					rdb.Unlink(ctx, batch...)
+				}
+				if err := iter.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var pages loadgen.Report
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				pages = loadgen.Run(ctx, c, pageRate, 8*time.Second, itemURL(shared), loadgen.Zipf(9, benchProducts))
+			})
+			b.ResetTimer()
+			sum, err := preheat.Run(ctx, cfg("bench"))
+			b.StopTimer()
+			wg.Wait()
+			if err != nil {
+				b.Fatal(err)
+			}
+			rate := float64(sum.Products) / sum.Took.Seconds()
+			during := p99(pages, sum.Took)
+			b.ReportMetric(rate, "products/s")
+			b.ReportMetric(float64(idleP99.Microseconds())/1000, "p99-idle-ms")
+			b.ReportMetric(float64(during.Microseconds())/1000, "p99-during-ms")
+			b.ReportMetric(0, "ns/op")
+			b.Logf("%s: %d products in %s (%.0f/s), %d values written, %d workers; pages idle p99 %s, during %s; %s",
+				tc.name, sum.Products, sum.Took.Round(time.Millisecond), rate, sum.Written, workers, idleP99, during, pages.Summary())
+		})
 	}
 }
