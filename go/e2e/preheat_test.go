@@ -426,3 +426,32 @@ func BenchmarkPreheat(b *testing.B) {
 		})
 	}
 }
+
+// --dry-run prints the plan and writes nothing; an unreachable Redis is a
+// clear error and a non-zero exit.
+func TestPreheatDryRunAndNoRedis(t *testing.T) {
+	ctx := t.Context()
+	rdb := redisClient(t, shared.Config().Ports.RedisMain)
+	run := fmt.Sprintf("e2e-dry-%d", time.Now().UnixNano())
+	pr := startPreheat(t, shared, run, "--dry-run", "--partition-size", "300")
+	if err := pr.wait(time.Minute); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, pr.stderr.String())
+	}
+	out := pr.stdout.String()
+	products := shared.Config().SeedProducts
+	for _, want := range []string{"nothing written", "order: ", fmt.Sprintf("products: %d in %d partitions of up to 300", products, (products+299)/300), "partition 0: 300 ids: ", "push: the first 1000 pages into "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out)
+		}
+	}
+	if keys := rdb.Keys(ctx, preheat.KeyPrefix(run)+"*").Val(); len(keys) != 0 {
+		t.Errorf("dry run wrote %v", keys)
+	}
+
+	pr = startPreheat(t, shared, run, "--redis", "127.0.0.1:1")
+	err := pr.wait(time.Minute)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(pr.stderr.String(), "redis main unreachable") {
+		t.Errorf("unreachable Redis: %v\n%s", err, pr.stderr.String())
+	}
+}
