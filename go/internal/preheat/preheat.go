@@ -195,9 +195,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Rate > 0 {
 		// A bucket of one batch, empty at the start: the bound holds from
 		// the first batch on.
-		burst := min(BatchSize, cfg.PartitionSize)
-		r.lim = rate.NewLimiter(rate.Limit(cfg.Rate), burst)
-		r.lim.AllowN(time.Now(), burst)
+		r.lim = rate.NewLimiter(rate.Limit(cfg.Rate), BatchSize)
+		r.lim.AllowN(time.Now(), BatchSize)
 	}
 	finished, err := r.finished(ctx)
 	if err != nil {

@@ -243,7 +243,7 @@ func TestHotOrderAndPush(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		top := `[{"id":42,"count":9},{"id":7,"count":5}]`
+		top := `[{"id":42,"count":9},{"id":7,"count":5},{"id":999999,"count":4}]`
 		if r.URL.Query().Get("period") == "day" {
 			top = `[{"id":7,"count":50},{"id":13,"count":40}]`
 		}
