@@ -335,37 +335,65 @@ func TestPreheatNeverOverwritesEdits(t *testing.T) {
 	}
 }
 
-// BenchmarkPreheat: preheat.Run in this process over the whole shared
-// catalog (source warm: a first run reads every record once), unbounded,
-// reported as products/s, while pages are asked through the dist tier at
-// 500/s open loop (Zipf); page p99 idle and during the preheat. "current":
-// Redis holds every document already (the compare-and-set refuses them);
-// "cold": every item:{*} key deleted first, so every document and
-// dimension is written.
+// BenchmarkPreheat: `detailpage preheat` over the whole shared catalog
+// with the source warm (a first run reads every record once), reported as
+// products/s, while pages are asked through the dist tier at 500/s open
+// loop (Zipf); page p99 idle and during the preheat. "current": Redis
+// holds every document already (the compare-and-set refuses them); "cold":
+// every item:{*} key deleted first, so every document and dimension is
+// written; "cold-rate-1000": the same with --rate 1000. PREHEAT_WORKERS
+// sets --workers; PREHEAT_INPROCESS=1 runs preheat.Run in this process
+// instead (for -cpuprofile).
 func BenchmarkPreheat(b *testing.B) {
 	ctx := b.Context()
 	p := shared.Config().Ports
-	st, err := redisstore.Open(topology.Addr(p.RedisMain))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	src, err := sourceclient.New(topology.URL(p.Source))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer src.CloseIdleConnections()
 	workers := 4
 	if v, err := strconv.Atoi(os.Getenv("PREHEAT_WORKERS")); err == nil && v > 0 {
 		workers = v
 	}
-	cfg := func(run string) preheat.Config {
-		return preheat.Config{Store: st, Source: src, Run: fmt.Sprintf("%s-%d", run, time.Now().UnixNano()), Workers: workers,
-			Log: slog.New(slog.DiscardHandler)}
+	inProcess := os.Getenv("PREHEAT_INPROCESS") == "1"
+	var st *redisstore.Store
+	var src *sourceclient.Client
+	if inProcess {
+		var err error
+		if st, err = redisstore.Open(topology.Addr(p.RedisMain)); err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		if src, err = sourceclient.New(topology.URL(p.Source)); err != nil {
+			b.Fatal(err)
+		}
+		defer src.CloseIdleConnections()
 	}
-	if _, err := preheat.Run(ctx, cfg("bench-warm")); err != nil { // the source warm
-		b.Fatal(err)
+	// preheatOnce runs one preheat of the catalog and returns products and
+	// how long it took.
+	preheatOnce := func(b *testing.B, name string, rate int) (products int, took time.Duration) {
+		run := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+		if inProcess {
+			sum, err := preheat.Run(ctx, preheat.Config{Store: st, Source: src, Run: run, Workers: workers, Rate: float64(rate),
+				Log: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return sum.Products, sum.Took
+		}
+		pr := startPreheat(b, shared, run, "--hot", "", "--push-top", "0", "--quiet", "--workers", strconv.Itoa(workers),
+			"--rate", strconv.Itoa(rate))
+		if err := pr.wait(5 * time.Minute); err != nil {
+			b.Fatalf("preheat: %v\n%s", err, lastBytes(pr.stderr.String(), 3000))
+		}
+		out := pr.stdout.String()
+		if _, err := fmt.Sscanf(out[strings.Index(out, ": ")+2:], "%d products", &products); err != nil {
+			b.Fatalf("summary %q: %v", out, err)
+		}
+		d := out[strings.Index(out, "took ")+5:]
+		dur, err := time.ParseDuration(d[:strings.Index(d, " ")])
+		if err != nil {
+			b.Fatalf("summary %q: %v", out, err)
+		}
+		return products, dur
 	}
+	preheatOnce(b, "bench-warm", 0) // the source warm
 	const pageRate = 500
 	c := loadgen.NewClient()
 	defer c.CloseIdleConnections()
@@ -381,10 +409,12 @@ func BenchmarkPreheat(b *testing.B) {
 	}
 	idle := loadgen.Run(ctx, c, pageRate, 5*time.Second, itemURL(shared), loadgen.Zipf(7, benchProducts))
 	idleP99 := p99(idle, time.Hour)
+	b.Logf("idle pages: %s", idle.Summary())
 	for _, tc := range []struct {
 		name string
 		cold bool
-	}{{"current", false}, {"cold", true}} {
+		rate int
+	}{{"current", false, 0}, {"cold", true, 0}, {"cold-rate-1000", true, 1000}} {
 		b.Run(tc.name, func(b *testing.B) {
 			if tc.cold {
 				rdb := redisClient(b, p.RedisMain)
@@ -403,26 +433,27 @@ func BenchmarkPreheat(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			d := 8 * time.Second
+			if tc.rate > 0 {
+				d = time.Duration(float64(benchProducts)/float64(tc.rate)*float64(time.Second)) + time.Second
+			}
 			var pages loadgen.Report
 			var wg sync.WaitGroup
 			wg.Go(func() {
-				pages = loadgen.Run(ctx, c, pageRate, 8*time.Second, itemURL(shared), loadgen.Zipf(9, benchProducts))
+				pages = loadgen.Run(ctx, c, pageRate, d, itemURL(shared), loadgen.Zipf(9, benchProducts))
 			})
 			b.ResetTimer()
-			sum, err := preheat.Run(ctx, cfg("bench"))
+			products, took := preheatOnce(b, "bench", tc.rate)
 			b.StopTimer()
 			wg.Wait()
-			if err != nil {
-				b.Fatal(err)
-			}
-			rate := float64(sum.Products) / sum.Took.Seconds()
-			during := p99(pages, sum.Took)
+			rate := float64(products) / took.Seconds()
+			during := p99(pages, took)
 			b.ReportMetric(rate, "products/s")
 			b.ReportMetric(float64(idleP99.Microseconds())/1000, "p99-idle-ms")
 			b.ReportMetric(float64(during.Microseconds())/1000, "p99-during-ms")
 			b.ReportMetric(0, "ns/op")
-			b.Logf("%s: %d products in %s (%.0f/s), %d values written, %d workers; pages idle p99 %s, during %s; %s",
-				tc.name, sum.Products, sum.Took.Round(time.Millisecond), rate, sum.Written, workers, idleP99, during, pages.Summary())
+			b.Logf("%s: %d products in %s (%.0f/s), %d workers, in process %v; pages idle p99 %s, during %s; %s",
+				tc.name, products, took.Round(time.Millisecond), rate, workers, inProcess, idleP99, during, pages.Summary())
 		})
 	}
 }
