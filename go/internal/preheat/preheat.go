@@ -185,6 +185,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := ping(ctx, cfg.Store); err != nil {
 		return Summary{}, err
 	}
+	// Fenced writes need one server: refuse a Cluster before any claim.
+	if _, err := cfg.Store.Fenced(keysOf(cfg.Run).fence(0), 0); err != nil {
+		return Summary{}, fmt.Errorf("preheat: %w", err)
+	}
 	// The commands' settings, unless the service running us configured
 	// them already (then its settings stand).
 	if err := resilience.Configure(Commands()...); err == nil {
