@@ -176,6 +176,9 @@ func TestPreheatInstancesSplitAndSurviveAKill(t *testing.T) {
 			t.Fatalf("instance %d: %v\nstdout: %s\nstderr: %s", i+1, err, pr.stdout.String(), lastBytes(pr.stderr.String(), 3000))
 		}
 		t.Logf("instance %d: %s", i+1, strings.TrimSpace(pr.stdout.String()))
+		if !strings.Contains(pr.stderr.String(), fmt.Sprintf("/%d products (", products)) || !strings.Contains(pr.stderr.String(), "ETA") {
+			t.Errorf("instance %d printed no progress line:\n%s", i+1, lastBytes(pr.stderr.String(), 2000))
+		}
 	}
 	// Each partition completed once: one done marker each, whose products
 	// add up to the plan; fences say who held it last.
