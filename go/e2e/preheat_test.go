@@ -370,6 +370,7 @@ func BenchmarkPreheat(b *testing.B) {
 	}
 	// preheatOnce runs one preheat of the catalog and returns products and
 	// how long it took.
+	var preheatCPU time.Duration
 	preheatOnce := func(b *testing.B, name string, rate int) (products int, took time.Duration) {
 		run := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 		if inProcess {
@@ -385,6 +386,7 @@ func BenchmarkPreheat(b *testing.B) {
 		if err := pr.wait(5 * time.Minute); err != nil {
 			b.Fatalf("preheat: %v\n%s", err, lastBytes(pr.stderr.String(), 3000))
 		}
+		preheatCPU = pr.cmd.ProcessState.UserTime() + pr.cmd.ProcessState.SystemTime()
 		out := pr.stdout.String()
 		if _, err := fmt.Sscanf(out[strings.Index(out, ": ")+2:], "%d products", &products); err != nil {
 			b.Fatalf("summary %q: %v", out, err)
@@ -445,9 +447,20 @@ func BenchmarkPreheat(b *testing.B) {
 			wg.Go(func() {
 				pages = loadgen.Run(ctx, c, pageRate, d, itemURL(shared), loadgen.Zipf(9, benchProducts))
 			})
+			comps := []string{topology.Source, topology.RedisMain, topology.Sync, topology.Direct}
+			before := cpuOf(comps...)
 			b.ResetTimer()
 			products, took := preheatOnce(b, "bench", tc.rate)
 			b.StopTimer()
+			after := cpuOf(comps...)
+			var cpu []string
+			for _, n := range comps {
+				cpu = append(cpu, fmt.Sprintf("%s %s", n, (after[n]-before[n]).Round(10*time.Millisecond)))
+			}
+			if !inProcess {
+				cpu = append(cpu, fmt.Sprintf("preheat %s", preheatCPU.Round(10*time.Millisecond)))
+			}
+			b.Logf("CPU used during the preheat: %s", strings.Join(cpu, ", "))
 			wg.Wait()
 			rate := float64(products) / took.Seconds()
 			during := p99(pages, took)
@@ -459,6 +472,27 @@ func BenchmarkPreheat(b *testing.B) {
 				tc.name, products, took.Round(time.Millisecond), rate, workers, inProcess, idleP99, during, pages.Summary())
 		})
 	}
+}
+
+// cpuOf is the CPU time (user+system) the shared topology's components
+// named have used so far, by name (/proc/<pid>/stat; Linux).
+func cpuOf(names ...string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, n := range names {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", shared.Component(n).Pid()))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndex(s, ")")+2:]) // fields from 3 on
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		out[n] = time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+	}
+	return out
 }
 
 // --dry-run prints the plan and writes nothing; an unreachable Redis is a

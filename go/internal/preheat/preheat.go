@@ -270,11 +270,15 @@ func names(cmds []resilience.Command) []string {
 	return out
 }
 
+// ErrRedisUnreachable is Run's error when Redis main does not answer a
+// ping at the start.
+var ErrRedisUnreachable = errors.New("preheat: redis main unreachable")
+
 func ping(ctx context.Context, st *redisstore.Store) error {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := st.Ping(pctx); err != nil {
-		return fmt.Errorf("preheat: redis main unreachable: %w", err)
+		return fmt.Errorf("%w: %w", ErrRedisUnreachable, err)
 	}
 	return nil
 }

@@ -342,7 +342,7 @@ func TestProgressAndUnreachableRedis(t *testing.T) {
 	cfg.Store = st
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if _, err := preheat.Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), "redis main unreachable") {
+	if _, err := preheat.Run(ctx, cfg); !errors.Is(err, preheat.ErrRedisUnreachable) || !strings.Contains(err.Error(), "redis main unreachable") {
 		t.Errorf("unreachable Redis: %v", err)
 	}
 }
