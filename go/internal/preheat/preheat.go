@@ -325,11 +325,30 @@ func (r *runner) countDone() int {
 // worker claims partitions and preheats them until all are done.
 func (r *runner) worker(ctx context.Context) error {
 	wait := min(r.cfg.Lease/4, 500*time.Millisecond)
+	var retry *backoff.Backoff
+	var failingSince time.Time
 	for {
 		c, all, err := r.claimNext(ctx)
 		if err != nil {
-			return err
+			// Redis briefly away (a restart, a failover through Sentinel):
+			// retry for a while before failing the run.
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if retry == nil {
+				retry, failingSince = claimRetry.Start(), time.Now()
+			}
+			d := retry.Next()
+			if time.Since(failingSince)+d > claimRetryBudget {
+				return err
+			}
+			r.cfg.Log.Warn("preheat: claim failed, retrying", "error", err, "in", d)
+			if err := backoff.Sleep(ctx, d); err != nil {
+				return err
+			}
+			continue
 		}
+		retry = nil
 		if all {
 			return nil
 		}
@@ -404,6 +423,12 @@ func (r *runner) partition(ctx context.Context, c *claim) error {
 	log.Debug("preheat: partition done", "products", len(ids), "written", written)
 	return nil
 }
+
+// claimRetry is how a worker retries reading done markers and claiming
+// when Redis fails, for at most claimRetryBudget.
+var claimRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
+
+const claimRetryBudget = 10 * time.Second
 
 // batchRetry is how a failed batch is retried: the source or Redis may be
 // briefly overloaded or failing over.
