@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,7 @@ func TestRunSplitsAcrossInstances(t *testing.T) {
 			t.Errorf("done marker %d: %s (%v)", i, b, err)
 		}
 	}
+	MustNoPreheatGoroutines(t)
 	// A late instance of the finished run has nothing to do.
 	sum, err := preheat.Run(t.Context(), h.cfg("split"))
 	if err != nil || sum.Products != 0 || sum.Partitions != 0 {
@@ -371,6 +373,23 @@ func TestCancelReleasesLeases(t *testing.T) {
 	if keys := rdb.Keys(t.Context(), prefix+"lease:*").Val(); len(keys) != 0 {
 		t.Errorf("leases left after a stop: %v", keys)
 	}
+	MustNoPreheatGoroutines(t)
+}
+
+// MustNoPreheatGoroutines fails unless every goroutine preheat started has
+// ended (Run owns and stops all of them before it returns).
+func MustNoPreheatGoroutines(tb testing.TB) {
+	tb.Helper()
+	testutil.Eventually(tb, 5*time.Second, func() error {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for g := range strings.SplitSeq(string(buf), "\n\n") {
+			if strings.Contains(g, "internal/preheat.") && !strings.Contains(g, "preheat_test.") {
+				return fmt.Errorf("a preheat goroutine is left:\n%s", g)
+			}
+		}
+		return nil
+	})
 }
 
 type syncBuffer struct {
