@@ -22,6 +22,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/catalog"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 )
 
 // ItemKey is the key of a product's aggregated page document.
@@ -48,7 +49,16 @@ const NegativeTTL = 60 * time.Second
 // are deleted. A refused write touches nothing, so a replay at the same
 // version cannot disturb the segments the live head points to. Segment keys
 // share KEYS[1]'s hash tag, so they live in its slot on a Cluster.
+//
+// Fenced writes (Store.Fenced) pass a second key, the fence, and its
+// expected value as the last ARGV: the write is refused with a FENCED
+// error, touching nothing, unless the fence key holds exactly that token.
+// The check and the write are one script, so an instance whose lease was
+// taken over cannot slip a write in after the takeover.
 var casScript = redis.NewScript(`
+if #KEYS > 1 and redis.call('GET', KEYS[2]) ~= ARGV[#ARGV] then
+  return redis.error_reply('FENCED fence ' .. KEYS[2] .. ' no longer holds token ' .. ARGV[#ARGV])
+end
 local cur = redis.call('GET', KEYS[1])
 local newv = tonumber(ARGV[1])
 if cur then
@@ -119,6 +129,31 @@ type Store struct {
 	// followsFailover: main is found through Sentinels, so a write that
 	// failed because main was lost may pass on the promoted replica soon.
 	followsFailover bool
+	// fenceKey and fenceToken: set on a Fenced view, checked by every Put.
+	fenceKey   string
+	fenceToken string
+}
+
+// ErrFenced means a fenced write was refused: the fence key no longer holds
+// the writer's token (its lease was taken over by another writer). It comes
+// as a resilience.Permanent: the writer lost its right to write, Redis did
+// not fail.
+var ErrFenced = errors.New("redis: fenced write refused: the fence moved on")
+
+// Fenced returns a view of s whose Put writes only while key holds token,
+// checked inside the compare-and-set script (atomically with the version
+// check). Reads, invalidation and everything else are s's. On a Redis
+// Cluster the fence key and a product's keys live in different slots, so
+// one script cannot check the one and write the other: Fenced refuses.
+func (s *Store) Fenced(key string, token int64) (*Store, error) {
+	if _, ok := s.rdb.(*redis.ClusterClient); ok {
+		return nil, errors.New("redis: fenced writes need one server (main, or main through Sentinels): on a Redis Cluster the fence key and the written keys are in different slots, so the fence cannot be checked atomically")
+	}
+	if key == "" {
+		return nil, errors.New("redis: fenced: empty fence key")
+	}
+	f := &Store{rdb: s.rdb, followsFailover: s.followsFailover, fenceKey: key, fenceToken: strconv.FormatInt(token, 10)}
+	return f, nil
 }
 
 // New returns a Store over rdb.
@@ -282,7 +317,7 @@ func (s *Store) Put(ctx context.Context, entries ...Entry) (int, error) {
 				err = fmt.Errorf("redis: load script: %w", err)
 			}
 		}
-		if err == nil || !s.followsFailover || !transient(err) {
+		if err == nil || !s.followsFailover || !transient(err) || errors.Is(err, ErrFenced) {
 			return written, err
 		}
 		d := retry.Next()
@@ -309,18 +344,28 @@ func (s *Store) putOnce(ctx context.Context, entries []Entry) (int, error) {
 				}
 				args[3] = len(args) - 4
 			}
-			cmds[i] = casScript.EvalSha(ctx, p, []string{e.Key}, args...)
+			keys := []string{e.Key}
+			if s.fenceKey != "" {
+				keys = append(keys, s.fenceKey)
+				args = append(args, s.fenceToken)
+			}
+			cmds[i] = casScript.EvalSha(ctx, p, keys, args...)
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("redis: versioned write: %w", err)
-	}
 	written := 0
 	for _, c := range cmds {
 		if n, _ := c.Int(); n == 1 {
 			written++
 		}
+	}
+	if err != nil {
+		for _, c := range cmds {
+			if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "FENCED") {
+				return written, resilience.Permanent{Err: fmt.Errorf("%w: %s (%d of %d written before)", ErrFenced, s.fenceKey, written, len(entries))}
+			}
+		}
+		return 0, fmt.Errorf("redis: versioned write: %w", err)
 	}
 	return written, nil
 }
