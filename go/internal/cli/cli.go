@@ -25,14 +25,15 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"up":     {"start the whole topology on loopback (what `make run` does)", runUp},
-	"broker": {"run the embedded Kafka-protocol broker (kfake)", runBroker},
-	"source": {"run the source services (catalog in SQLite, outbox relay)", runSource},
-	"sync":   {"run the sync service (Kafka → sources → Redis main)", runSync},
-	"direct": {"run the direct-data service (local cache → Redis main → rebuild)", runDirect},
-	"hot":    {"run the hot-product service (detects surges from app nodes' reports)", runHot},
-	"nginx":  {"render an nginx tier's config and exec nginx in the foreground", runNginx},
-	"dlq":    {"inspect or replay dead-lettered change events (dlq list | dlq replay)", runDLQ},
+	"up":      {"start the whole topology on loopback (what `make run` does)", runUp},
+	"broker":  {"run the embedded Kafka-protocol broker (kfake)", runBroker},
+	"source":  {"run the source services (catalog in SQLite, outbox relay)", runSource},
+	"sync":    {"run the sync service (Kafka → sources → Redis main)", runSync},
+	"direct":  {"run the direct-data service (local cache → Redis main → rebuild)", runDirect},
+	"hot":     {"run the hot-product service (detects surges from app nodes' reports)", runHot},
+	"nginx":   {"render an nginx tier's config and exec nginx in the foreground", runNginx},
+	"dlq":     {"inspect or replay dead-lettered change events (dlq list | dlq replay)", runDLQ},
+	"preheat": {"fill a cold Redis main hottest first and push the top pages into the app nodes (one-shot; instances split the work)", runPreheat},
 
 	"bench-protect": {"measure source lookups under cache attacks, defences on and off (make bench)", runBenchProtect},
 }
