@@ -59,8 +59,17 @@ const coldLeaseTTL = 10 * time.Second
 const DefaultColdCheck = time.Second
 
 // coldTop is how many ids of each period (hour, then day) the recovery
-// preheats ahead of the refresh.
-const coldTop = 1000
+// preheats ahead of the refresh: twice the 1,000 that must be back first,
+// so that the top 1,000 of a moment ago is in it.
+const coldTop = 2000
+
+// coldPartition and coldWorkers shape the preheat of a recovery: small
+// partitions, one batch each, all worked on at once, so that the hottest
+// ids are shared by every worker from the first moment.
+const (
+	coldPartition = 125
+	coldWorkers   = 8
+)
 
 // coldSample bounds the catalog ids checked for their page in Redis when
 // deciding whether a load finished.
@@ -306,8 +315,8 @@ func (s *Service) setMarker(ctx context.Context, m Marker) error {
 }
 
 // recoverCold takes the recovery lease and, holding it, preheats the top
-// products and queues a full refresh; ok is false when another instance
-// holds the lease (it recovers; this one keeps watching).
+// products and queues a full refresh for the rest; ok is false when
+// another instance holds the lease (it recovers; this one keeps watching).
 func (s *Service) recoverCold(ctx context.Context, coldAt time.Time) (ok bool, err error) {
 	lease, err := acquireLease(ctx, s.store.Client(), ColdLeaseKey, coldLeaseTTL)
 	if err != nil || lease == nil {
@@ -318,29 +327,42 @@ func (s *Service) recoverCold(ctx context.Context, coldAt time.Time) (ok bool, e
 	stop := lease.keep(ctx, cancel)
 	defer stop()
 	start := time.Now()
-	if top := s.hotTop(ctx); len(top) > 0 {
+	top := s.hotTop(ctx)
+	// The refresh is queued at once, beside the preheat: its first events
+	// reach this service only after the source has written every product's
+	// event to its outbox and relayed them, by when the preheat (a few
+	// thousand ids at most) is well on; queued afterwards, the whole
+	// catalog would wait for the preheat too.
+	type queued struct {
+		n   int
+		err error
+	}
+	refresh := make(chan queued, 1)
+	go func() {
+		n, err := s.queueRefresh(ctx)
+		refresh <- queued{n, err}
+	}()
+	if len(top) > 0 {
 		sum, err := preheat.Run(ctx, preheat.Config{
 			Store: s.store, Source: s.src, HotURLs: s.cfg.HotURLs, AdminToken: s.cfg.AdminToken,
 			Only: top, PushTop: 0, // app nodes keep their own caches: no push
+			PartitionSize: coldPartition, Workers: coldWorkers,
 			Run: "cold-" + lease.token, Log: s.log.With("preheat", "cold"),
 		})
 		if err != nil {
-			// The refresh below still brings every product back.
+			// The refresh still brings every product back.
 			s.log.Warn("cold redis main: preheat of the hottest products failed", "ids", len(top), "error", err)
 		} else {
 			s.log.Info("cold redis main: hottest products preheated", "ids", len(top), "written", sum.Written,
 				"took", time.Since(start).Round(time.Millisecond).String(), "since_cold", time.Since(coldAt).Round(time.Millisecond).String())
-			s.m.preheated.Add(float64(sum.Written))
+			s.m.preheated.Add(float64(sum.Products))
 		}
 	}
-	if err := context.Cause(ctx); err != nil {
-		return false, err // lease lost or shutting down
+	q := <-refresh
+	if q.err != nil {
+		return false, q.err
 	}
-	n, err := s.queueRefresh(ctx)
-	if err != nil {
-		return false, err
-	}
-	s.log.Info("cold redis main: full refresh queued for the rest", "events", n)
+	s.log.Info("cold redis main: full refresh queued for the rest", "events", q.n)
 	return true, nil
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
+	"github.com/detailpage/detailpage/go/internal/preheat"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
@@ -60,13 +61,14 @@ type Config struct {
 }
 
 // Commands returns the resilience commands the sync service runs, with
-// their default settings: its own, the page builder's and the source
-// client's.
+// their default settings: its own, the page builder's, the source
+// client's and the preheat's (a cold main's recovery, cold.go).
 func Commands() []resilience.Command {
 	kp := resilience.Defaults(CmdKafkaProduce)
 	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
 	cmds := append([]resilience.Command{kp}, pagedoc.Commands()...)
-	return append(cmds, sourceclient.Commands()...)
+	cmds = append(cmds, sourceclient.Commands()...)
+	return append(cmds, preheat.Commands()...)
 }
 
 // Validate checks the configuration.
@@ -181,7 +183,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 				Name: "detailpage_sync_redis_warm", Help: "1 while Redis main carries the warm marker (catalog loaded), 0 while cold or loading.",
 			}),
 			preheated: prometheus.NewCounter(prometheus.CounterOpts{
-				Name: "detailpage_sync_cold_preheated_total", Help: "Products written by the preheat of a cold Redis main (hottest first).",
+				Name: "detailpage_sync_cold_preheated_total", Help: "Products preheated after a cold Redis main was found (hottest first).",
 			}),
 		},
 	}
