@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/preheat"
@@ -80,6 +81,9 @@ const coldSample = 2000
 // not make every check cold).
 const loadedShare = 0.99
 
+// recoveryBackoff spaces the recoveries of one cold episode.
+var recoveryBackoff = backoff.Policy{Base: 30 * time.Second, Max: 10 * time.Minute}
+
 // keysShare: with the marker there, DBSIZE below this share of the keys
 // at marking time is cold.
 const keysShare = 0.5
@@ -128,10 +132,12 @@ func (s *Service) watchCold(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ColdCheck)
 	defer t.Stop()
 	var (
-		episode  bool      // in a cold (or loading) episode: logged once
-		coldAt   time.Time // when this cold episode was seen
-		failures int
-		recover  bool // this instance queued the refresh: mark "recovered"
+		episode    bool      // in a cold (or loading) episode: logged once
+		coldAt     time.Time // when this cold episode was seen
+		failures   int
+		recover    bool      // this instance queued the refresh: mark "recovered"
+		recoveries int       // recoveries run in this episode
+		nextTry    time.Time // a recovery that did not make main warm waits before the next
 	)
 	for {
 		select {
@@ -150,7 +156,8 @@ func (s *Service) watchCold(ctx context.Context) {
 		failures = 0
 		switch st {
 		case stateWarm:
-			episode, recover = false, false
+			episode, recover, recoveries, nextTry = false, false, 0, time.Time{}
+			s.m.warm.Set(1)
 		case stateLoading:
 			if !episode {
 				s.log.Info("redis main not marked warm: a load is under way; waiting for it", "marker", WarmKey)
@@ -172,7 +179,7 @@ func (s *Service) watchCold(ctx context.Context) {
 			}
 			s.log.Info("redis main is warm: catalog loaded", attrs...)
 			s.m.warm.Set(1)
-			episode, recover, coldAt = false, false, time.Time{}
+			episode, recover, coldAt, recoveries, nextTry = false, false, time.Time{}, 0, time.Time{}
 		case stateCold:
 			if coldAt.IsZero() {
 				coldAt = time.Now()
@@ -181,10 +188,20 @@ func (s *Service) watchCold(ctx context.Context) {
 				s.m.warm.Set(0)
 			}
 			episode = true
+			if time.Now().Before(nextTry) {
+				continue
+			}
 			ok, err := s.recoverCold(ctx, coldAt)
 			if err != nil {
 				s.log.Warn("recovery of a cold redis main failed; trying again", "error", err)
 				continue
+			}
+			if ok {
+				// A recovery whose refresh did not bring the catalog back
+				// (products failing at the source) is not run again at once:
+				// each one is a full refresh.
+				recoveries++
+				nextTry = time.Now().Add(recoveryBackoff.Delay(recoveries))
 			}
 			recover = recover || ok
 		}

@@ -57,7 +57,7 @@ func (t *Topology) WaitWarm(ctx context.Context, limit time.Duration) error {
 				applied = true
 				// The sync service marks main warm once it has checked the
 				// catalog is there, or after recovering a cold main.
-				marked, cold, merr := t.warmMarker(ctx)
+				marked, cold, merr := t.MainWarm(ctx)
 				switch {
 				case merr != nil:
 				case marked:
@@ -106,9 +106,9 @@ func outboxPending(ctx context.Context, sourceURL, token string) (int64, error) 
 	return stats.OutboxPending, nil
 }
 
-// warmMarker reads whether Redis main carries the warm marker, and whether
+// MainWarm reads whether Redis main carries the warm marker, and whether
 // a sync instance holds the lease of a cold recovery.
-func (t *Topology) warmMarker(ctx context.Context) (marked, cold bool, err error) {
+func (t *Topology) MainWarm(ctx context.Context) (marked, recovering bool, err error) {
 	rdb := redis.NewClient(&redis.Options{Addr: Addr(t.mainPort()), MaxRetries: -1, DialTimeout: time.Second})
 	defer rdb.Close()
 	var m, c *redis.IntCmd
