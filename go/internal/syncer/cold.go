@@ -122,10 +122,6 @@ const (
 	stateCold
 )
 
-func (c coldState) String() string {
-	return [...]string{"warm", "loading", "loaded", "cold"}[c]
-}
-
 // watchCold checks main every ColdCheck and at once on a kick (main's run
 // id changed), until ctx ends.
 func (s *Service) watchCold(ctx context.Context) {
@@ -344,7 +340,6 @@ func (s *Service) recoverCold(ctx context.Context, coldAt time.Time) (ok bool, e
 	stop := lease.keep(ctx, cancel)
 	defer stop()
 	start := time.Now()
-	top := s.hotTop(ctx)
 	// The refresh is queued at once, beside the preheat: its first events
 	// reach this service only after the source has written every product's
 	// event to its outbox and relayed them, by when the preheat (a few
@@ -359,7 +354,7 @@ func (s *Service) recoverCold(ctx context.Context, coldAt time.Time) (ok bool, e
 		n, err := s.queueRefresh(ctx)
 		refresh <- queued{n, err}
 	}()
-	if len(top) > 0 {
+	if top := s.hotTop(ctx); len(top) > 0 {
 		sum, err := preheat.Run(ctx, preheat.Config{
 			Store: s.store, Source: s.src, HotURLs: s.cfg.HotURLs, AdminToken: s.cfg.AdminToken,
 			Only: top, PushTop: 0, // app nodes keep their own caches: no push
