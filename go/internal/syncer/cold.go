@@ -131,7 +131,6 @@ func (s *Service) watchCold(ctx context.Context) {
 		episode    bool      // in a cold (or loading) episode: logged once
 		coldAt     time.Time // when this cold episode was seen
 		failures   int
-		recover    bool      // this instance queued the refresh: mark "recovered"
 		recoveries int       // recoveries run in this episode
 		nextTry    time.Time // a recovery that did not make main warm waits before the next
 	)
@@ -150,9 +149,14 @@ func (s *Service) watchCold(ctx context.Context) {
 			continue
 		}
 		failures = 0
+		if st == stateWarm && !coldAt.IsZero() {
+			// The marker outlived the data (DBSIZE fell) and the keys are
+			// back: mark the recovery.
+			st = stateLoaded
+		}
 		switch st {
 		case stateWarm:
-			episode, recover, recoveries, nextTry = false, false, 0, time.Time{}
+			episode, recoveries, nextTry = false, 0, time.Time{}
 			s.m.warm.Set(1)
 		case stateLoading:
 			if !episode {
@@ -161,8 +165,8 @@ func (s *Service) watchCold(ctx context.Context) {
 			}
 		case stateLoaded:
 			reason := "loaded"
-			if recover {
-				reason = "recovered"
+			if !coldAt.IsZero() {
+				reason = "recovered" // by this instance or another
 			}
 			m.Reason = reason
 			if err := s.setMarker(ctx, m); err != nil {
@@ -175,7 +179,7 @@ func (s *Service) watchCold(ctx context.Context) {
 			}
 			s.log.Info("redis main is warm: catalog loaded", attrs...)
 			s.m.warm.Set(1)
-			episode, recover, coldAt, recoveries, nextTry = false, false, time.Time{}, 0, time.Time{}
+			episode, coldAt, recoveries, nextTry = false, time.Time{}, 0, time.Time{}
 		case stateCold:
 			if coldAt.IsZero() {
 				coldAt = time.Now()
@@ -199,7 +203,6 @@ func (s *Service) watchCold(ctx context.Context) {
 				recoveries++
 				nextTry = time.Now().Add(recoveryBackoff.Delay(recoveries))
 			}
-			recover = recover || ok
 		}
 	}
 }
@@ -220,7 +223,7 @@ func (s *Service) checkCold(ctx context.Context) (coldState, Marker, error) {
 		return 0, Marker{}, fmt.Errorf("sync: dbsize: %w", err)
 	}
 	if marked && float64(keys) >= keysShare*float64(marker.Keys) {
-		return stateWarm, marker, nil
+		return stateWarm, Marker{Products: marker.Products, Keys: keys}, nil
 	}
 	loading, err := s.loading(ctx)
 	if err != nil {
@@ -358,7 +361,7 @@ func (s *Service) recoverCold(ctx context.Context, coldAt time.Time) (ok bool, e
 		sum, err := preheat.Run(ctx, preheat.Config{
 			Store: s.store, Source: s.src, HotURLs: s.cfg.HotURLs, AdminToken: s.cfg.AdminToken,
 			Only: top, PushTop: 0, // app nodes keep their own caches: no push
-			PartitionSize: coldPartition, Workers: coldWorkers,
+			PartitionSize: coldPartition, Workers: min(coldWorkers, (len(top)+coldPartition-1)/coldPartition),
 			Run: "cold-" + lease.token, Log: s.log.With("preheat", "cold"),
 		})
 		if err != nil {

@@ -119,6 +119,34 @@ func TestColdMainIsRecovered(t *testing.T) {
 	if n, _ := rdb.Exists(ctx, ColdLeaseKey).Result(); n != 0 {
 		t.Fatalf("the recovery lease was not released")
 	}
+
+	// The marker kept but most keys gone (DBSIZE far below the marked
+	// size): cold as well.
+	deleted := time.Now()
+	keys, err := rdb.Keys(ctx, "item:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.Exists(ctx, WarmKey).Result(); n != 1 {
+		t.Fatal("the marker went with the item keys")
+	}
+	tu.Eventually(t, 30*time.Second, func() error {
+		if n := testutil.ToFloat64(svc.m.cold); n != 2 {
+			return fmt.Errorf("cold count %v, want 2", n)
+		}
+		if m, _, _ := ReadMarker(ctx, rdb); !m.At.After(deleted) {
+			return fmt.Errorf("marker %+v not set again", m)
+		}
+		return marker("recovered")()
+	})
+	for id := int64(1); id <= tu.SourceProducts; id++ {
+		if n, err := rdb.Exists(ctx, redisstore.ItemKey(id)).Result(); err != nil || n != 1 {
+			t.Fatalf("product %d not back in redis after the second recovery (%v)", id, err)
+		}
+	}
 }
 
 func TestLeaseIsExclusiveAndReleasedByItsHolderOnly(t *testing.T) {
