@@ -262,7 +262,14 @@ func BenchmarkHotDetection(b *testing.B) {
 			return nil
 		})
 		if err != nil {
-			b.Fatal(err)
+			set, _ := hotSet(topology.Addr(shared.Config().Ports.Hot))
+			by := map[string]int{}
+			for _, r := range load.snapshot() {
+				if r.id == id {
+					by[fmt.Sprintf("%d/%s", r.status, r.servedBy)]++
+				}
+			}
+			b.Fatalf("%v; answers %v; hot set %v; hot service log: %s", err, by, set, tail(shared.Component(topology.Hot).LogPath()))
 		}
 		detected, spread = append(detected, inSet), append(spread, atDist)
 		// two seconds of surge, then the next id

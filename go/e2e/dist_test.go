@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -36,24 +35,11 @@ func distAdminURL(t *topology.Topology) string {
 
 // distStatus reads the dist tier's view of the app nodes, by address.
 func distStatus(t *topology.Topology) (map[string]distNode, error) {
-	req, err := http.NewRequest(http.MethodGet, distAdminURL(t), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("dist admin status: %s", resp.Status)
-	}
 	var doc struct {
 		Nodes []distNode `json:"nodes"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		return nil, fmt.Errorf("dist admin status: %w", err)
+	if err := getAdminJSON(distAdminURL(t), &doc); err != nil {
+		return nil, err
 	}
 	m := map[string]distNode{}
 	for _, n := range doc.Nodes {

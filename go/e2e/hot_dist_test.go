@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -83,23 +82,8 @@ func distHotStatus(t *topology.Topology) (distHot, error) {
 	var doc struct {
 		Hot distHot `json:"hot"`
 	}
-	req, err := http.NewRequest(http.MethodGet, distAdminURL(t), nil)
-	if err != nil {
-		return doc.Hot, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return doc.Hot, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return doc.Hot, fmt.Errorf("dist admin status: %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		return doc.Hot, fmt.Errorf("dist admin status: %w", err)
-	}
-	return doc.Hot, nil
+	err := getAdminJSON(distAdminURL(t), &doc)
+	return doc.Hot, err
 }
 
 // servedBy polls the page until it is served by want ("dist" also needs

@@ -217,20 +217,8 @@ func nodeReporting(base string) (hotReporting, error) {
 	var st struct {
 		Hot hotReporting `json:"hot_reporting"`
 	}
-	req, err := http.NewRequest(http.MethodGet, base+"/_admin/status", nil)
-	if err != nil {
-		return st.Hot, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return st.Hot, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st.Hot, fmt.Errorf("status: %s", resp.Status)
-	}
-	return st.Hot, json.NewDecoder(resp.Body).Decode(&st)
+	err := getAdminJSON(base+"/_admin/status", &st)
+	return st.Hot, err
 }
 
 // waitReporting waits until the node's one hot instance is (or is not)

@@ -37,6 +37,28 @@ func getPageWith(c *http.Client, url string) (page, error) {
 	return page{resp.StatusCode, string(b), resp.Header.Get("X-Served-By"), resp.Header.Get("X-Cache")}, nil
 }
 
+// getAdminJSON GETs an admin endpoint (url) with the admin token and
+// decodes its JSON answer into v; any status but 200 is an error.
+func getAdminJSON(url string, v any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return nil
+}
+
 // putSource sends a PUT to the source API and returns the status and body.
 func putSource(t *topology.Topology, path string, body []byte) (int, string, error) {
 	req, err := http.NewRequest(http.MethodPut, topology.URL(t.Config().Ports.Source)+path, bytes.NewReader(body))

@@ -22,16 +22,7 @@ local template = require "detailpage.template"
 local degrade = require "detailpage.degrade"
 local sentinel = require "detailpage.sentinel"
 local hotcount = require "detailpage.hotcount"
-
-local ok_redis, redis = pcall(require, "resty.redis")  -- OpenResty
-if not ok_redis then
-    redis = require "nginx.redis"                        -- Debian's lua-nginx-redis
-end
-
--- Debian's lua-nginx-redis (0.27) has only set_timeout; calling a missing
--- method would send it to Redis as a command (the module's __index), so
--- look the method up on the module table itself.
-local HAS_SET_TIMEOUTS = rawget(redis, "set_timeouts") ~= nil
+local redisconn = require "detailpage.redisconn"
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -104,6 +95,9 @@ local links
 local hits = {}          -- this worker's hit counts, flushed to dp_state
 local hot_on = false     -- hot reporting on (detailpage.hotcount, init_worker)
 local shop_versions = {} -- newest shop versions this worker was told of
+-- the replica to read (detailpage.redisconn: the fixed one, or the first
+-- of detailpage.sentinel's list that accepts, two tries); set by init
+local connect_replica, release
 
 local function log(lvl, ...)
     ngx_log(lvl, "[app] ", ...)
@@ -174,6 +168,14 @@ function _M.init(opts)
     end
     render = fn
     sentinel.configure(config)
+    local replica = redisconn.replica({
+        host = config.replica_host,
+        port = config.replica_port,
+        timeout_ms = config.redis_timeout_ms,
+        idle_ms = config.redis_idle_ms,
+        pool_size = config.redis_pool_size,
+    })
+    connect_replica, release = replica.connect, replica.release
     not_found_page = read_file(config.template_dir .. "/404.html") or not_found_page
     unavailable_page = read_file(config.template_dir .. "/503.html") or unavailable_page
     for _, level in ipairs(LEVELS) do
@@ -345,44 +347,11 @@ end
 ----------------------------------------------------------------------------
 -- Levels below the node.
 
-local function connect_to(host, port)
-    local red = redis:new()
-    local t = config.redis_timeout_ms
-    if HAS_SET_TIMEOUTS then
-        red:set_timeouts(t, t, t)
-    else
-        red:set_timeout(t)
-    end
-    local ok, err = red:connect(host, port)
-    if not ok then
-        return nil, "connect " .. host .. ":" .. port .. ": " .. tostring(err)
-    end
-    return red
+-- replica returns { connect = fn, release = fn } for the invalidation
+-- follower (detailpage.invalidate).
+function _M.replica()
+    return { connect = connect_replica, release = release }
 end
-
--- connect_replica connects to the replica to read: the fixed one, or with
--- Sentinels the first of detailpage.sentinel's list that accepts (at most
--- two tries, so a dead server costs one failed connect).
-local function connect_replica()
-    local servers = sentinel.servers()
-    if not servers then
-        return connect_to(config.replica_host, config.replica_port)
-    end
-    local red, err
-    for i = 1, math.min(#servers, 2) do
-        red, err = connect_to(servers[i].host, servers[i].port)
-        if red then
-            return red
-        end
-    end
-    return nil, err
-end
-_M.connect_replica = connect_replica
-
-local function release(red)
-    red:set_keepalive(config.redis_idle_ms, config.redis_pool_size)
-end
-_M.release_replica = release
 
 -- decode_doc parses a JSON object from Redis; anything else is a miss.
 -- template.decode tells an empty [] from {} as pongo2 does.

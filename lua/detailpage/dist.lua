@@ -14,11 +14,10 @@
 -- a short lock in the shared dict (shdict:add, expiring before the next
 -- tick) probes, so each node gets one probe per interval however many
 -- workers there are, and if that worker dies another takes the next tick.
--- A probe is a plain HTTP/1.0 GET /_health over a cosocket with `timeout`
--- for connect, send and the status line (timers cannot use
--- ngx.location.capture, and Debian packages no lua-resty-http); every node
--- is probed in its own light thread, so a hung node does not delay the
--- others. A hung node (the kernel still accepts its connections) fails on
+-- A probe is a plain HTTP/1.0 GET /_health over a cosocket
+-- (detailpage.httpc) with `timeout` for connect, send and the status line,
+-- and nothing read past it; every node is probed in its own light thread,
+-- so a hung node does not delay the others. A hung node (the kernel still accepts its connections) fails on
 -- the read timeout; `fall` failures in a row mark it down, so one slow
 -- probe on a busy machine does not.
 --
@@ -35,6 +34,7 @@ local route = require "detailpage.route"
 local health = require "detailpage.health"
 local hot = require "detailpage.hot"
 local bearer = require "detailpage.bearer"
+local httpc = require "detailpage.httpc"
 local cjson = require "cjson.safe"
 local balancer = require "ngx.balancer"
 
@@ -44,13 +44,11 @@ local ngx_now = ngx.now
 local shared = ngx.shared
 local spawn = ngx.thread.spawn
 local wait = ngx.thread.wait
-local tcp = ngx.socket.tcp
 local type = type
 local pairs = pairs
 local ipairs = ipairs
 local tonumber = tonumber
 local tostring = tostring
-local str_match = string.match
 
 local ERR = ngx.ERR
 local WARN = ngx.WARN
@@ -73,7 +71,7 @@ local _M = {}
 
 local config
 local names = {}      -- node names in config order
-local peers = {}      -- name -> { host, port, request }
+local peers = {}      -- name -> { host, port, probe (httpc.request's opts) }
 local tracker         -- detailpage.health on dp_health
 
 local function log(lvl, ...)
@@ -111,8 +109,14 @@ function _M.init(opts)
         peers[n.name] = {
             host = n.host,
             port = tonumber(n.port),
-            request = "GET " .. config.path .. " HTTP/1.0\r\nHost: " .. n.name ..
-                "\r\nUser-Agent: detailpage-dist-probe\r\n\r\n",
+            probe = {
+                host = n.host,
+                port = tonumber(n.port),
+                path = config.path,
+                headers = { Host = n.name, ["User-Agent"] = "detailpage-dist-probe" },
+                timeout = config.timeout,
+                status_only = true,
+            },
         }
     end
     local dict = shared[DICT]
@@ -122,27 +126,12 @@ function _M.init(opts)
     tracker = health.new(dict, { fall = config.fall, rise = config.rise }, ngx_now)
 end
 
--- probe sends one GET and reads the status line.
+-- probe sends one GET and reads the status line only.
 local function probe(peer)
-    local t = config.timeout * 1000
-    local sock = tcp()
-    sock:settimeouts(t, t, t)
-    local ok, err = sock:connect(peer.host, peer.port)
-    if not ok then
-        return nil, "connect: " .. tostring(err)
+    local status, err, _, line = httpc.request(peer.probe)
+    if not status then
+        return nil, err
     end
-    ok, err = sock:send(peer.request)
-    if not ok then
-        sock:close()
-        return nil, "send: " .. tostring(err)
-    end
-    local line
-    line, err = sock:receive("*l")
-    sock:close()
-    if not line then
-        return nil, "status line: " .. tostring(err)
-    end
-    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
     if status ~= 200 then
         return nil, "status: " .. line
     end

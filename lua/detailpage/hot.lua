@@ -51,13 +51,9 @@ local hotset = require "detailpage.hotset"
 local invalidate = require "detailpage.invalidate"
 local sentinel = require "detailpage.sentinel"
 local hotcount = require "detailpage.hotcount"
+local redisconn = require "detailpage.redisconn"
+local httpc = require "detailpage.httpc"
 local cjson = require "cjson.safe"
-
-local ok_redis, redis = pcall(require, "resty.redis")  -- OpenResty
-if not ok_redis then
-    redis = require "nginx.redis"                        -- Debian's lua-nginx-redis
-end
-local HAS_SET_TIMEOUTS = rawget(redis, "set_timeouts") ~= nil
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -69,7 +65,6 @@ local shared = ngx.shared
 local hot_count = hotcount.count
 local spawn = ngx.thread.spawn
 local wait = ngx.thread.wait
-local tcp = ngx.socket.tcp
 local type = type
 local pairs = pairs
 local ipairs = ipairs
@@ -79,9 +74,6 @@ local tostring = tostring
 local floor = math.floor
 local insert = table.insert
 local concat = table.concat
-local str_match = string.match
-local str_lower = string.lower
-local gmatch = string.gmatch
 local os_getenv = os.getenv
 
 local ERR = ngx.ERR
@@ -93,6 +85,10 @@ local LOCKS = "dp_locks"
 local POLL_LOCK = "hot:poll"
 local FOLLOW_LOCK = "hot:follow"
 local COPY_RESERVE = 1024 * 1024  -- bytes of dp_hot kept free of copies
+local REDIS_IDLE_MS = 30000  -- keepalive of replica connections
+local REDIS_POOL_SIZE = 8
+local USER_AGENT = "detailpage-dist"
+local POLL_HEADERS = { ["User-Agent"] = USER_AGENT }
 local POLL_LOCK_TTL = 3  -- seconds: longer than a tick (warm-ups and copies have timeouts), short of `keep`
 
 -- The one place the dist tier's hot settings have values; the config
@@ -124,26 +120,15 @@ local _M = {}
 local config
 local enabled = false
 local instances = {}     -- { host, port, name } of the hot service
-local token
+local admin_headers      -- of GET /_admin/page/<id>: User-Agent and the admin token
 local view               -- this worker's detailpage.hotset view of dp_hot
 local healthy_nodes      -- function() -> { { name, host, port }, ... }
 local follower
 local polling = false    -- this worker is in a poll tick
+local connect_replica, release  -- detailpage.redisconn's, for the replica (init)
 
 local function log(lvl, ...)
     return ngx_log(lvl, "[hot] ", ...)
-end
-
-local function parse_addrs(s, what)
-    local out = {}
-    for item in gmatch(s or "", "[^,%s]+") do
-        local host, port = str_match(item, "^(.+):(%d+)$")
-        if not host or tonumber(port) < 1 or tonumber(port) > 65535 then
-            error(what .. ": " .. item .. " is not host:port", 3)
-        end
-        insert(out, { host = host, port = tonumber(port), name = item })
-    end
-    return out
 end
 
 -- init takes opts: hot ("host:port,..."), replica_host, replica_port,
@@ -165,7 +150,7 @@ function _M.init(opts)
         end
         config[k] = v
     end
-    instances = parse_addrs(config.hot, "opts.hot")
+    instances = hotcount.parse_instances(config.hot)
     enabled = #instances > 0
     if not enabled then
         return
@@ -175,8 +160,22 @@ function _M.init(opts)
             error("lua_shared_dict " .. d .. " is not declared", 2)
         end
     end
-    token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
+    local token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
+    admin_headers = { ["User-Agent"] = USER_AGENT }
+    if token then
+        admin_headers["Authorization"] = "Bearer " .. token
+    end
     sentinel.configure(config)
+    -- as the app tier reads: the fixed replica, or with Sentinels the first
+    -- of detailpage.sentinel's list that accepts (two tries)
+    local replica = redisconn.replica({
+        host = config.replica_host,
+        port = config.replica_port,
+        timeout_ms = config.redis_timeout_ms,
+        idle_ms = REDIS_IDLE_MS,
+        pool_size = REDIS_POOL_SIZE,
+    })
+    connect_replica, release = replica.connect, replica.release
 end
 
 function _M.enabled()
@@ -184,113 +183,7 @@ function _M.enabled()
 end
 
 ----------------------------------------------------------------------------
--- HTTP/1.0 over a cosocket (timers cannot use ngx.location.capture, and
--- Debian packages no lua-resty-http).
-
--- get sends GET path to host:port and returns status, headers (lower-case
--- names) and body; or nil and an error. timeout: seconds for connect,
--- send and each read.
-local function get(host, port, path, extra, timeout, max_body)
-    local t = floor(timeout * 1000)
-    local sock = tcp()
-    sock:settimeouts(t, t, t)
-    local ok, err = sock:connect(host, port)
-    if not ok then
-        return nil, "connect: " .. tostring(err)
-    end
-    ok, err = sock:send("GET " .. path .. " HTTP/1.0\r\nHost: " .. host .. ":" .. port ..
-        "\r\nUser-Agent: detailpage-dist\r\n" .. (extra or "") .. "\r\n")
-    if not ok then
-        sock:close()
-        return nil, "send: " .. tostring(err)
-    end
-    local line
-    line, err = sock:receive("*l")
-    if not line then
-        sock:close()
-        return nil, "status line: " .. tostring(err)
-    end
-    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
-    if not status then
-        sock:close()
-        return nil, "not HTTP: " .. line:sub(1, 40)
-    end
-    local headers = {}
-    while true do
-        line, err = sock:receive("*l")
-        if not line then
-            sock:close()
-            return nil, "headers: " .. tostring(err)
-        end
-        if line == "" then
-            break
-        end
-        local name, value = str_match(line, "^([^:]+):%s*(.-)%s*$")
-        if name then
-            headers[str_lower(name)] = value
-        end
-    end
-    local body
-    local len = tonumber(headers["content-length"])
-    if len then
-        if len > max_body then
-            sock:close()
-            return nil, "body of " .. len .. " bytes is too large"
-        end
-        body, err = sock:receive(len)
-    else
-        body, err = sock:receive("*a")
-        if body and #body > max_body then
-            sock:close()
-            return nil, "body is too large"
-        end
-    end
-    sock:close()
-    if not body then
-        return nil, "body: " .. tostring(err)
-    end
-    return status, headers, body
-end
-
-----------------------------------------------------------------------------
 -- The replica (versions, and the invalidation stream).
-
-local function connect_to(host, port)
-    local red = redis:new()
-    local t = config.redis_timeout_ms
-    if HAS_SET_TIMEOUTS then
-        red:set_timeouts(t, t, t)
-    else
-        red:set_timeout(t)
-    end
-    local ok, err = red:connect(host, port)
-    if not ok then
-        return nil, "connect " .. host .. ":" .. port .. ": " .. tostring(err)
-    end
-    return red
-end
-
--- connect_replica: the fixed replica, or with Sentinels the first of
--- detailpage.sentinel's list that accepts (at most two tries), as the app
--- tier reads.
-local function connect_replica()
-    local servers = sentinel.servers()
-    if not servers then
-        return connect_to(config.replica_host, config.replica_port)
-    end
-    local red, err
-    for i = 1, math.min(#servers, 2) do
-        red, err = connect_to(servers[i].host, servers[i].port)
-        if red then
-            return red
-        end
-    end
-    return nil, err
-end
-
-local function release(red)
-    red:set_keepalive(30000, 8)
-end
 
 -- replica_versions reads the versions the replica holds for an item and
 -- its shop (nil where the key is missing); nil and an error when it
@@ -415,8 +308,14 @@ end
 local function fetch_ids()
     local errs = {}
     for _, inst in ipairs(instances) do
-        local status, headers, body = get(inst.host, inst.port, "/api/hot/ids", nil,
-            config.poll_timeout, 1024 * 1024)
+        local status, headers, body = httpc.request({
+            host = inst.host,
+            port = inst.port,
+            path = "/api/hot/ids",
+            headers = POLL_HEADERS,
+            timeout = config.poll_timeout,
+            max_body = 1024 * 1024,
+        })
         if status == 200 then
             local ids, bad, first_bad, cut = hotset.parse_ids(body, config.max_ids)
             if bad > 0 or cut then
@@ -440,9 +339,14 @@ end
 -- fetch_copy asks one node for id's page: the copy head and body, or nil,
 -- the status (404 counts) and why.
 local function fetch_copy(node, id)
-    local status, headers, body = get(node.host, node.port, "/_admin/page/" .. id,
-        token and ("Authorization: Bearer " .. token .. "\r\n") or nil,
-        config.warm_timeout, config.max_body)
+    local status, headers, body = httpc.request({
+        host = node.host,
+        port = node.port,
+        path = "/_admin/page/" .. id,
+        headers = admin_headers,
+        timeout = config.warm_timeout,
+        max_body = config.max_body,
+    })
     if not status then
         return nil, nil, node.name .. ": " .. tostring(headers)
     end

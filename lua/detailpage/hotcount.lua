@@ -25,15 +25,15 @@
 -- a frozen instance whose kernel still accepts connections would
 -- otherwise queue one per interval and read them all when it wakes.
 --
--- The request is written by hand over a cosocket (timers cannot use
--- ngx.location.capture, and Debian packages no lua-resty-http): HTTP/1.1
--- with Content-Length and Connection: close (one short connection per
--- instance per interval on a local network).
+-- The request goes over a cosocket (detailpage.httpc: timers cannot use
+-- ngx.location.capture): HTTP/1.0 with Content-Length and Connection: close
+-- (one short connection per instance per interval on a local network).
 --
 -- With hot = "" reporting is off: count() and missing() return at once
 -- and start() starts nothing.
 
 local hotbatch = require "detailpage.hotbatch"
+local httpc = require "detailpage.httpc"
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -45,10 +45,9 @@ local ipairs = ipairs
 local tonumber = tonumber
 local tostring = tostring
 local os_getenv = os.getenv
-local math_max = math.max
-local math_floor = math.floor
 local str_match = string.match
 local str_find = string.find
+local str_sub = string.sub
 local str_gmatch = string.gmatch
 
 local ERR = ngx.ERR
@@ -58,6 +57,7 @@ local DICT = "dp_hotq"
 local QUEUE = "q"
 local LOCK = "report:lock"
 local STAT = "stat:"
+local MAX_ANSWER = 64 * 1024  -- bytes of an answer to a report read (the reason of a refusal)
 
 -- The one place the reporting settings have values; init's caller passes
 -- only node, hot and what differs.
@@ -74,7 +74,7 @@ local _M = {}
 local config
 local enabled = false
 local instances = {}   -- { name = "host:port", host =, port = }
-local token
+local headers          -- of a report (User-Agent, Content-Type, the token)
 local batch            -- this worker's hotbatch for the current interval
 local tracker
 
@@ -82,7 +82,9 @@ local function log(lvl, ...)
     return ngx_log(lvl, "[hotcount] ", ...)
 end
 
--- parse_instances turns "host:port,host:port" into a list.
+-- parse_instances turns opts.hot, "host:port,host:port", into a list of
+-- { name = "host:port", host =, port = } (the dist tier's hot poll reads
+-- the same setting); raises on an item that is not host:port.
 local function parse_instances(s)
     local out = {}
     for item in str_gmatch(s, "[^,]+") do
@@ -98,7 +100,7 @@ local function parse_instances(s)
     end
     return out
 end
-_M._parse_instances = parse_instances -- for tests
+_M.parse_instances = parse_instances
 
 -- init runs in init_by_lua. opts: node (the report's node name), hot (the
 -- hot service instances, "" = off) and any of DEFAULTS' keys.
@@ -130,7 +132,11 @@ function _M.init(opts)
     end
     instances = parse_instances(opts.hot)
     enabled = #instances > 0
-    token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
+    local token = os_getenv("DETAILPAGE_ADMIN_TOKEN")
+    headers = { ["User-Agent"] = "detailpage-hotcount", ["Content-Type"] = "application/json" }
+    if token and token ~= "" then
+        headers["Authorization"] = "Bearer " .. token
+    end
     batch = hotbatch.new(config.max_ids, config.max_missing)
 end
 
@@ -175,48 +181,26 @@ local function flush()
     end
 end
 
--- post sends one report to one instance and reads the status line.
+-- post sends one report to one instance: `timeout` for the whole of it.
 local function post(inst, body)
-    local deadline = ngx_now() + config.timeout
-    local function left()
-        ngx.update_time()
-        return math_max(1, math_floor((deadline - ngx_now()) * 1000))
-    end
-    local sock = ngx.socket.tcp()
-    sock:settimeout(left())
-    local ok, err = sock:connect(inst.host, inst.port)
-    if not ok then
-        return nil, "connect: " .. tostring(err)
-    end
-    sock:settimeout(left())
-    ok, err = sock:send({
-        "POST /api/report HTTP/1.1\r\nHost: ", inst.name,
-        "\r\nUser-Agent: detailpage-hotcount\r\nContent-Type: application/json\r\n",
-        token and token ~= "" and ("Authorization: Bearer " .. token .. "\r\n") or "",
-        "Content-Length: ", #body, "\r\nConnection: close\r\n\r\n", body,
+    local status, err, answer, line = httpc.request({
+        host = inst.host,
+        port = inst.port,
+        method = "POST",
+        path = "/api/report",
+        headers = headers,
+        body = body,
+        total_timeout = config.timeout,
+        max_body = MAX_ANSWER,
     })
-    if not ok then
-        sock:close()
-        return nil, "send: " .. tostring(err)
+    if not status then
+        return nil, err
     end
-    sock:settimeout(left())
-    local line
-    line, err = sock:receive("*l")
-    if not line then
-        sock:close()
-        return nil, "status line: " .. tostring(err)
-    end
-    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
-    if status and status >= 200 and status < 300 then
-        sock:close()
+    if status >= 200 and status < 300 then
         return true
     end
-    -- the reason, for the log: the start of what follows the headers
-    local rest, _, partial = sock:receive(1024)
-    sock:close()
-    rest = rest or partial or ""
-    local reason = str_match(rest, "\r\n\r\n(.*)$") or ""
-    return nil, "answered " .. line .. " " .. reason
+    -- the reason, for the log: the start of the answer's body
+    return nil, "answered " .. line .. " " .. str_sub(answer, 1, 512)
 end
 
 local function report_to(inst, body)

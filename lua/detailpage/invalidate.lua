@@ -244,9 +244,10 @@ end
 function _M.start()
     -- required here, not at the top: the dist tier uses the follower alone
     local app = require "detailpage.app"
+    local replica = app.replica()
     app_follower = _M.follower({
-        connect = app.connect_replica,
-        release = app.release_replica,
+        connect = replica.connect,
+        release = replica.release,
         item = app.drop,
         shop = app.shop_changed,
     })

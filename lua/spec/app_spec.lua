@@ -9,25 +9,7 @@ package.path = "lua/?.lua;lua/?/init.lua;lua/spec/?.lua;" .. package.path
 local cjson = require "cjson.safe"
 local sim = require "sim"
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
--- A real document (the parity corpus), as the sync service stores it.
-local DOC = assert(cjson.decode(read("go/internal/page/testdata/corpus/basic.json")))
-
-local function put_product(node, id)
-    local item = {}
-    for k, v in pairs(DOC.item) do
-        item[k] = v
-    end
-    item.id = tonumber(id)
-    node:put_json("item:{" .. id .. "}", item)
-    node:put_json("shop:{s" .. item.shop_id .. "}", DOC.shop)
-end
+local DOC = sim.DOC
 
 -- stampede sends n requests for one cold id, alternating between two
 -- workers, arriving within the first few milliseconds, and returns the
@@ -56,7 +38,7 @@ describe("app dog-pile", function()
         for seed = 1, 300 do
             local node = sim.new(seed)
             local workers = { node:worker(), node:worker() }
-            put_product(node, "7")
+            node:put_product("7")
             local rs = stampede(node, workers, "7", 6)
             for i, r in ipairs(rs) do
                 if r.status ~= 200 then

@@ -6,28 +6,9 @@
 
 package.path = "lua/?.lua;lua/?/init.lua;lua/spec/?.lua;" .. package.path
 
-local cjson = require "cjson.safe"
 local sim = require "sim"
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local DOC = assert(cjson.decode(read("go/internal/page/testdata/corpus/basic.json")))
-
-local function put_product(node, id, version)
-    local item = {}
-    for k, v in pairs(DOC.item) do
-        item[k] = v
-    end
-    item.id = tonumber(id)
-    item.version = version or item.version
-    node:put_json("item:{" .. id .. "}", item)
-    node:put_json("shop:{s" .. item.shop_id .. "}", DOC.shop)
-end
+local DOC = sim.DOC
 
 -- fresh loads a new detailpage.hotcount on node's ngx (app.lua then
 -- requires this one) and initialises it.
@@ -55,8 +36,8 @@ describe("hotcount.init", function()
         assert.same({
             { name = "127.0.0.1:9104", host = "127.0.0.1", port = 9104 },
             { name = "hot2:9104", host = "hot2", port = 9104 },
-        }, hotcount._parse_instances(" 127.0.0.1:9104 ,hot2:9104,"))
-        assert.same({}, hotcount._parse_instances(""))
+        }, hotcount.parse_instances(" 127.0.0.1:9104 ,hot2:9104,"))
+        assert.same({}, hotcount.parse_instances(""))
     end)
 
     it("is off with hot = \"\"", function()
@@ -99,7 +80,7 @@ describe("the app tier's counting", function()
     end)
 
     it("counts a page answered 200 at every level", function()
-        put_product(node, "7")
+        node:put_product("7")
         for _ = 1, 3 do
             local r = node:request(app, "7")
             node:run()
@@ -110,7 +91,7 @@ describe("the app tier's counting", function()
     end)
 
     it("counts every request of a stampede (lock holder, waiters)", function()
-        put_product(node, "7")
+        node:put_product("7")
         local w2 = node:worker()
         local rs = {}
         for i = 1, 40 do
@@ -127,7 +108,7 @@ describe("the app tier's counting", function()
         node = sim.new(9)
         hotcount = fresh(node, { node = "sim", hot = "127.0.0.1:9104" })
         app = node:worker({ l1_ttl = 1, l2_ttl = 1 })
-        put_product(node, "7")
+        node:put_product("7")
         local r = node:request(app, "7")
         node:run()
         assert.equal(200, r.status)
@@ -166,7 +147,7 @@ describe("the app tier's counting", function()
     end)
 
     it("does not count /_admin/page and tells its versions there", function()
-        put_product(node, "7", 42)
+        node:put_product("7", 42)
         local r = { status = 200, header = {}, var = {}, body = {}, id = "7" }
         node.tasks[#node.tasks + 1] = {
             resp = r, wake = node.ms, co = coroutine.create(function() app.serve_admin("7") end),

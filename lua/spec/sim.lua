@@ -14,7 +14,7 @@
 --
 --   local node = sim.new(seed)
 --   local w1, w2 = node:worker(), node:worker()   -- two worker processes
---   node.redis["item:{7}"] = json
+--   node.redis["item:{7}"] = json      -- or node:put_product("7")
 --   local r = node:request(w1, "7")
 --   node:run()
 --   assert.equal(200, r.status)
@@ -215,6 +215,7 @@ function Sim:worker(opts)
     package.loaded["resty.redis"] = self.redis_module
     package.loaded["resty.lrucache"] = nil
     package.loaded["detailpage.app"] = nil
+    package.loaded["detailpage.redisconn"] = nil  -- it holds this node's resty.redis
     local app = require "detailpage.app"
     package.loaded["detailpage.app"] = nil
     local o = { node = "sim", template_dir = "templates", replica_host = "127.0.0.1", replica_port = 6379 }
@@ -286,6 +287,30 @@ end
 -- put_json stores a document on the replica.
 function Sim:put_json(key, doc)
     self.redis[key] = cjson.encode(doc)
+end
+
+local function read(path)
+    local f = assert(io.open(path, "rb"))
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+-- DOC is a real document (the parity corpus), as the sync service stores
+-- it: { item =, shop = }.
+M.DOC = assert(cjson.decode(read("go/internal/page/testdata/corpus/basic.json")))
+
+-- put_product stores product id (DOC's item, with that id and, when given,
+-- version) and its shop on the replica.
+function Sim:put_product(id, version)
+    local item = {}
+    for k, v in pairs(M.DOC.item) do
+        item[k] = v
+    end
+    item.id = tonumber(id)
+    item.version = version or item.version
+    self:put_json("item:{" .. id .. "}", item)
+    self:put_json("shop:{s" .. item.shop_id .. "}", M.DOC.shop)
 end
 
 return M

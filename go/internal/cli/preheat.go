@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -88,7 +89,7 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	sum, err := preheat.Run(ctx, cfg)
 	if err != nil {
-		if strings.Contains(err.Error(), "unreachable") {
+		if errors.Is(err, preheat.ErrRedisUnreachable) {
 			return fmt.Errorf("%w (redis %s)", err, spec)
 		}
 		return err

@@ -64,24 +64,33 @@ func buildPlan(ctx context.Context, cfg Config, owner string) (*Plan, error) {
 		if err != nil {
 			cfg.Log.Warn("preheat: no access statistics, catalog order only", "error", err)
 		}
-		for _, id := range top {
-			add(id)
-		}
-		p.Hot = len(order)
-		n := 0
+		var all []int64
 		for after := int64(0); ; {
 			ids, next, err := cfg.Source.ProductIDs(ctx, after, idsPage)
 			if err != nil {
 				return nil, fmt.Errorf("preheat: list the catalog: %w", err)
 			}
-			for _, id := range ids {
-				n++
-				add(id)
-			}
+			all = append(all, ids...)
 			if next == 0 || len(ids) == 0 {
 				break
 			}
 			after = next
+		}
+		n := len(all)
+		// Hot ids the catalog does not have (requests for missing or
+		// made-up ids are counted too) are left out.
+		exists := make(map[int64]bool, n)
+		for _, id := range all {
+			exists[id] = true
+		}
+		for _, id := range top {
+			if exists[id] {
+				add(id)
+			}
+		}
+		p.Hot = len(order)
+		for _, id := range all {
+			add(id)
 		}
 		if p.Hot > 0 {
 			p.Order = fmt.Sprintf("%d ids of the hour and day top lists of %s, then the rest of the catalog (%d products) in id order", p.Hot, from, n)

@@ -185,6 +185,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := ping(ctx, cfg.Store); err != nil {
 		return Summary{}, err
 	}
+	// Fenced writes need one server: refuse a Cluster before any claim.
+	if _, err := cfg.Store.Fenced(keysOf(cfg.Run).fence(0), 0); err != nil {
+		return Summary{}, fmt.Errorf("preheat: %w", err)
+	}
 	// The commands' settings, unless the service running us configured
 	// them already (then its settings stand).
 	if err := resilience.Configure(Commands()...); err == nil {
@@ -195,9 +199,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Rate > 0 {
 		// A bucket of one batch, empty at the start: the bound holds from
 		// the first batch on.
-		burst := min(BatchSize, cfg.PartitionSize)
-		r.lim = rate.NewLimiter(rate.Limit(cfg.Rate), burst)
-		r.lim.AllowN(time.Now(), burst)
+		r.lim = rate.NewLimiter(rate.Limit(cfg.Rate), BatchSize)
+		r.lim.AllowN(time.Now(), BatchSize)
 	}
 	finished, err := r.finished(ctx)
 	if err != nil {
@@ -267,11 +270,15 @@ func names(cmds []resilience.Command) []string {
 	return out
 }
 
+// ErrRedisUnreachable is Run's error when Redis main does not answer a
+// ping at the start.
+var ErrRedisUnreachable = errors.New("preheat: redis main unreachable")
+
 func ping(ctx context.Context, st *redisstore.Store) error {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := st.Ping(pctx); err != nil {
-		return fmt.Errorf("preheat: redis main unreachable: %w", err)
+		return fmt.Errorf("%w: %w", ErrRedisUnreachable, err)
 	}
 	return nil
 }
@@ -318,11 +325,30 @@ func (r *runner) countDone() int {
 // worker claims partitions and preheats them until all are done.
 func (r *runner) worker(ctx context.Context) error {
 	wait := min(r.cfg.Lease/4, 500*time.Millisecond)
+	var retry *backoff.Backoff
+	var failingSince time.Time
 	for {
 		c, all, err := r.claimNext(ctx)
 		if err != nil {
-			return err
+			// Redis briefly away (a restart, a failover through Sentinel):
+			// retry for a while before failing the run.
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if retry == nil {
+				retry, failingSince = claimRetry.Start(), time.Now()
+			}
+			d := retry.Next()
+			if time.Since(failingSince)+d > claimRetryBudget {
+				return err
+			}
+			r.cfg.Log.Warn("preheat: claim failed, retrying", "error", err, "in", d)
+			if err := backoff.Sleep(ctx, d); err != nil {
+				return err
+			}
+			continue
 		}
+		retry = nil
 		if all {
 			return nil
 		}
@@ -397,6 +423,12 @@ func (r *runner) partition(ctx context.Context, c *claim) error {
 	log.Debug("preheat: partition done", "products", len(ids), "written", written)
 	return nil
 }
+
+// claimRetry is how a worker retries reading done markers and claiming
+// when Redis fails, for at most claimRetryBudget.
+var claimRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
+
+const claimRetryBudget = 10 * time.Second
 
 // batchRetry is how a failed batch is retried: the source or Redis may be
 // briefly overloaded or failing over.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,7 @@ func TestRunSplitsAcrossInstances(t *testing.T) {
 			t.Errorf("done marker %d: %s (%v)", i, b, err)
 		}
 	}
+	MustNoPreheatGoroutines(t)
 	// A late instance of the finished run has nothing to do.
 	sum, err := preheat.Run(t.Context(), h.cfg("split"))
 	if err != nil || sum.Products != 0 || sum.Partitions != 0 {
@@ -243,7 +245,7 @@ func TestHotOrderAndPush(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		top := `[{"id":42,"count":9},{"id":7,"count":5}]`
+		top := `[{"id":42,"count":9},{"id":7,"count":5},{"id":999999,"count":4}]`
 		if r.URL.Query().Get("period") == "day" {
 			top = `[{"id":7,"count":50},{"id":13,"count":40}]`
 		}
@@ -342,7 +344,7 @@ func TestProgressAndUnreachableRedis(t *testing.T) {
 	cfg.Store = st
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if _, err := preheat.Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), "redis main unreachable") {
+	if _, err := preheat.Run(ctx, cfg); !errors.Is(err, preheat.ErrRedisUnreachable) || !strings.Contains(err.Error(), "redis main unreachable") {
 		t.Errorf("unreachable Redis: %v", err)
 	}
 }
@@ -371,6 +373,23 @@ func TestCancelReleasesLeases(t *testing.T) {
 	if keys := rdb.Keys(t.Context(), prefix+"lease:*").Val(); len(keys) != 0 {
 		t.Errorf("leases left after a stop: %v", keys)
 	}
+	MustNoPreheatGoroutines(t)
+}
+
+// MustNoPreheatGoroutines fails unless every goroutine preheat started has
+// ended (Run owns and stops all of them before it returns).
+func MustNoPreheatGoroutines(tb testing.TB) {
+	tb.Helper()
+	testutil.Eventually(tb, 5*time.Second, func() error {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for g := range strings.SplitSeq(string(buf), "\n\n") {
+			if strings.Contains(g, "internal/preheat.") && !strings.Contains(g, "preheat_test.") {
+				return fmt.Errorf("a preheat goroutine is left:\n%s", g)
+			}
+		}
+		return nil
+	})
 }
 
 type syncBuffer struct {
