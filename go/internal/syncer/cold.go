@@ -34,16 +34,16 @@ import (
 //
 //   - marker there and DBSIZE at least half of what it was when the marker
 //     was set: warm, nothing to do;
-//   - otherwise, while a full load is under way (the source's outbox or
-//     the refresh and retry topics have events the sync group has not
-//     applied): loading, wait for it;
+//   - otherwise, while a load is under way (changes in the source's
+//     outbox, or on the refresh topic not yet applied by the sync group):
+//     loading, wait for it;
 //   - otherwise, when (a sample of) the catalog's pages are in Redis: the
 //     load finished, set the marker (the first start sets it this way);
 //   - otherwise: cold. One line "redis main is cold", a metric, then, under
 //     a lease so that one sync instance does it, the recovery: preheat the
-//     hot services' top products in-process (hottest first), queue a full
-//     refresh at the source for the rest (catalog.changes.low) and set the
-//     marker once that refresh is applied.
+//     hot services' top products in-process (hottest first) while a full
+//     refresh is queued at the source for the rest (catalog.changes.low),
+//     and set the marker once that refresh is applied.
 
 // WarmKey is the marker of a loaded catalog on Redis main; its value is
 // a Marker as JSON.
@@ -65,8 +65,8 @@ const DefaultColdCheck = time.Second
 const coldTop = 2000
 
 // coldPartition and coldWorkers shape the preheat of a recovery: small
-// partitions, one batch each, all worked on at once, so that the hottest
-// ids are shared by every worker from the first moment.
+// partitions (a batch or two each) worked on eight at a time, so that the
+// hottest ids are shared by every worker from the first moment.
 const (
 	coldPartition = 125
 	coldWorkers   = 8
@@ -76,10 +76,10 @@ const (
 // deciding whether a load finished.
 const coldSample = 2000
 
-// loadedShare is the share of the sampled pages that must be in Redis for
+// loadedMin is the share of the sampled pages that must be in Redis for
 // the catalog to count as loaded (a product whose change is in the DLQ must
 // not make every check cold).
-const loadedShare = 0.99
+const loadedMin = 0.99
 
 // recoveryBackoff spaces the recoveries of one cold episode.
 var recoveryBackoff = backoff.Policy{Base: 30 * time.Second, Max: 10 * time.Minute}
@@ -245,7 +245,7 @@ func (s *Service) checkCold(ctx context.Context) (coldState, Marker, error) {
 	if err != nil {
 		return 0, Marker{}, err
 	}
-	if share >= loadedShare {
+	if share >= loadedMin {
 		return stateLoaded, m, nil
 	}
 	return stateCold, m, nil
