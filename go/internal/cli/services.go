@@ -129,6 +129,8 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	retryBase := f.Duration("retry-base", "DETAILPAGE_SYNC_RETRY_BASE", 500*time.Millisecond, "first retry delay; doubles with each attempt")
 	retryMax := f.Duration("retry-max", "DETAILPAGE_SYNC_RETRY_MAX", 30*time.Second, "longest retry delay")
 	pipeline := f.Int("pipeline", "DETAILPAGE_SYNC_PIPELINE", 3, "batches of one topic handled at once (offsets still committed in order)")
+	hot := f.String("hot", "DETAILPAGE_HOT", "127.0.0.1:9104", "hot-product services host:port, comma-separated: a cold Redis main is preheated with their top products first (\"\": catalog order)")
+	coldCheck := f.Duration("cold-check", "DETAILPAGE_SYNC_COLD_CHECK", syncer.DefaultColdCheck, "how often Redis main is checked for being cold (warm marker dp:warm gone, or DBSIZE far below the catalog) and then preheated and refreshed; 0: off")
 	cmds := commandSettings(f, syncer.Commands())
 	lvl := logLevel(f)
 	return serve(ctx, "sync", f, args, lvl, cmds, func(log *slog.Logger, settings []resilience.Command, tel httpapi.Telemetry) (service, error) {
@@ -139,6 +141,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return syncer.Open(syncer.Config{
 			Listen: *listen, Brokers: bl, Redis: rds(), SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
 			MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
+			ColdCheck: *coldCheck, HotURLs: syncer.HotURLs(splitList(*hot)), AdminToken: os.Getenv(envToken),
 			Commands: settings,
 		}, log, tel)
 	})

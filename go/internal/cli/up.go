@@ -84,14 +84,38 @@ Press Ctrl-C to stop everything.
 `, topology.URL(ports.Dist), token, token, topology.URL(ports.App1), token, topology.URL(ports.DistAdmin),
 		topology.URL(ports.Source), topology.URL(ports.Hot), filepath.Join(cfg.VarDir, "logs"))
 	events := topo.Events()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	warm := true // WaitWarm saw the marker
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case e := <-events:
 			fmt.Fprintln(stderr, "detailpage: "+describeEvent(e))
+		case <-check.C:
+			warm = reportWarm(ctx, topo, warm, stderr)
 		}
 	}
+}
+
+// reportWarm prints when Redis main loses its warm marker (a cold main:
+// the sync service recovers it) and when it has it again; it returns
+// whether main is marked warm now.
+func reportWarm(ctx context.Context, topo *topology.Topology, was bool, w io.Writer) bool {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	marked, _, err := topo.MainWarm(cctx)
+	switch {
+	case err != nil:
+		return was // main unreachable: the supervisor's lines say why
+	case was && !marked:
+		fmt.Fprintf(w, "detailpage: redis main is cold (warm marker dp:warm gone): the sync service preheats the hottest products and queues a full refresh; see %s\n",
+			topo.Component(topology.Sync).LogPath())
+	case !was && marked:
+		fmt.Fprintln(w, "detailpage: redis main is warm again: catalog loaded")
+	}
+	return marked
 }
 
 // describeEvent is one line for the person watching `detailpage up`; a

@@ -138,6 +138,7 @@ func (s *Service) watchMain(ctx context.Context, runID string) {
 		} else if id != runID {
 			s.log.Warn("redis main changed (new run id); re-applying recent changes", "old_run_id", runID, "run_id", id, "window", RepairWindow.String())
 			pending = time.Now().Add(-RepairWindow)
+			s.kickCold() // the new main may be empty (cold.go)
 		}
 		runID = id
 		if pending.IsZero() {

@@ -31,6 +31,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/kafka"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
+	"github.com/detailpage/detailpage/go/internal/preheat"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
@@ -49,19 +50,25 @@ type Config struct {
 	RetryBase   time.Duration // first retry delay; doubles each attempt
 	RetryMax    time.Duration // longest retry delay
 	Pipeline    int           // batches of one topic in hand at once
+	// ColdCheck is how often Redis main is checked for being cold (cold.go);
+	// 0 turns the check and the recovery off.
+	ColdCheck  time.Duration
+	HotURLs    []string // hot services' base URLs: the recovery's top list (none: catalog order)
+	AdminToken string   // the source's admin API (queue a full refresh, outbox stats)
 	// Commands overrides settings of the resilience commands the service
 	// runs (Commands); zero fields keep the default.
 	Commands []resilience.Command
 }
 
 // Commands returns the resilience commands the sync service runs, with
-// their default settings: its own, the page builder's and the source
-// client's.
+// their default settings: its own, the page builder's, the source
+// client's and the preheat's (a cold main's recovery, cold.go).
 func Commands() []resilience.Command {
 	kp := resilience.Defaults(CmdKafkaProduce)
 	kp.Timeout = 10 * time.Second // the writer's own retries against a restarting broker
 	cmds := append([]resilience.Command{kp}, pagedoc.Commands()...)
-	return append(cmds, sourceclient.Commands()...)
+	cmds = append(cmds, sourceclient.Commands()...)
+	return append(cmds, preheat.Commands()...)
 }
 
 // Validate checks the configuration.
@@ -87,6 +94,15 @@ func (c Config) Validate() error {
 		return errors.New("sync: retry delays: want 0 < base <= max")
 	case c.Pipeline < 1 || c.Pipeline > 16:
 		return errors.New("sync: pipeline: want 1 to 16 batches")
+	case c.ColdCheck < 0 || c.ColdCheck > time.Minute:
+		return errors.New("sync: cold check: want 0 (off) to 1m")
+	case c.ColdCheck > 0 && c.AdminToken == "":
+		return errors.New("sync: the cold check needs the admin token (DETAILPAGE_ADMIN_TOKEN) for the source's admin API; --cold-check 0 turns it off")
+	}
+	for _, u := range c.HotURLs {
+		if err := validURL(u); err != nil {
+			return fmt.Errorf("sync: hot service %q: %w", u, err)
+		}
 	}
 	return nil
 }
@@ -96,13 +112,15 @@ type Service struct {
 	cfg      Config
 	log      *slog.Logger
 	store    *redisstore.Store
+	src      *sourceclient.Client
 	asm      *pagedoc.Assembler
 	producer *kafkago.Writer // retry and DLQ
 	ln       net.Listener
 	tel      httpapi.Telemetry
 	m        metrics
-	release  func()     // of the commands' configuration
-	recent   *recentIDs // applied lately: re-applied when main changes (repair.go)
+	release  func()        // of the commands' configuration
+	recent   *recentIDs    // applied lately: re-applied when main changes (repair.go)
+	coldKick chan struct{} // check main for being cold at once (cold.go)
 }
 
 type metrics struct {
@@ -111,6 +129,9 @@ type metrics struct {
 	lag       *prometheus.HistogramVec
 	duplicate *prometheus.CounterVec
 	repaired  prometheus.Counter
+	cold      prometheus.Counter
+	warm      prometheus.Gauge
+	preheated prometheus.Counter
 }
 
 // Open connects the clients and binds the listener.
@@ -133,7 +154,8 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	}
 	s := &Service{
 		release: release,
-		cfg:     cfg, log: log, store: store, asm: pagedoc.New(src, store),
+		cfg:     cfg, log: log, store: store, src: src, asm: pagedoc.New(src, store),
+		coldKick: make(chan struct{}, 1),
 		producer: kafka.NewWriter(cfg.Brokers),
 		tel:      tel,
 		recent:   newRecentIDs(recentCap),
@@ -154,9 +176,18 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 			repaired: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "detailpage_sync_repaired_total", Help: "Ids re-applied after Redis main changed (failover or restart).",
 			}),
+			cold: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "detailpage_sync_redis_cold_total", Help: "Times Redis main was found cold (warm marker gone or DBSIZE far below the catalog).",
+			}),
+			warm: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "detailpage_sync_redis_warm", Help: "1 while Redis main carries the warm marker (catalog loaded), 0 while cold or loading.",
+			}),
+			preheated: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "detailpage_sync_cold_preheated_total", Help: "Products preheated after a cold Redis main was found (hottest first).",
+			}),
 		},
 	}
-	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate, s.m.repaired)
+	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate, s.m.repaired, s.m.cold, s.m.warm, s.m.preheated)
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
 		s.producer.Close()
@@ -189,6 +220,9 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	runID := s.baselineRunID(ctx) // before the first write (repair.go)
 	wg.Go(func() { s.watchMain(ctx, runID) })
+	if s.cfg.ColdCheck > 0 {
+		wg.Go(func() { s.watchCold(ctx) })
+	}
 	for _, topic := range []string{catalog.TopicHigh, catalog.TopicLow} {
 		wg.Go(func() { s.consume(ctx, topic) })
 	}

@@ -102,7 +102,7 @@ func (t *Topology) syncSpec(name string, port int) spec {
 		env: []string{"DETAILPAGE_ADMIN_TOKEN=" + c.AdminToken},
 		command: func() ([]string, error) {
 			argv := []string{c.Binary, "sync", "--listen", Addr(port), "--redis", Addr(p.RedisMain),
-				"--source", c.sourceURL(), "--kafka", Addr(p.Kafka), "--group", SyncGroup}
+				"--source", c.sourceURL(), "--kafka", Addr(p.Kafka), "--group", SyncGroup, "--hot", Addr(p.Hot)}
 			return append(argv, t.sentinelArgs()...), nil
 		},
 		healthy: httpOK(URL(port) + "/healthz"),
