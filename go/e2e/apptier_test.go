@@ -108,14 +108,23 @@ var nextCold = struct {
 	id int
 }{id: 2000}
 
-// coldIDs returns ids no other test has asked for.
-func coldIDs(n int) []string {
+// coldIDs returns ids no other test has asked for by name, dropped from
+// the shared topology's app nodes: other tests' Zipf loads reach most of
+// the catalog, and a restarted node warms up with the hottest pages.
+func coldIDs(tb testing.TB, n int) []string {
+	tb.Helper()
 	nextCold.Lock()
-	defer nextCold.Unlock()
 	ids := make([]string, n)
+	nums := make([]int, n)
 	for i := range ids {
 		nextCold.id++
-		ids[i] = fmt.Sprint(nextCold.id)
+		ids[i], nums[i] = fmt.Sprint(nextCold.id), nextCold.id
+	}
+	nextCold.Unlock()
+	for _, node := range []string{topology.App1, topology.App2} {
+		if code, body := admin(tb, shared, node, http.MethodPost, "/_admin/purge", token, map[string]any{"ids": nums}); code != http.StatusOK {
+			tb.Fatalf("purge cold ids on %s: %d %s", node, code, body)
+		}
 	}
 	return ids
 }
@@ -172,7 +181,7 @@ func TestReplicaFrozenDegradesAndRecovers(t *testing.T) {
 
 	var took []time.Duration
 	var caches []string
-	for _, id := range coldIDs(20) {
+	for _, id := range coldIDs(t, 20) {
 		start := time.Now()
 		got := MustGetPage(t, appURL(shared, node)+"/item/"+id+".html")
 		took = append(took, time.Since(start))
@@ -201,7 +210,7 @@ func TestReplicaFrozenDegradesAndRecovers(t *testing.T) {
 	back := time.Now()
 	// The link comes back when the probe after the 5 s retry period succeeds.
 	testutil.Eventually(t, 15*time.Second, func() error {
-		id := coldIDs(1)[0]
+		id := coldIDs(t, 1)[0]
 		got := MustGetPage(t, appURL(shared, node)+"/item/"+id+".html")
 		if got.status != http.StatusOK || got.cache != "redis" {
 			return fmt.Errorf("id %s: %d X-Cache %q", id, got.status, got.cache)
@@ -240,7 +249,7 @@ func TestForceDegradedNeedsTokenAndReachesAllWorkers(t *testing.T) {
 	t.Cleanup(func() { MustSetMode(t, shared, node, "replica", "auto") })
 	// 40 cold pages over new connections land on both workers (see
 	// mustWarmAllWorkers).
-	for _, id := range coldIDs(40) {
+	for _, id := range coldIDs(t, 40) {
 		got, err := getPageWith(freshConns, appURL(shared, node)+"/item/"+id+".html")
 		if err != nil {
 			t.Fatal(err)
@@ -250,7 +259,7 @@ func TestForceDegradedNeedsTokenAndReachesAllWorkers(t *testing.T) {
 		}
 	}
 	MustSetMode(t, shared, node, "replica", "auto")
-	if got := MustGetPage(t, appURL(shared, node)+"/item/"+coldIDs(1)[0]+".html"); got.cache != "redis" {
+	if got := MustGetPage(t, appURL(shared, node)+"/item/"+coldIDs(t, 1)[0]+".html"); got.cache != "redis" {
 		t.Errorf("back to auto: X-Cache %q, want redis", got.cache)
 	}
 }
@@ -267,7 +276,7 @@ func TestDogPileOneReadPerNode(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	for round := range rounds {
-		id := coldIDs(1)[0]
+		id := coldIDs(t, 1)[0]
 		before := map[string]appStatus{}
 		for _, n := range nodes {
 			before[n] = MustStatus(t, shared, n)
@@ -348,7 +357,7 @@ func TestEditDropsL1OnBothNodes(t *testing.T) {
 
 // A value in Redis that is not JSON is a miss (logged), not a page.
 func TestGarbageInRedisIsAMiss(t *testing.T) {
-	id := coldIDs(1)[0]
+	id := coldIDs(t, 1)[0]
 	rdb := redisClient(t, shared.Config().Ports.RedisMain)
 	if err := rdb.Set(t.Context(), "item:{"+id+"}", "not json {", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -423,7 +432,7 @@ func TestReplicaAndDirectDownServesStale(t *testing.T) {
 // string's parent) falls back to the next level and ends in the 503 page,
 // never a 500 with a Lua trace.
 func TestRenderErrorIsNever500(t *testing.T) {
-	id := coldIDs(1)[0]
+	id := coldIDs(t, 1)[0]
 	doc := `{"version":999999999,"id":` + id + `,"shop_id":1,"name":"x","price":"not an object","stock":{},"images":[],"category":[],"specs":[],"recommendations":[]}`
 	if err := redisClient(t, shared.Config().Ports.RedisMain).Set(t.Context(), "item:{"+id+"}", doc, 0).Err(); err != nil {
 		t.Fatal(err)
@@ -443,7 +452,7 @@ func TestRenderErrorIsNever500(t *testing.T) {
 // token, and refuses bad ids.
 func TestPurgeDropsLocalCopies(t *testing.T) {
 	const node = topology.App1
-	id := coldIDs(1)[0]
+	id := coldIDs(t, 1)[0]
 	url := appURL(shared, node) + "/item/" + id + ".html"
 	mustWarmAllWorkers(t, url)
 	if code, _ := admin(t, shared, node, http.MethodPost, "/_admin/purge", "", map[string]any{"ids": []string{id}}); code != http.StatusUnauthorized {
@@ -501,7 +510,7 @@ func mustWarmAllWorkers(tb testing.TB, url string) {
 // the direct-data service).
 func TestPurgeAndHitCountsWithReplicaDown(t *testing.T) {
 	const node = topology.App2
-	id := coldIDs(1)[0]
+	id := coldIDs(t, 1)[0]
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil {
 		t.Fatal(err)

@@ -290,7 +290,7 @@ func TestBothAppNodesHungServedByDirect(t *testing.T) {
 // to the other node or the direct-data service. (With Redis down that
 // node is the one holding the stale copy.)
 func TestSlowPageStaysOnItsNode(t *testing.T) {
-	id := coldIDs(1)[0]
+	id := coldIDs(t, 1)[0]
 	key := "item:{" + id + "}"
 	main := redisClient(t, shared.Config().Ports.RedisMain)
 	replica := redisClient(t, shared.Config().Ports.RedisReplica)

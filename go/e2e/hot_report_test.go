@@ -274,7 +274,7 @@ func TestHotReportCountsPages(t *testing.T) {
 	hotAddr := topology.Addr(testutil.FreePort(t))
 	MustStartHot(t, hotAddr)
 	base, _ := MustStartAppNode(t, "hotapp", hotAddr)
-	ids := coldIDs(2)
+	ids := coldIDs(t, 2)
 	viewed, warmed := ids[0], ids[1]
 	wantID, _ := strconv.ParseInt(viewed, 10, 64)
 	warmedID, _ := strconv.ParseInt(warmed, 10, 64)
@@ -341,7 +341,7 @@ func TestTopologyAppNodesReport(t *testing.T) {
 	want := topology.Addr(shared.Config().Ports.Hot)
 	for _, node := range []string{topology.App1, topology.App2} {
 		base := appURL(shared, node)
-		MustGetPage(t, base+"/item/"+coldIDs(1)[0]+".html")
+		MustGetPage(t, base+"/item/"+coldIDs(t, 1)[0]+".html")
 		testutil.Eventually(t, 5*time.Second, func() error {
 			st, err := nodeReporting(base)
 			if err != nil {
@@ -362,7 +362,7 @@ func TestTopologyAppNodesReport(t *testing.T) {
 // the page, and tells the versions the page was built from.
 func TestAdminPageVersions(t *testing.T) {
 	base := appURL(shared, topology.App1)
-	id := coldIDs(1)[0]
+	id := coldIDs(t, 1)[0]
 	get := func(path, tok string) (*http.Response, string) {
 		req, err := http.NewRequest(http.MethodGet, base+path, nil)
 		if err != nil {
@@ -649,7 +649,7 @@ func BenchmarkHotReportingCost(b *testing.B) {
 	MustStartHot(b, hotAddr)
 	addr := topology.Addr(testutil.FreePort(b))
 	prefix := filepath.Join(shared.Config().VarDir, fmt.Sprintf("hotbench-%d", procSeq.Add(1)))
-	id := coldIDs(1)[0]
+	id := coldIDs(b, 1)[0]
 	url := "http://" + addr + "/item/" + id + ".html"
 	variants := []struct{ name, hot string }{{"on", hotAddr}, {"off", ""}}
 

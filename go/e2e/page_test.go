@@ -227,12 +227,13 @@ func TestAppNodesDownServedByDirect(t *testing.T) {
 // A frozen Redis replica costs a bounded wait: pages keep coming, through
 // the direct-data service.
 func TestReplicaPausedPagesStillServed(t *testing.T) {
+	ids := coldIDs(t, 3)
 	replica := shared.Component(topology.RedisReplica)
 	if err := replica.Pause(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { replica.Resume() })
-	for _, id := range []string{"1201", "1202", "1203"} {
+	for _, id := range ids {
 		start := time.Now()
 		got := MustGetPage(t, pageURL(shared, id))
 		if got.status != http.StatusOK {

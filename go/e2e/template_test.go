@@ -17,7 +17,7 @@ func TestRenderEmptyListWhereObjectIs503(t *testing.T) {
 		"an image is []":   `{"version":999999999,"id":ID,"shop_id":0,"name":"x","images":[[]],"category":[],"specs":[],"recommendations":[]}`,
 		"a spec row is []": `{"version":999999999,"id":ID,"shop_id":0,"name":"x","images":[],"specs":[{"name":"g","items":[[]]}]}`,
 	}
-	ids := coldIDs(len(docs))
+	ids := coldIDs(t, len(docs))
 	i := 0
 	for name, doc := range docs {
 		id := ids[i]

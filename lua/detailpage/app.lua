@@ -86,7 +86,7 @@ local DEFAULTS = {
     -- the hot services' statistics; 0: off) are loaded into L2 by `threads`
     -- light threads, and /_health answers 503 until they are or `max`
     -- seconds have passed; `timeout`: seconds for one ask of the top list
-    warm = { top = 1000, max = 5, threads = 8, timeout = 0.5 },
+    warm = { top = 5000, max = 5, threads = 8, timeout = 0.5 },
 }
 
 local _M = {}

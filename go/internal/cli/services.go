@@ -210,7 +210,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	// a flag left at 0 passes nothing, so that default applies.
 	l1TTL := f.Duration("l1-ttl", "DETAILPAGE_L1_TTL", 0, "app: how long a page stays in a worker's L1, ±20% jitter (0: the default in lua/detailpage/app.lua)")
 	l2TTL := f.Duration("l2-ttl", "DETAILPAGE_L2_TTL", 0, "app: how long a page stays fresh in the node's L2, ±20% jitter (0: the default in lua/detailpage/app.lua)")
-	warmTop := f.Int("warm-top", "DETAILPAGE_WARM_TOP", 1000, "app: at start, load the hottest N pages (the hot services' hourly, then daily top list) into L2 before /_health answers 200 and the dist tier sends traffic (0: off)")
+	warmTop := f.Int("warm-top", "DETAILPAGE_WARM_TOP", 5000, "app: at start, load the hottest N pages (the hot services' hourly, then daily top list) into L2 before /_health answers 200 and the dist tier sends traffic (0: off)")
 	warmMax := f.Duration("warm-max", "DETAILPAGE_WARM_MAX", 5*time.Second, "app: longest the warm-up keeps /_health at 503 \"warming\"; then the node takes traffic however far it got")
 	render := f.Bool("render-only", false, "write the config, print its path and exit")
 	if err := f.parse(args); err != nil {

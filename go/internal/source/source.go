@@ -421,13 +421,55 @@ func (s *Service) getStats(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"services": s.stats, "outbox_pending": pending})
 }
 
+// maxRefreshSkip bounds the products a refresh may leave out.
+const maxRefreshSkip = 100_000
+
+// postRefresh queues a refresh of every shop and product. An optional body
+// {"skip_products":[7,3]} leaves those products out (a cold Redis main's
+// recovery preheats its hottest products itself and refreshes the rest).
 func (s *Service) postRefresh(c *gin.Context) {
-	n, err := s.db.EnqueueRefresh(c.Request.Context())
+	skip, err := parseRefresh(http.MaxBytesReader(c.Writer, c.Request.Body, 4<<20))
+	if err != nil {
+		s.log.Warn("refresh request rejected", "error", err)
+		httpapi.Error(c, err)
+		return
+	}
+	n, err := s.db.EnqueueRefreshExcept(c.Request.Context(), skip)
 	if err != nil {
 		httpapi.Error(c, err)
 		return
 	}
 	s.relay.Notify()
-	s.log.Info("full refresh queued", "events", n)
+	s.log.Info("full refresh queued", "events", n, "skipped_products", len(skip))
 	c.JSON(http.StatusAccepted, gin.H{"queued": n})
+}
+
+// parseRefresh reads a refresh request's optional body: the products to
+// leave out.
+func parseRefresh(body io.Reader) (map[int64]bool, error) {
+	var req struct {
+		SkipProducts []int64 `json:"skip_products"`
+	}
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil // no body: everything
+		}
+		return nil, badInput("refresh body: want {\"skip_products\":[ids]}: %v", err)
+	}
+	if dec.More() {
+		return nil, badInput("refresh body: one JSON object")
+	}
+	if len(req.SkipProducts) > maxRefreshSkip {
+		return nil, badInput("skip_products: at most %d ids", maxRefreshSkip)
+	}
+	skip := make(map[int64]bool, len(req.SkipProducts))
+	for i, id := range req.SkipProducts {
+		if id < 1 {
+			return nil, badInput("skip_products[%d]: want a positive id", i)
+		}
+		skip[id] = true
+	}
+	return skip, nil
 }

@@ -413,6 +413,24 @@ func TestAdminRequiresToken(t *testing.T) {
 	}
 }
 
+// A refresh may leave products out (a cold main's recovery preheats them);
+// a bad body is a 400 that queues nothing.
+func TestRefreshSkipsProducts(t *testing.T) {
+	t.Parallel()
+	base, _ := testutil.MustSourceServer(t)
+	before := MustStats(t, base).OutboxPending
+	for _, bad := range []string{`{"skip_products":[0]}`, `{"skip_products":["x"]}`, `{"skip":[1]}`, `[1,2]`, `{"skip_products":[1]} {}`} {
+		MustStatus(t, http.StatusBadRequest, http.MethodPost, base+"/_admin/refresh", token, []byte(bad))
+	}
+	if p := MustStats(t, base).OutboxPending; p != before {
+		t.Fatalf("outbox pending %d -> %d after refused refreshes", before, p)
+	}
+	r := MustStatus(t, http.StatusAccepted, http.MethodPost, base+"/_admin/refresh", token, []byte(`{"skip_products":[3,1,3,999999]}`))
+	if q := mustDecode[struct{ Queued int }](t, r.Body).Queued; q != seedProducts+seedShops-2 {
+		t.Fatalf("refresh skipping products 1 and 3 queued %d, want %d", q, seedProducts+seedShops-2)
+	}
+}
+
 func TestFaultDown(t *testing.T) {
 	t.Parallel()
 	base, _ := testutil.MustSourceServer(t)

@@ -328,9 +328,16 @@ func (db *DB) OutboxPending(ctx context.Context) (int64, error) {
 // EnqueueRefresh queues a low-priority refresh event for every product and
 // shop (cache fill and preheat). It returns how many events were queued.
 func (db *DB) EnqueueRefresh(ctx context.Context) (int, error) {
+	return db.EnqueueRefreshExcept(ctx, nil)
+}
+
+// EnqueueRefreshExcept is EnqueueRefresh for every shop and every product
+// but those in skip (a cold Redis main's recovery preheats the hottest
+// products itself and refreshes the rest).
+func (db *DB) EnqueueRefreshExcept(ctx context.Context, skip map[int64]bool) (int, error) {
 	var n int
 	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
-		n, err = db.enqueueRefresh(ctx, tx)
+		n, err = db.enqueueRefresh(ctx, tx, skip)
 		return err
 	})
 	if err != nil {
@@ -339,7 +346,7 @@ func (db *DB) EnqueueRefresh(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (db *DB) enqueueRefresh(ctx context.Context, tx *sql.Tx) (int, error) {
+func (db *DB) enqueueRefresh(ctx context.Context, tx *sql.Tx, skip map[int64]bool) (int, error) {
 	n := 0
 	now := db.Now().UnixMilli()
 	for _, k := range []*catalog.Kind{catalog.KindShop, catalog.KindProduct} {
@@ -353,6 +360,9 @@ func (db *DB) enqueueRefresh(ctx context.Context, tx *sql.Tx) (int, error) {
 			if err := rows.Scan(&c.ID, &c.Version); err != nil {
 				rows.Close()
 				return 0, err
+			}
+			if k == catalog.KindProduct && skip[c.ID] {
+				continue
 			}
 			changes = append(changes, c)
 		}
@@ -428,7 +438,7 @@ func (db *DB) BulkLoad(ctx context.Context, shops []catalog.Shop, products func(
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, err := db.enqueueRefresh(ctx, tx); err != nil {
+		if _, err := db.enqueueRefresh(ctx, tx, nil); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('seeded_at', ?)`, db.Now().UTC().Format(time.RFC3339))
