@@ -523,3 +523,50 @@ func TestPreheatDryRunAndNoRedis(t *testing.T) {
 		t.Errorf("unreachable Redis: %v\n%s", err, pr.stderr.String())
 	}
 }
+
+// TestEditsDuringPreheat: a preheat of the whole catalog (rate unbounded,
+// from the source like every refresh) does not hold edits back: each edit
+// made while it runs is on the page through the dist tier within the
+// suite's edit bound (3 s, TestEditVisibleWithin3s), as when idle; the
+// times of both are logged (the latency figures are benchmarks').
+func TestEditsDuringPreheat(t *testing.T) {
+	const base = int64(6_100) // ids no other edit test uses
+	rename := func(i int64) time.Duration {
+		t.Helper()
+		id := base + i
+		name := fmt.Sprintf("Preheat edit %d-%d", id, time.Now().UnixNano())
+		MustRename(t, shared, id, name)
+		return waitForPage(t, pageURL(shared, strconv.FormatInt(id, 10)), name, 3*time.Second)
+	}
+	var idle, during []time.Duration
+	for i := range int64(5) {
+		idle = append(idle, rename(i))
+	}
+	run := fmt.Sprintf("e2e-edits-%d", time.Now().UnixNano())
+	pr := startPreheat(t, shared, run, "--hot", "", "--push-top", "0")
+	var result error
+	finished := false
+	for i := int64(5); ; i++ {
+		select {
+		case result = <-pr.done:
+			finished = true
+		default:
+		}
+		if finished {
+			break
+		}
+		during = append(during, rename(i))
+	}
+	if result != nil {
+		t.Fatalf("preheat: %v\nstderr: %s", result, lastBytes(pr.stderr.String(), 3000))
+	}
+	if len(during) == 0 {
+		t.Fatal("the preheat ended before an edit ran during it")
+	}
+	slices.Sort(idle)
+	slices.Sort(during)
+	t.Logf("edit → page through the dist: idle p50 %s max %s (%d edits); during the preheat (%s) p50 %s max %s (%d edits)",
+		loadgen.Percentile(idle, 0.5).Round(time.Millisecond), idle[len(idle)-1].Round(time.Millisecond), len(idle),
+		strings.TrimSpace(pr.stdout.String()),
+		loadgen.Percentile(during, 0.5).Round(time.Millisecond), during[len(during)-1].Round(time.Millisecond), len(during))
+}
