@@ -16,13 +16,16 @@ test: test-deps build lint unit lua e2e
 
 ## bench: throughput of the page path (wrk) next to nginx serving a static file;
 ##        the write path (events/s into Redis, edit-to-page latency, edits behind a
-##        refresh backlog); hot-product reporting's cost on an app node's L1 hit
-##        (on vs off); the resilience layer's overhead per command; source
-##        lookups per 1,000 requests under cache attacks, defences on and off
+##        refresh backlog); hot products: detection latency over repeated surges,
+##        one hot id at the dist tier next to static nginx, reporting's cost on
+##        an app node's L1 hit (on vs off), the hot service's ingest and memory
+##        at 10 million ids; preheat products/s and page p99 during it; the
+##        resilience layer's overhead per command; source lookups per 1,000
+##        requests under cache attacks, defences on and off
 bench: test-deps build
 	./scripts/bench.sh
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./go/e2e/
-	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/
+	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/ ./go/internal/hot/
 	./$(BIN) bench-protect --root $(CURDIR)
 
 ## chaos: the chaos suite in full (docs/reliability.md): under page load and

@@ -621,6 +621,24 @@ local function wait_for_holder(id, stale, admin)
     return serve_stale_or_503(id, stale, "lock wait ended without a result", admin)
 end
 
+-- fill runs fn (a fetch below the node) for id while the caller holds
+-- id's lock, stores what it gives (the page, or the negative entry) and
+-- only then releases the lock: a waiter that finds the lock gone must find
+-- the result (issue 16). Returns fn's entry, error and level.
+local function fill(id, fn, stale)
+    local ok, entry, err, level = pcall(fn, id, stale)
+    if not ok then
+        entry, err = nil, entry
+    end
+    if entry then
+        keep(id, entry)
+    elseif not err then
+        remember_missing(id)
+    end
+    shared.dp_locks:delete(id)
+    return entry, err, level
+end
+
 local function serve(id, admin)
     local e, stale_l1 = l1:get(id)
     if e and not outdated(e) then
@@ -671,18 +689,7 @@ local function serve(id, admin)
         ngx.eof()
         answered = true
     end
-    local ok, entry, err, level = pcall(fetch, id, stale)
-    if not ok then
-        entry, err = nil, entry
-    end
-    -- Store the result before releasing the lock: a waiter that finds the
-    -- lock gone must find the page or the negative entry (issue 16).
-    if entry then
-        keep(id, entry)
-    elseif not err then
-        remember_missing(id)
-    end
-    locks:delete(id)
+    local entry, err, level = fill(id, fetch, stale)
     if answered then
         if err then
             log(WARN, "refresh of item ", id, " after its stale copy failed: ", err)
@@ -748,16 +755,7 @@ function _M.load(id)
         locks:delete(id)
         return "missing"
     end
-    local ok, entry, err = pcall(read_for_load, id, again or e)
-    if not ok then
-        entry, err = nil, entry
-    end
-    if entry then
-        keep(id, entry)
-    elseif not err then
-        remember_missing(id)
-    end
-    locks:delete(id)
+    local entry, err = fill(id, read_for_load, again or e)
     if entry then
         return "redis"
     end

@@ -19,10 +19,13 @@
 -- Warm and copy. An id that turns hot is first asked of every healthy app
 -- node (GET /_admin/page/<id>, admin token, light threads, `warm_timeout`):
 -- that warms each node with at most one Redis read, and the first 200
--- whose versions hold up (below) becomes the dist copy. Only then does the
--- id join the spread set. All 404: the id stays hashed (the app answers
--- 404 and reports it missing). Hot ids without a copy are fetched again
--- on every tick, from one healthy node after another.
+-- whose versions hold up (below) becomes the dist copy. Only when every
+-- node answered 200 (holds the page) does the id join the spread set; else
+-- it stays on its hashed node and is warmed again after `not_found_ttl`
+-- (a node that cannot load it now would answer the spread with misses or
+-- errors). All 404: the id stays hashed (the app answers 404 and reports
+-- it missing). Hot ids without a copy are fetched again on every tick,
+-- from one healthy node after another.
 --
 -- Serve. A hot id with a copy is answered by the dist itself
 -- (X-Served-By: dist, X-Cache: hot) from the worker's table of copies,
@@ -366,7 +369,8 @@ local function fetch_copy(node, id)
 end
 
 -- warm asks every healthy node for id at once; returns whether every
--- answer was 404 and a copy that was stored (or nil).
+-- answer was 404, whether a copy was stored, why not, and whether every
+-- node answered 200 (holds the page now).
 local function warm(id, nodes)
     local threads = {}
     for _, node in ipairs(nodes) do
@@ -378,16 +382,20 @@ local function warm(id, nodes)
         end
     end
     local all404 = #nodes > 0
+    local all200 = #nodes > 0 and #threads == #nodes
     local stored = false
     local why
     for _, th in ipairs(threads) do
         local ok, c, status, err = wait(th)
         if not ok then
-            all404 = false
+            all404, all200 = false, false
             why = tostring(c)
         else
             if status ~= 404 then
                 all404 = false
+            end
+            if status ~= 200 then
+                all200 = false
             end
             if c and not stored then
                 local sok, serr = store(id, c)
@@ -398,7 +406,7 @@ local function warm(id, nodes)
             end
         end
     end
-    return all404, stored, why
+    return all404, stored, why, all200
 end
 
 -- refetch asks the healthy nodes one after the other for a copy of a hot
@@ -477,7 +485,7 @@ local function reconcile(ids, now)
     -- warm new ids, each in its own light thread (each asks every node)
     local threads = {}
     for _, id in ipairs(added) do
-        if not d:get("404:" .. id) then
+        if not d:get("404:" .. id) and not d:get("unwarmed:" .. id) then
             local th, err = spawn(warm, id, nodes)
             if th then
                 threads[#threads + 1] = { id = id, th = th }
@@ -487,10 +495,21 @@ local function reconcile(ids, now)
         end
     end
     for _, t in ipairs(threads) do
-        local ok, all404, stored, why = wait(t.th)
+        local ok, all404, stored, why, all200 = wait(t.th)
         if ok and all404 then
             d:set("404:" .. t.id, true, config.not_found_ttl)
             log(INFO, "hot id ", t.id, " answered 404 on every node: left to hashing")
+        elseif not (ok and all200) then
+            -- A node that could not load the page (the levels below it
+            -- failing: a Redis outage) would answer the spread's requests
+            -- with misses or errors: the id stays on its hashed node, which
+            -- holds it, and the warm-up is tried again later.
+            d:set("unwarmed:" .. t.id, true, config.not_found_ttl)
+            if stored then
+                drop_copy(t.id)
+            end
+            log(INFO, "hot id ", t.id, " not warmed on every node (", tostring(why),
+                "): left to hashing, tried again in ", config.not_found_ttl, " s")
         else
             set[t.id] = true
             changed = true
