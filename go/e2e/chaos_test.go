@@ -83,7 +83,7 @@ func TestChaos(t *testing.T) {
 			func() string { return topology.Sentinel1 },
 			func() string { return topology.Broker }, func() string { return topology.Source },
 			func() string { return topology.Sync }, func() string { return topology.Direct },
-			func() string { return topology.Dist },
+			func() string { return topology.Dist }, func() string { return topology.Hot },
 		}
 		for _, name := range comps {
 			faults = append(faults, func() *chaosRow { return r.pause(name()) })
