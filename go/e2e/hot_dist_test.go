@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,21 +28,12 @@ import (
 
 // hotAdmin pins or unpins id on the hot service (POST /_admin/hot).
 func hotAdmin(t *topology.Topology, id int64, action string) error {
-	body := fmt.Appendf(nil, `{"id":%d,"action":%q}`, id, action)
-	req, err := http.NewRequest(http.MethodPost, topology.URL(t.Config().Ports.Hot)+"/_admin/hot", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
+	status, body, err := adminHotWith(t, token, id, action)
 	if err != nil {
 		return fmt.Errorf("hot %s %d: %w", action, id, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("hot %s %d: %s %.200s", action, id, resp.Status, b)
+	if status != http.StatusOK {
+		return fmt.Errorf("hot %s %d: %d %.200s", action, id, status, body)
 	}
 	return nil
 }
