@@ -206,8 +206,13 @@ func (c *Collapser[K, V]) flush(b *pendingBatch[K, V]) {
 }
 
 func (c *Collapser[K, V]) run(b *pendingBatch[K, V]) {
-	defer b.cancel()
+	// The batch leaves inflight before its waiters are woken: a caller
+	// that got this answer and looks the key up again (after an edit, say)
+	// must start a new call, not join the finished one.
 	defer func() {
+		if r := recover(); r != nil {
+			b.results, b.err = nil, &Error{Command: c.cfg.Name, Reason: ErrPanic, Err: &PanicError{Value: r, Stack: debug.Stack()}}
+		}
 		c.mu.Lock()
 		for _, k := range b.keys {
 			if c.inflight[k] == b {
@@ -215,12 +220,8 @@ func (c *Collapser[K, V]) run(b *pendingBatch[K, V]) {
 			}
 		}
 		c.mu.Unlock()
-	}()
-	defer close(b.done)
-	defer func() {
-		if r := recover(); r != nil {
-			b.results, b.err = nil, &Error{Command: c.cfg.Name, Reason: ErrPanic, Err: &PanicError{Value: r, Stack: debug.Stack()}}
-		}
+		close(b.done)
+		b.cancel()
 	}()
 	if b.ctx.Err() == nil {
 		c.sizes.Observe(float64(len(b.keys)))
