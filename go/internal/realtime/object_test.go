@@ -133,3 +133,36 @@ func TestParseIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeMatchesJSON holds the hand-written encoder to json.Marshal,
+// over the contract's shapes and hostile strings.
+func TestEncodeMatchesJSON(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	hostile := []string{"CNY", "", `"quoted"`, `back\slash`, "<script>&</script>", "tab\there\nnl\r\b\f\x01\x1f",
+		"\u2028\u2029", "直降 ¥", "bad\xffutf8\xc3", "emoji 🛒", "\x7f"}
+	var objs []Object
+	for i, cur := range hostile {
+		for lvl, parts := range [][numParts]resolved{
+			{{val: value{version: int64(i + 1), amount: 559950, list: 599950, currency: cur}, level: levelLive}, {val: value{version: 3, available: 4}, level: levelLRU}},
+			{{val: value{version: 1, amount: 100, currency: cur}, level: levelLastGood, at: now.Add(-time.Second)}, {level: levelNone}},
+			{{level: levelNone}, {val: value{version: 9, available: 900}, level: levelLastGood, at: now.Add(-2 * time.Second)}},
+			{{val: value{version: 1, amount: 100, list: 50, currency: cur}, level: levelLastGood}, {val: value{version: 2}, level: levelLastGood, at: now}},
+		} {
+			o := buildObject(int64(i*10+lvl+1), &parts, &Regions[(i+lvl)%len(Regions)], now)
+			if o.Promotion != nil {
+				o.Promotion.Label += cur
+			}
+			o.Shipping.Region += cur
+			objs = append(objs, o)
+		}
+	}
+	for _, o := range objs {
+		want, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendObject(nil, &o); string(got) != string(want) {
+			t.Errorf("appendObject:\n got  %s\n want %s", got, want)
+		}
+	}
+}
