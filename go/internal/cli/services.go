@@ -102,6 +102,10 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 	brokers := f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
 	products := f.Int("seed-products", "DETAILPAGE_SEED_PRODUCTS", 10_000, "products in the catalog seeded on first start")
 	shops := f.Int("seed-shops", "DETAILPAGE_SEED_SHOPS", 250, "shops in the catalog seeded on first start")
+	// The fast path: committed price and stock edits are written to their
+	// realtime Redis keys at once (--redis "" and no sentinels: off).
+	rds := redisFlags(f)
+	f.Lookup("redis").Usage = f.env("DETAILPAGE_REDIS", `Redis main that committed price and stock edits are also written to at once, for the OneServer (the fast path; "": off); several addresses: a Redis Cluster; ignored with --redis-sentinels`)
 	cmds := commandSettings(f, source.Commands())
 	lvl := logLevel(f)
 	return serve(ctx, "source", f, args, lvl, cmds, func(log *slog.Logger, settings []resilience.Command, tel httpapi.Telemetry) (service, error) {
@@ -111,7 +115,7 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		return source.Open(ctx, source.Config{
 			Listen: *listen, DBPath: *db, Brokers: bl, AdminToken: os.Getenv(envToken),
-			SeedProducts: *products, SeedShops: *shops, Commands: settings,
+			SeedProducts: *products, SeedShops: *shops, Redis: rds(), Commands: settings,
 		}, log, tel)
 	})
 }
