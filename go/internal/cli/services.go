@@ -204,6 +204,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	directAddr := f.String("direct", "DETAILPAGE_DIRECT", "127.0.0.1:9103", "direct-data service host:port")
 	apps := f.String("apps", "DETAILPAGE_APPS", "127.0.0.1:8081,127.0.0.1:8082", "dist: app nodes, comma-separated host:port")
 	src := f.String("source", "DETAILPAGE_SOURCE_ADDR", "127.0.0.1:9101", "dist: source service host:port (pictures)")
+	one := f.String("one", "DETAILPAGE_ONE", "127.0.0.1:9105", "dist: OneServer nodes, comma-separated host:port, that answer /api/realtime and /api/realtime/<id> (round robin over the healthy ones, probed at /healthz; \"\": no such route, 404)")
 	adminListen := f.String("admin-listen", "DETAILPAGE_DIST_ADMIN_LISTEN", "127.0.0.1:8070", "dist: internal admin port, host:port (GET /_admin/status with the admin token)")
 	workerUser := f.String("user", "DETAILPAGE_NGINX_USER", "www-data", "user the nginx workers run as when started as root (ignored otherwise)")
 	bin := f.String("nginx", "DETAILPAGE_NGINX_BIN", "", "nginx binary (default: openresty if installed, else nginx)")
@@ -235,6 +236,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		n.User = *workerUser
 	}
 	n.Apps = splitList(*apps)
+	n.One = splitList(*one)
 	path := *bin
 	if path == "" {
 		path = findNginx()
