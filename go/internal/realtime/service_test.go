@@ -496,3 +496,7 @@ func (h *harness) collapseRound(tb testing.TB, n int) (int, int64) {
 	}
 	return n, testutil.MustSourceStats(tb, h.src, http.MethodGet)["price"]["requests"]
 }
+
+func itoa(id int64) string { return strconv.FormatInt(id, 10) }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
