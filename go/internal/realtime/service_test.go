@@ -22,6 +22,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
+	"github.com/detailpage/detailpage/go/internal/resilience/resiliencetest"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -500,3 +501,21 @@ func (h *harness) collapseRound(tb testing.TB, n int) (int, int64) {
 func itoa(id int64) string { return strconv.FormatInt(id, 10) }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// TestNoGoroutineLeftBehind: after answers of every kind — live, local,
+// last good while the price service is slow, with the follower running —
+// closing the service leaves no goroutine of it behind.
+func TestNoGoroutineLeftBehind(t *testing.T) {
+	resiliencetest.VerifyNoLeaks(t) // first: its check runs after every other cleanup
+	t.Cleanup(client.CloseIdleConnections)
+	h := MustOne(t, nil)
+	h.MustGet(t, "/api/realtime?ids=1,2,3", http.StatusOK)
+	h.MustGet(t, "/api/realtime?ids=1,2,3", http.StatusOK)
+	h.MustFault(t, map[string]any{"service": "price", "latency_ms": 2000})
+	h.advance(2 * time.Second)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() { h.MustGet(t, "/api/realtime/"+strconv.Itoa(i+1), http.StatusOK) })
+	}
+	wg.Wait()
+}
