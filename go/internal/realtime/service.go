@@ -108,7 +108,7 @@ func (c Config) Validate() error {
 	case c.Fresh <= 0:
 		return errors.New("realtime: --fresh must be positive")
 	case c.CacheSize < 2:
-		return errors.New("realtime: cache size must be at least 2")
+		return errors.New("realtime: --cache-size must be at least 2")
 	}
 	return nil
 }
