@@ -145,7 +145,7 @@ type Service struct {
 	store *redisstore.Store // nil: no Redis
 	// lastGoods collapses the Redis reads of concurrent answers.
 	lastGoods *resilience.Collapser[int64, map[catalog.Dimension]redisstore.RealtimeValue]
-	ln    net.Listener
+	ln        net.Listener
 
 	cache *lru.Cache[key, *entry]
 	// announced keeps the newest version the dp:rt stream named per part,
