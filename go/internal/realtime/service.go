@@ -329,8 +329,12 @@ func (s *Service) Purge() { s.cache.Purge() }
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
 	e := httpapi.NewEngine(s.log, s.tel, func(context.Context) error { return nil })
-	api := e.Group("/api", noStore)
+	// /api/realtime/ is a bad id, not a redirect to the batch endpoint.
+	e.RedirectTrailingSlash = false
+	e.Use(noStore) // every answer, a 404 of an unknown path too
+	api := e.Group("/api")
 	api.GET("/realtime", s.getMany)
+	api.GET("/realtime/", func(c *gin.Context) { s.bad(c, invalid("id: empty (want /api/realtime/<id>)")) })
 	api.GET("/realtime/:id", s.getOne)
 	api.GET("/regions", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"regions": regionTable()}) })
 	admin := e.Group("/_admin", httpapi.RequireToken(s.cfg.AdminToken))
@@ -343,7 +347,7 @@ func (s *Service) Handler() http.Handler {
 	return e
 }
 
-// noStore marks every realtime answer, errors included, as not cacheable.
+// noStore marks every answer, errors included, as not cacheable.
 func noStore(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Next()

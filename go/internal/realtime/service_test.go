@@ -277,6 +277,7 @@ func TestBadRequests(t *testing.T) {
 		{"/api/realtime/99999999999999999999", "id"},
 		{"/api/realtime/1?region=EAST", "region"},
 		{"/api/realtime/1?region=%3Cscript%3E", "region"},
+		{"/api/realtime/", "id: empty"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			a := h.MustGet(t, tc.path, http.StatusBadRequest)
@@ -286,6 +287,8 @@ func TestBadRequests(t *testing.T) {
 			}
 		})
 	}
+	// An unknown path is a 404 JSON, not cacheable either.
+	h.MustGet(t, "/api/realtime/1/2", http.StatusNotFound)
 	// Exactly MaxIDs is fine.
 	h.MustGet(t, "/api/realtime?ids="+strings.Join(many[:MaxIDs], ","), http.StatusOK)
 }
