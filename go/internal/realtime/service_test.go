@@ -570,3 +570,35 @@ func TestSlowPriceColdFromRedis(t *testing.T) {
 		t.Errorf("slowest answer %s, want at most %s", worst, limit)
 	}
 }
+
+// TestPurgeCache: DELETE /_admin/cache needs the admin token and empties
+// the local cache.
+func TestPurgeCache(t *testing.T) {
+	h := MustOne(t, func(c *Config) { c.Fresh = time.Hour })
+	h.MustGet(t, "/api/realtime?ids=1,2", http.StatusOK)
+	del := func(token string) answer {
+		req, _ := http.NewRequest(http.MethodDelete, h.base+"/_admin/cache", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{status: resp.StatusCode, body: b}
+	}
+	if a := del("wrong"); a.status != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d %s, want 401", a.status, a.body)
+	}
+	if h.svc.cache.Len() != 4 {
+		t.Fatalf("%d local entries, want 4", h.svc.cache.Len())
+	}
+	if a := del("t"); a.status != http.StatusOK || string(a.body) != `{"purged":4}` {
+		t.Fatalf("purge: %d %s, want 200 {\"purged\":4}", a.status, a.body)
+	}
+	if l := h.svc.Resolve(t.Context(), []int64{1})[0].Level("price"); l != levelLive {
+		t.Fatalf("after the purge served by %s, want live", l)
+	}
+}
