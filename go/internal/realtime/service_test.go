@@ -225,6 +225,21 @@ func TestAnswerFromSourceThenLocal(t *testing.T) {
 	if res[0].Level("price") != levelLive {
 		t.Errorf("read past --fresh served by %s, want live", res[0].Level("price"))
 	}
+	m, err := h.get("/metrics")
+	if err != nil || m.status != http.StatusOK {
+		t.Fatalf("/metrics: %d %v", m.status, err)
+	}
+	metrics := string(m.body)
+	for _, want := range []string{
+		`detailpage_realtime_answers_total{code="200"} 1`,
+		`detailpage_realtime_parts_total{level="live",part="price"} 2`,
+		`detailpage_realtime_parts_total{level="lru",part="stock"} 1`,
+		`detailpage_realtime_cache_entries 2`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func TestBatchOrderDuplicatesAndMissing(t *testing.T) {
