@@ -34,9 +34,35 @@ type harness struct {
 	src   string // the source service
 	store *redisstore.Store
 	clock atomic.Int64 // unix nanos
+	// slowest is the longest answer of the realtime API (ns; timed).
+	slowest atomic.Int64
 }
 
-func (h *harness) now() time.Time          { return time.Unix(0, h.clock.Load()) }
+func (h *harness) now() time.Time { return time.Unix(0, h.clock.Load()) }
+
+// timed records the longest time the service took for an answer of the
+// realtime API, from the request's arrival to the answer's last byte
+// written (what the service controls, without the test client's own
+// scheduling on a loaded machine).
+func (h *harness) timed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		next.ServeHTTP(w, r)
+		if !strings.HasPrefix(r.URL.Path, "/api/realtime") {
+			return
+		}
+		took := int64(time.Since(start))
+		for {
+			m := h.slowest.Load()
+			if took <= m || h.slowest.CompareAndSwap(m, took) {
+				return
+			}
+		}
+	})
+}
+
+// served returns the slowest answer since the last call, and forgets it.
+func (h *harness) served() time.Duration   { return time.Duration(h.slowest.Swap(0)) }
 func (h *harness) advance(d time.Duration) { h.clock.Add(int64(d)) }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
@@ -72,7 +98,8 @@ func MustOneWith(tb testing.TB, cfg Config) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
+	svc.Start(ctx) // what Run does, with the handler timed
+	go func() { done <- httpapi.Serve(ctx, svc.ln, h.timed(svc.Handler()), slog.New(slog.DiscardHandler)) }()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -369,10 +396,12 @@ func TestFollowerResync(t *testing.T) {
 }
 
 // TestSlowPriceAnswersWithinTimeout is acceptance 3 in small: the price
-// service answers in 2 s, 200 concurrent answers each come within the
-// live timeout (500 ms) plus a margin, 200 with stale: true and the last
-// good price, the stock live; the source sees a bounded number of price
-// calls in flight.
+// service answers in 2 s, 200 concurrent answers each take the service at
+// most the live timeout (500 ms) plus slack, 200 with stale: true and the
+// last good price, the stock live; the source sees a bounded number of
+// price calls in flight. (The time at the test's client, logged, adds the
+// client's own scheduling, 200 goroutines on a loaded machine under -race;
+// the e2e test holds the acceptance bound end to end.)
 func TestSlowPriceAnswersWithinTimeout(t *testing.T) {
 	h := MustOne(t, nil)
 	const n = 200
@@ -395,23 +424,28 @@ func TestSlowPriceAnswersWithinTimeout(t *testing.T) {
 	timeout := resilience.Settings(PriceCommand).Timeout
 	// Two rounds: the first dials its connections, the second finds them
 	// open (as behind the dist tier's keep-alive pool).
-	var worst [2]time.Duration
+	var worst, served [2]time.Duration
 	for r := range worst {
 		h.advance(2 * time.Second)
+		h.served()
 		worst[r] = h.slowRound(t, n, good)
+		served[r] = h.served()
 	}
 	stats := testutil.MustSourceStats(t, h.src, http.MethodGet)["price"]
-	t.Logf("%d concurrent answers with the price service at 2 s: slowest %s (new connections), %s (open connections); live timeout %s; source price calls %d, at most %d in flight",
-		n, worst[0].Round(time.Millisecond), worst[1].Round(time.Millisecond), timeout, stats["requests"], stats["max_in_flight"])
-	// The margin covers the Redis read for the last good values and a
-	// loaded test machine; the e2e test holds the acceptance bound.
-	if limit := timeout + 100*time.Millisecond; max(worst[0], worst[1]) > limit {
-		t.Errorf("slowest answer %s, want at most %s", max(worst[0], worst[1]), limit)
+	t.Logf("%d concurrent answers with the price service at 2 s: slowest at the client %s (new connections), %s (open connections), in the service %s, %s; live timeout %s; source price calls %d, at most %d in flight",
+		n, worst[0].Round(time.Millisecond), worst[1].Round(time.Millisecond), served[0].Round(time.Millisecond), served[1].Round(time.Millisecond),
+		timeout, stats["requests"], stats["max_in_flight"])
+	if limit := timeout + slack; max(served[0], served[1]) > limit {
+		t.Errorf("slowest answer in the service %s, want at most %s", max(served[0], served[1]), limit)
 	}
 	if maxIn := int64(resilience.Settings(PriceCommand).MaxConcurrent); stats["max_in_flight"] > maxIn {
 		t.Errorf("source price calls in flight %d, want at most the bulkhead's %d", stats["max_in_flight"], maxIn)
 	}
 }
+
+// slack is what the slow-dependency tests allow above the live timeout
+// for an answer in the service.
+const slack = 25 * time.Millisecond
 
 // slowRound sends n concurrent answers, checks each is the stale last
 // good price with a live stock, and returns the slowest one's time.
@@ -579,10 +613,12 @@ func TestSlowPriceColdFromRedis(t *testing.T) {
 	h.svc.Purge()
 	h.MustConnections(t, n)
 	h.advance(2 * time.Second) // the Redis values are 2 s old
+	h.served()
 	worst := h.slowRound(t, n, good)
-	t.Logf("%d concurrent answers, nothing local, price service at 2 s: slowest %s", n, worst.Round(time.Millisecond))
-	if limit := resilience.Settings(PriceCommand).Timeout + 100*time.Millisecond; worst > limit {
-		t.Errorf("slowest answer %s, want at most %s", worst, limit)
+	served := h.served()
+	t.Logf("%d concurrent answers, nothing local, price service at 2 s: slowest in the service %s, at the client %s", n, served.Round(time.Millisecond), worst.Round(time.Millisecond))
+	if limit := resilience.Settings(PriceCommand).Timeout + slack; served > limit {
+		t.Errorf("slowest answer in the service %s, want at most %s", served, limit)
 	}
 }
 
