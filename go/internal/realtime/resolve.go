@@ -94,6 +94,9 @@ func (s *Service) Resolve(ctx context.Context, ids []int64) []Result {
 		}
 		s.lastGood(ids, res, stored)
 	} else {
+		if early != nil {
+			early.cancel() // not needed: a read under way is abandoned
+		}
 		early.wait()
 	}
 	for i := range res {
@@ -180,6 +183,7 @@ func (s *Service) keep(k key, e *entry) {
 // once instead of reading Redis after the timeout.
 type prefetch struct {
 	timer  *time.Timer
+	cancel context.CancelFunc
 	done   chan struct{}
 	stored map[int64]map[catalog.Dimension]redisstore.RealtimeValue
 }
@@ -198,7 +202,8 @@ func (s *Service) prefetch(ctx context.Context, ids []int64, need *[numParts][]i
 			}
 		}
 	}
-	f := &prefetch{done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	f := &prefetch{done: make(chan struct{}), cancel: cancel}
 	f.timer = time.AfterFunc(d, func() {
 		defer close(f.done)
 		f.stored = s.readStored(ctx, ask)
@@ -207,9 +212,13 @@ func (s *Service) prefetch(ctx context.Context, ids []int64, need *[numParts][]i
 }
 
 // wait stops the prefetch if it has not started (false), or waits for
-// it to end (true: stored holds what it read).
+// it to end (true: stored holds what it read). Call it once.
 func (f *prefetch) wait() bool {
-	if f == nil || f.timer.Stop() {
+	if f == nil {
+		return false
+	}
+	defer f.cancel()
+	if f.timer.Stop() {
 		return false
 	}
 	<-f.done
