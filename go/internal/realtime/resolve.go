@@ -3,7 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,10 +36,13 @@ func (r *Result) Level(part string) string {
 }
 
 // liveTimeout is the longest an answer waits for the source: the longest
-// timeout of the live commands (a caller joining a batch already in flight
-// waits less).
+// timeout of the live commands less a reserve (a twentieth, at most 25 ms)
+// for what follows a live read that timed out — taking the last good
+// values and writing the answer — so that the answer as a whole is not
+// later than the command's timeout, even when many time out together.
 func liveTimeout() time.Duration {
-	return max(resilience.Settings(PriceCommand).Timeout, resilience.Settings(StockCommand).Timeout)
+	t := max(resilience.Settings(PriceCommand).Timeout, resilience.Settings(StockCommand).Timeout)
+	return t - min(t/20, 25*time.Millisecond)
 }
 
 // Resolve finds the parts of ids (distinct), each through the data path:
@@ -68,7 +71,9 @@ func (s *Service) Resolve(ctx context.Context, ids []int64) []Result {
 			res[i].parts[p] = resolved{val: e.val, level: levelLRU, at: e.fetched}
 		}
 	}
+	var early *prefetch
 	if len(need[partPrice]) > 0 || len(need[partStock]) > 0 {
+		early = s.prefetch(ctx, ids, &need, liveTimeout()/2)
 		s.live(ctx, ids, res, &need, gen)
 	}
 	var fallback []int64
@@ -81,7 +86,15 @@ func (s *Service) Resolve(ctx context.Context, ids []int64) []Result {
 		}
 	}
 	if len(fallback) > 0 && ctx.Err() == nil {
-		s.lastGood(ctx, ids, res, fallback)
+		var stored map[int64]map[catalog.Dimension]redisstore.RealtimeValue
+		if early.wait() {
+			stored = early.stored // the live read was slow: Redis was read meanwhile
+		} else {
+			stored = s.readStored(ctx, fallback)
+		}
+		s.lastGood(ids, res, stored)
+	} else {
+		early.wait()
 	}
 	for i := range res {
 		res[i].Missing = res[i].absent[partPrice] && res[i].absent[partStock]
@@ -162,19 +175,65 @@ func (s *Service) keep(k key, e *entry) {
 	s.cache.Add(k, e)
 }
 
-// lastGood fills the parts live could not give: the newest version of the
-// local entry, however old, and Redis main's values.
-func (s *Service) lastGood(ctx context.Context, ids []int64, res []Result, fallback []int64) {
-	var stored map[int64]map[catalog.Dimension]redisstore.RealtimeValue
-	if s.store != nil {
-		var err error
-		stored, err = resilience.Do(ctx, RedisCommand, func(ctx context.Context) (map[int64]map[catalog.Dimension]redisstore.RealtimeValue, error) {
-			return s.store.Realtime(ctx, fallback)
-		}, nil)
-		if err != nil && !errors.Is(err, context.Canceled) {
-			s.log.Debug("realtime: redis last good values unavailable", "ids", len(fallback), "error", err)
+// prefetch is the last good values read from Redis while a slow live read
+// is still running, so an answer whose live read times out has them at
+// once instead of reading Redis after the timeout.
+type prefetch struct {
+	timer  *time.Timer
+	done   chan struct{}
+	stored map[int64]map[catalog.Dimension]redisstore.RealtimeValue
+}
+
+// prefetch reads from Redis the ids of need after d, unless wait is
+// called first. nil without Redis.
+func (s *Service) prefetch(ctx context.Context, ids []int64, need *[numParts][]int, d time.Duration) *prefetch {
+	if s.store == nil {
+		return nil
+	}
+	var ask []int64
+	for p := range numParts {
+		for _, i := range need[p] {
+			if !slices.Contains(ask, ids[i]) {
+				ask = append(ask, ids[i])
+			}
 		}
 	}
+	f := &prefetch{done: make(chan struct{})}
+	f.timer = time.AfterFunc(d, func() {
+		defer close(f.done)
+		f.stored = s.readStored(ctx, ask)
+	})
+	return f
+}
+
+// wait stops the prefetch if it has not started (false), or waits for
+// it to end (true: stored holds what it read).
+func (f *prefetch) wait() bool {
+	if f == nil || f.timer.Stop() {
+		return false
+	}
+	<-f.done
+	return true
+}
+
+// readStored reads the last good values of ids from Redis main (nil
+// without Redis or when it fails).
+func (s *Service) readStored(ctx context.Context, ids []int64) map[int64]map[catalog.Dimension]redisstore.RealtimeValue {
+	if s.store == nil {
+		return nil
+	}
+	stored, err := resilience.Do(ctx, RedisCommand, func(ctx context.Context) (map[int64]map[catalog.Dimension]redisstore.RealtimeValue, error) {
+		return s.store.Realtime(ctx, ids)
+	}, nil)
+	if err != nil && ctx.Err() == nil {
+		s.log.Debug("realtime: redis last good values unavailable", "ids", len(ids), "error", err)
+	}
+	return stored
+}
+
+// lastGood fills the parts live could not give: the newest version of the
+// local entry, however old, and Redis main's values (stored).
+func (s *Service) lastGood(ids []int64, res []Result, stored map[int64]map[catalog.Dimension]redisstore.RealtimeValue) {
 	for i, id := range ids {
 		for p := range numParts {
 			r := &res[i].parts[p]

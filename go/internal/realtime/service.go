@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,6 +162,7 @@ type Service struct {
 	now    func() time.Time
 
 	answers    *prometheus.CounterVec
+	ok200      prometheus.Counter
 	stale      prometheus.Counter
 	parts      [numParts]map[string]prometheus.Counter
 	lag        prometheus.Gauge
@@ -239,6 +241,7 @@ func (s *Service) metrics() {
 	for _, code := range []string{"200", "400", "404"} {
 		s.answers.WithLabelValues(code)
 	}
+	s.ok200 = s.answers.WithLabelValues("200")
 	s.tel.Registry.MustRegister(s.answers, s.stale, parts, s.lag, s.notes, s.resyncs, s.liveErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_realtime_cache_entries", Help: "Entries in the local cache (one per product and part)."},
 			func() float64 { return float64(s.cache.Len()) }))
@@ -420,11 +423,22 @@ func (s *Service) getOne(c *gin.Context) {
 	}
 	o := buildObject(id, &res[0].parts, r, s.now())
 	s.count(&o)
-	s.answers.WithLabelValues("200").Inc()
-	c.JSON(http.StatusOK, o)
+	bp := bufPool.Get().(*[]byte)
+	b := appendObject((*bp)[:0], &o)
+	s.ok(c, b)
+	*bp = b
+	bufPool.Put(bp)
 }
 
-// ManyAnswer is the answer of GET /api/realtime?ids=.
+const contentJSON = "application/json; charset=utf-8"
+
+func (s *Service) ok(c *gin.Context, body []byte) {
+	s.ok200.Inc()
+	c.Data(http.StatusOK, contentJSON, body)
+}
+
+// ManyAnswer is the answer of GET /api/realtime?ids= (for clients and
+// tests; the service writes it with appendObject).
 type ManyAnswer struct {
 	Items   []Object `json:"items"`
 	Missing []int64  `json:"missing"`
@@ -448,18 +462,36 @@ func (s *Service) getMany(c *gin.Context) {
 	}
 	res := s.Resolve(c.Request.Context(), ids)
 	now := s.now()
-	out := ManyAnswer{Items: make([]Object, 0, len(ids)), Missing: []int64{}}
+	bp := bufPool.Get().(*[]byte)
+	b := append((*bp)[:0], `{"items":[`...)
+	first := true
 	for i, id := range ids {
 		if res[i].Missing {
-			out.Missing = append(out.Missing, id)
 			continue
 		}
 		o := buildObject(id, &res[i].parts, r, now)
 		s.count(&o)
-		out.Items = append(out.Items, o)
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendObject(b, &o)
 	}
-	s.answers.WithLabelValues("200").Inc()
-	c.JSON(http.StatusOK, out)
+	b = append(b, `],"missing":[`...)
+	first = true
+	for i, id := range ids {
+		if res[i].Missing {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = strconv.AppendInt(b, id, 10)
+		}
+	}
+	b = append(b, `]}`...)
+	s.ok(c, b)
+	*bp = b
+	bufPool.Put(bp)
 }
 
 func (s *Service) count(o *Object) {
