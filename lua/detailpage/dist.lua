@@ -8,8 +8,17 @@
 --                  copy), or sends the request to @direct when none is
 --                  healthy
 --   balance()      balancer_by_lua: the ranked node, and on a retry the next
+--   route_one()    access_by_lua of /api/realtime[/...]: the healthy
+--                  OneServer nodes in round robin order, or 503 JSON
+--                  "realtime unavailable" when none is healthy
+--   balance_one()  balancer_by_lua of the OneServer pool: that order's
+--                  first node, and on a retry the next
+--   one_unavailable()  content_by_lua: the 503 when every try failed
 --   status()       content_by_lua on the admin port: GET /_admin/status
 --
+-- Two groups of nodes are probed: the app nodes (GET `path`) and the
+-- OneServer nodes (GET `one_path`; issue 13, realtime data), each with its
+-- own health tracker in the same dict, by the same prober and settings.
 -- The prober. Every worker runs a timer each `interval`; the one that takes
 -- a short lock in the shared dict (shdict:add, expiring before the next
 -- tick) probes, so each node gets one probe per interval however many
@@ -65,65 +74,85 @@ local DEFAULTS = {
     rise = 2,         -- good probes in a row before it is up again
     slow_timeout = 2, -- read timeout when a node that answers probes is slow
     path = "/_health",
+    one_path = "/healthz", -- the OneServer nodes' probe (a Go service's health)
 }
 
 local _M = {}
 
 local config
-local names = {}      -- node names in config order
-local peers = {}      -- name -> { host, port, probe (httpc.request's opts) }
-local tracker         -- detailpage.health on dp_health
+-- A group: { label, names (in config order), peers (name -> { host, port,
+-- probe: httpc.request's opts }), tracker (detailpage.health on dp_health) }.
+local apps            -- the app nodes
+local one             -- the OneServer nodes (none: no realtime route)
+-- the app nodes' parts, under the names the page routing uses
+local names, peers, tracker
 
 local function log(lvl, ...)
     return ngx_log(lvl, "[dist] ", ...)
 end
 
--- init takes the app nodes: opts.nodes = { { name = "127.0.0.1:8081",
--- host = "127.0.0.1", port = 8081 }, ... } (host: an IP address, which
--- ngx.balancer needs) and any of DEFAULTS' keys.
-function _M.init(opts)
-    if type(opts) ~= "table" or type(opts.nodes) ~= "table" or #opts.nodes == 0 then
-        error("opts.nodes must be a non-empty list of app nodes", 2)
-    end
-    config = {}
-    for k, v in pairs(DEFAULTS) do
-        config[k] = v
-    end
-    for k, v in pairs(opts) do
-        if k ~= "nodes" then
-            if DEFAULTS[k] == nil then
-                error("unknown option " .. tostring(k), 2)
-            end
-            config[k] = v
+-- new_group checks a node list (what: its option's name) and returns the
+-- group of those nodes, probed at path, with its health under prefix.
+local function new_group(label, what, nodes, path, prefix, dict)
+    local g = { label = label, names = {}, peers = {} }
+    for i, n in ipairs(nodes) do
+        if type(n) ~= "table" or type(n.name) ~= "string" or type(n.host) ~= "string" or not tonumber(n.port) then
+            error(what .. "[" .. i .. "] needs name, host and port", 3)
         end
-    end
-    names, peers = {}, {}
-    for i, n in ipairs(opts.nodes) do
-        if type(n.name) ~= "string" or type(n.host) ~= "string" or not tonumber(n.port) then
-            error("opts.nodes[" .. i .. "] needs name, host and port", 2)
+        if g.peers[n.name] then
+            error(what .. "[" .. i .. "]: node " .. n.name .. " listed twice", 3)
         end
-        if peers[n.name] then
-            error("opts.nodes[" .. i .. "]: node " .. n.name .. " listed twice", 2)
-        end
-        names[i] = n.name
-        peers[n.name] = {
+        g.names[i] = n.name
+        g.peers[n.name] = {
             host = n.host,
             port = tonumber(n.port),
             probe = {
                 host = n.host,
                 port = tonumber(n.port),
-                path = config.path,
+                path = path,
                 headers = { Host = n.name, ["User-Agent"] = "detailpage-dist-probe" },
                 timeout = config.timeout,
                 status_only = true,
             },
         }
     end
+    g.tracker = health.new(dict, { fall = config.fall, rise = config.rise, prefix = prefix }, ngx_now)
+    g.is_up = function(name)
+        return g.tracker:is_up(name)
+    end
+    return g
+end
+
+-- init takes the app nodes: opts.nodes = { { name = "127.0.0.1:8081",
+-- host = "127.0.0.1", port = 8081 }, ... } (host: an IP address, which
+-- ngx.balancer needs), the OneServer nodes in the same form (opts.one,
+-- optional: none, no realtime route) and any of DEFAULTS' keys.
+function _M.init(opts)
+    if type(opts) ~= "table" or type(opts.nodes) ~= "table" or #opts.nodes == 0 then
+        error("opts.nodes must be a non-empty list of app nodes", 2)
+    end
+    if opts.one ~= nil and type(opts.one) ~= "table" then
+        error("opts.one must be a list of OneServer nodes", 2)
+    end
+    config = {}
+    for k, v in pairs(DEFAULTS) do
+        config[k] = v
+    end
+    for k, v in pairs(opts) do
+        if k ~= "nodes" and k ~= "one" then
+            if DEFAULTS[k] == nil then
+                error("unknown option " .. tostring(k), 2)
+            end
+            config[k] = v
+        end
+    end
     local dict = shared[DICT]
     if not dict then
         error("lua_shared_dict " .. DICT .. " is not declared", 2)
     end
-    tracker = health.new(dict, { fall = config.fall, rise = config.rise }, ngx_now)
+    apps = new_group("app node", "opts.nodes", opts.nodes, config.path, nil, dict)
+    one = new_group("OneServer node", "opts.one", opts.one or {}, config.one_path, "one:", dict)
+    names, peers, tracker = apps.names, apps.peers, apps.tracker
 end
 
 -- probe sends one GET and reads the status line only.
@@ -138,15 +167,15 @@ local function probe(peer)
     return true
 end
 
-local function check(name)
+local function check(g, name)
     ngx.update_time()
     local started = ngx_now()
-    local ok, err = probe(peers[name])
-    local changed = tracker:record(name, ok, err, started)
+    local ok, err = probe(g.peers[name])
+    local changed = g.tracker:record(name, ok, err, started)
     if changed == "down" then
-        log(WARN, "app node ", name, " is down: ", err)
+        log(WARN, g.label, " ", name, " is down: ", err)
     elseif changed == "up" then
-        log(WARN, "app node ", name, " is up")
+        log(WARN, g.label, " ", name, " is up")
     end
 end
 
@@ -160,12 +189,14 @@ local function tick(premature)
         return
     end
     local threads = {}
-    for i = 1, #names do
-        local th, err = spawn(check, names[i])
-        if not th then
-            log(ERR, "probe ", names[i], ": ", err)
+    for _, g in ipairs({ apps, one }) do
+        for i = 1, #g.names do
+            local th, err = spawn(check, g, g.names[i])
+            if not th then
+                log(ERR, "probe ", g.names[i], ": ", err)
+            end
+            threads[#threads + 1] = th
         end
-        threads[#threads + 1] = th
     end
     for i = 1, #threads do
         wait(threads[i])
@@ -266,6 +297,79 @@ function _M.balance()
     end
 end
 
+local rr_one = 0  -- this worker's round-robin counter over the OneServers
+
+-- unavailable answers the realtime API's 503: no OneServer can answer.
+local function unavailable()
+    ngx.header["Retry-After"] = "1"
+    return bearer.reply(503, { error = "realtime unavailable" })
+end
+
+-- route_one orders the healthy OneServer nodes for this request, round
+-- robin: the first takes it, the rest are the retry order. With none
+-- healthy it answers 503 at once.
+function _M.route_one()
+    rr_one = rr_one + 1
+    local order = route.spread(one.names, rr_one, one.is_up)
+    if #order == 0 then
+        return unavailable()
+    end
+    ngx.ctx.dp_one_order = order
+end
+
+-- balance_one sets the peer of each try: route_one's order, one node after
+-- the other (past its end, as in balance: the last one again).
+function _M.balance_one()
+    local ctx = ngx.ctx
+    local order = ctx.dp_one_order
+    if not order then
+        log(ERR, "balancer without a route for ", ngx.var.uri) -- a bug: route_one() runs first
+        return ngx.exit(ngx.ERROR)
+    end
+    local last = ctx.dp_one_k
+    local k = route.next_try(#order, last, true, false)
+    if not last and #order > 1 then
+        local ok, err = balancer.set_more_tries(#order - 1)
+        if not ok then
+            log(WARN, "set more tries: ", err)
+        end
+    end
+    ctx.dp_one_k = k
+    local peer = one.peers[order[k]]
+    local ok, err = balancer.set_current_peer(peer.host, peer.port)
+    if not ok then
+        log(ERR, "set peer ", order[k], ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+end
+
+-- one_unavailable: every try of a realtime request failed (error_page).
+function _M.one_unavailable()
+    return unavailable()
+end
+
+-- node_status lists a group's nodes for the admin status.
+local function node_status(g)
+    local nodes = {}
+    for i, name in ipairs(g.names) do
+        local st = g.tracker:status(name)
+        st.node = name
+        st.healthy = g.tracker:is_up(name)
+        st.last_probe = st.last_probe or cjson.null
+        st.last_ok = st.last_ok or cjson.null
+        st.last_probe_age_ms = st.last_probe_age_ms or cjson.null
+        st.since = st.since or cjson.null
+        st.last_error = st.last_error or cjson.null
+        nodes[i] = st
+    end
+    if #nodes == 0 then
+        -- Debian's lua-cjson has no array_mt: an empty table would encode
+        -- as {}; null says "none configured".
+        return cjson.null
+    end
+    return nodes
+end
+
 -- status: GET /_admin/status on the admin port (bearer token).
 function _M.status()
     if ngx.req.get_method() ~= "GET" then
@@ -274,20 +378,9 @@ function _M.status()
     if not bearer.authorized() then
         return
     end
-    local nodes = {}
-    for i, name in ipairs(names) do
-        local st = tracker:status(name)
-        st.node = name
-        st.healthy = tracker:is_up(name)
-        st.last_probe = st.last_probe or cjson.null
-        st.last_ok = st.last_ok or cjson.null
-        st.last_probe_age_ms = st.last_probe_age_ms or cjson.null
-        st.since = st.since or cjson.null
-        st.last_error = st.last_error or cjson.null
-        nodes[i] = st
-    end
     return bearer.reply(200, {
-        nodes = nodes,
+        nodes = node_status(apps),
+        one_nodes = node_status(one),
         hot = hot.status(),
         probe = {
             interval_ms = config.interval * 1000,
@@ -296,6 +389,7 @@ function _M.status()
             rise = config.rise,
             slow_timeout_ms = config.slow_timeout * 1000,
             path = config.path,
+            one_path = config.one_path,
         },
     })
 end

@@ -18,7 +18,9 @@ local mt = { __index = _M }
 
 -- new returns a health tracker.
 --   dict  shdict-like store
---   opts  fall, rise (consecutive probes)
+--   opts  fall, rise (consecutive probes); prefix (optional): the dict
+--         keys' prefix, so that two trackers (the dist's app nodes and its
+--         OneServer nodes) share one dict without mixing their nodes
 --   now   function returning seconds (ngx.now)
 function _M.new(dict, opts, now)
     if type(dict) ~= "table" and type(dict) ~= "userdata" then
@@ -35,27 +37,31 @@ function _M.new(dict, opts, now)
     if type(now) ~= "function" then
         error("now must be a function", 2)
     end
-    return setmetatable({ dict = dict, fall = opts.fall, rise = opts.rise, now = now }, mt)
+    if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
+        error("opts.prefix must be a string", 2)
+    end
+    return setmetatable({ dict = dict, fall = opts.fall, rise = opts.rise, now = now,
+        prefix = "health:" .. (opts.prefix or "") }, mt)
 end
 
-local function key(node, what)
-    return "health:" .. node .. ":" .. what
+local function key(self, node, what)
+    return self.prefix .. node .. ":" .. what
 end
 
 -- state returns "up", "down" or "unknown" (never probed).
 function _M.state(self, node)
-    return self.dict:get(key(node, "state")) or "unknown"
+    return self.dict:get(key(self, node, "state")) or "unknown"
 end
 
 -- is_up tells whether the balancer may send node requests.
 function _M.is_up(self, node)
-    return self.dict:get(key(node, "state")) ~= "down"
+    return self.dict:get(key(self, node, "state")) ~= "down"
 end
 
 -- ok_since tells whether a probe that started at or after t succeeded:
 -- the node was alive then, whatever a request to it is doing.
 function _M.ok_since(self, node, t)
-    local last_ok = self.dict:get(key(node, "ok_start"))
+    local last_ok = self.dict:get(key(self, node, "ok_start"))
     return last_ok ~= nil and last_ok >= t
 end
 
@@ -65,30 +71,30 @@ end
 function _M.record(self, node, ok, err, started)
     local d = self.dict
     local now = self.now()
-    d:set(key(node, "last"), now)
-    d:incr(key(node, "probes"), 1, 0)
+    d:set(key(self, node, "last"), now)
+    d:incr(key(self, node, "probes"), 1, 0)
     local state = self:state(node)
     if ok then
-        local k = key(node, "ok_start")
+        local k = key(self, node, "ok_start")
         local t = started or now
         if (d:get(k) or 0) < t then
             d:set(k, t)
         end
-        d:set(key(node, "fails"), 0)
-        local oks = d:incr(key(node, "oks"), 1, 0)
+        d:set(key(self, node, "fails"), 0)
+        local oks = d:incr(key(self, node, "oks"), 1, 0)
         if state == "unknown" or (state == "down" and oks >= self.rise) then
-            d:set(key(node, "state"), "up")
-            d:set(key(node, "since"), now)
+            d:set(key(self, node, "state"), "up")
+            d:set(key(self, node, "since"), now)
             return "up"
         end
         return nil
     end
-    d:set(key(node, "oks"), 0)
-    d:set(key(node, "error"), type(err) == "string" and err or "probe failed")
-    local fails = d:incr(key(node, "fails"), 1, 0)
+    d:set(key(self, node, "oks"), 0)
+    d:set(key(self, node, "error"), type(err) == "string" and err or "probe failed")
+    local fails = d:incr(key(self, node, "fails"), 1, 0)
     if state ~= "down" and fails >= self.fall then
-        d:set(key(node, "state"), "down")
-        d:set(key(node, "since"), now)
+        d:set(key(self, node, "state"), "down")
+        d:set(key(self, node, "since"), now)
         return "down"
     end
     return nil
@@ -98,17 +104,17 @@ end
 -- nil where there is nothing yet.
 function _M.status(self, node)
     local d = self.dict
-    local last = d:get(key(node, "last"))
+    local last = d:get(key(self, node, "last"))
     return {
         state = self:state(node),
         last_probe = last,
-        last_ok = d:get(key(node, "ok_start")),
+        last_ok = d:get(key(self, node, "ok_start")),
         last_probe_age_ms = last and math.floor((self.now() - last) * 1000 + 0.5) or nil,
-        since = d:get(key(node, "since")),
-        failures = d:get(key(node, "fails")) or 0,
-        successes = d:get(key(node, "oks")) or 0,
-        probes = d:get(key(node, "probes")) or 0,
-        last_error = d:get(key(node, "error")),
+        since = d:get(key(self, node, "since")),
+        failures = d:get(key(self, node, "fails")) or 0,
+        successes = d:get(key(self, node, "oks")) or 0,
+        probes = d:get(key(self, node, "probes")) or 0,
+        last_error = d:get(key(self, node, "error")),
     }
 end
 

@@ -149,6 +149,16 @@ func nonNil[T any](s []T) []T {
 
 var currencySymbols = map[string]string{"CNY": "¥", "USD": "$", "EUR": "€", "JPY": "¥", "GBP": "£", "HKD": "HK$"}
 
+// CurrencySymbol is the symbol shown before an amount in currency: the
+// page's and the realtime service's one table (the code and a space when
+// the table has none).
+func CurrencySymbol(currency string) string {
+	if s := currencySymbols[currency]; s != "" {
+		return s
+	}
+	return currency + " "
+}
+
 func pagePrice(p Price) PagePrice {
 	out := PagePrice{Amount: p.Amount, Currency: p.Currency, Symbol: currencySymbols[p.Currency]}
 	if out.Symbol == "" {

@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"sync":    {"run the sync service (Kafka → sources → Redis main)", runSync},
 	"direct":  {"run the direct-data service (local cache → Redis main → rebuild)", runDirect},
 	"hot":     {"run the hot-product service (detects surges from app nodes' reports)", runHot},
+	"one":     {"run the OneServer: realtime price, stock, promotion and shipping (/api/realtime)", runOne},
 	"nginx":   {"render an nginx tier's config and exec nginx in the foreground", runNginx},
 	"dlq":     {"inspect or replay dead-lettered change events (dlq list | dlq replay)", runDLQ},
 	"preheat": {"fill a cold Redis main hottest first and push the top pages into the app nodes (one-shot; instances split the work)", runPreheat},

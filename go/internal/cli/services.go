@@ -102,6 +102,10 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 	brokers := f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
 	products := f.Int("seed-products", "DETAILPAGE_SEED_PRODUCTS", 10_000, "products in the catalog seeded on first start")
 	shops := f.Int("seed-shops", "DETAILPAGE_SEED_SHOPS", 250, "shops in the catalog seeded on first start")
+	// The fast path: committed price and stock edits are written to their
+	// realtime Redis keys at once (--redis "" and no sentinels: off).
+	rds := redisFlags(f)
+	f.Lookup("redis").Usage = f.env("DETAILPAGE_REDIS", `Redis main that committed price and stock edits are also written to at once, for the OneServer (the fast path; "": off); several addresses: a Redis Cluster; ignored with --redis-sentinels`)
 	cmds := commandSettings(f, source.Commands())
 	lvl := logLevel(f)
 	return serve(ctx, "source", f, args, lvl, cmds, func(log *slog.Logger, settings []resilience.Command, tel httpapi.Telemetry) (service, error) {
@@ -111,7 +115,7 @@ func runSource(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		return source.Open(ctx, source.Config{
 			Listen: *listen, DBPath: *db, Brokers: bl, AdminToken: os.Getenv(envToken),
-			SeedProducts: *products, SeedShops: *shops, Commands: settings,
+			SeedProducts: *products, SeedShops: *shops, Redis: rds(), Commands: settings,
 		}, log, tel)
 	})
 }
@@ -200,6 +204,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	directAddr := f.String("direct", "DETAILPAGE_DIRECT", "127.0.0.1:9103", "direct-data service host:port")
 	apps := f.String("apps", "DETAILPAGE_APPS", "127.0.0.1:8081,127.0.0.1:8082", "dist: app nodes, comma-separated host:port")
 	src := f.String("source", "DETAILPAGE_SOURCE_ADDR", "127.0.0.1:9101", "dist: source service host:port (pictures)")
+	one := f.String("one", "DETAILPAGE_ONE", "127.0.0.1:9105", "dist: OneServer nodes, comma-separated host:port, that answer /api/realtime and /api/realtime/<id> (round robin over the healthy ones, probed at /healthz; \"\": no such route, 404)")
 	adminListen := f.String("admin-listen", "DETAILPAGE_DIST_ADMIN_LISTEN", "127.0.0.1:8070", "dist: internal admin port, host:port (GET /_admin/status with the admin token)")
 	workerUser := f.String("user", "DETAILPAGE_NGINX_USER", "www-data", "user the nginx workers run as when started as root (ignored otherwise)")
 	bin := f.String("nginx", "DETAILPAGE_NGINX_BIN", "", "nginx binary (default: openresty if installed, else nginx)")
@@ -231,6 +236,7 @@ func runNginx(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		n.User = *workerUser
 	}
 	n.Apps = splitList(*apps)
+	n.One = splitList(*one)
 	path := *bin
 	if path == "" {
 		path = findNginx()

@@ -94,8 +94,10 @@ func TestFailoverKeepsNewestAndRetriesInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// a realtime value too (its script loaded on this main only)
+	MustPutRealtime(t, st, time.Now(), 1, priceRec(1, 2, "2.00"))
 	MustPut(t, st, 1, redisstore.Entry{Key: "k", Version: 5, Value: doc(5, "five")})
-	// Version 5 is on the replica before main dies (WAIT would count the
+	// Version 5 (and the realtime value written before it) is on the replica before main dies (WAIT would count the
 	// pool connection it runs on, not the one Put wrote on).
 	testutil.Eventually(t, 5*time.Second, func() error {
 		v, err := replica.Get(ctx, "k").Bytes()
@@ -183,6 +185,13 @@ func TestFailoverKeepsNewestAndRetriesInFlight(t *testing.T) {
 	MustPut(t, st, 1, redisstore.Entry{Key: "k", Version: 6, Value: doc(6, "six")})
 	if got := redisstore.VersionOf(MustGet(t, st, "k")); got != 6 {
 		t.Fatalf("k has version %d, want 6", got)
+	}
+	// Realtime values likewise, on a main that may not know the script yet,
+	// with one stream entry per write that took effect.
+	MustPutRealtime(t, st, time.Now(), 0, priceRec(1, 1, "1.00"))
+	MustPutRealtime(t, st, time.Now(), 1, priceRec(1, 3, "3.00"))
+	if got := strings.Join(MustStreamEntries(t, st), " "); got != "1/price/2 1/price/3" {
+		t.Fatalf("realtime stream after the promotion: %q", got)
 	}
 }
 

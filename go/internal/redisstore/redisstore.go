@@ -22,7 +22,6 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/backoff"
 	"github.com/detailpage/detailpage/go/internal/catalog"
-	"github.com/detailpage/detailpage/go/internal/resilience"
 )
 
 // ItemKey is the key of a product's aggregated page document.
@@ -305,14 +304,20 @@ func (s *Store) Put(ctx context.Context, entries ...Entry) (int, error) {
 			return 0, fmt.Errorf("redis: put %s: value must start with the version", e.Key)
 		}
 	}
+	return s.writeRetrying(ctx, casScript, func() (int, error) { return s.putOnce(ctx, entries) })
+}
+
+// writeRetrying runs one pipelined script write, loading script when the
+// server has not seen it, and retries it as Put's doc says.
+func (s *Store) writeRetrying(ctx context.Context, script *redis.Script, once func() (int, error)) (int, error) {
 	start := time.Now()
 	retry := putRetry.Start()
 	for {
-		written, err := s.putOnce(ctx, entries)
+		written, err := once()
 		if err != nil && isNoScript(err) {
 			// a new main (failover, restart) has not seen the script yet
-			if err = casScript.Load(ctx, s.rdb).Err(); err == nil {
-				written, err = s.putOnce(ctx, entries)
+			if err = script.Load(ctx, s.rdb).Err(); err == nil {
+				written, err = once()
 			} else {
 				err = fmt.Errorf("redis: load script: %w", err)
 			}
@@ -353,21 +358,7 @@ func (s *Store) putOnce(ctx context.Context, entries []Entry) (int, error) {
 		}
 		return nil
 	})
-	written := 0
-	for _, c := range cmds {
-		if n, _ := c.Int(); n == 1 {
-			written++
-		}
-	}
-	if err != nil {
-		for _, c := range cmds {
-			if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "FENCED") {
-				return written, resilience.Permanent{Err: fmt.Errorf("%w: %s (%d of %d written before)", ErrFenced, s.fenceKey, written, len(entries))}
-			}
-		}
-		return 0, fmt.Errorf("redis: versioned write: %w", err)
-	}
-	return written, nil
+	return s.countWritten(cmds, err, "versioned write")
 }
 
 func isNoScript(err error) bool { return err != nil && strings.Contains(err.Error(), "NOSCRIPT") }

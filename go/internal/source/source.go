@@ -24,6 +24,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/artwork"
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/seed"
 	"github.com/detailpage/detailpage/go/internal/sqlite"
@@ -37,6 +38,10 @@ type Config struct {
 	AdminToken   string
 	SeedProducts int // catalog size loaded on first start
 	SeedShops    int
+	// Redis is the Open spec (redisstore.Open) of the Redis main that
+	// committed price and stock edits are written to at once (the fast
+	// path, fastpath.go); empty: no fast path.
+	Redis string
 	// Commands overrides settings of the resilience commands the service
 	// runs (Commands); zero fields keep the default.
 	Commands []resilience.Command
@@ -78,6 +83,8 @@ type Service struct {
 	tel      httpapi.Telemetry
 	reg      *prometheus.Registry // tel.Registry
 	release  func()               // of the commands' configuration
+	rt       *redisstore.Store    // the fast path's Redis; nil: off
+	fast     *fastPath
 	once     sync.Once
 }
 
@@ -107,7 +114,20 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, tel httpapi.Telemet
 	}
 	s.relay = NewRelay(db, cfg.Brokers, log)
 	s.reg.MustRegister(s.relay.metrics()...)
+	if cfg.Redis != "" {
+		// Connects lazily: a Redis that is down at start only fails the
+		// fast-path writes, never the source.
+		if s.rt, err = redisstore.Open(cfg.Redis); err != nil {
+			db.Close()
+			release()
+			return nil, fmt.Errorf("source: fast path: %w", err)
+		}
+		s.fast = newFastPath(s.rt, log, s.reg)
+	}
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
+		if s.rt != nil {
+			s.rt.Close()
+		}
 		db.Close()
 		release()
 		return nil, err
@@ -166,6 +186,9 @@ func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.ln.Close() // already closed by Run's server: the error is expected
 		err = s.db.Close()
+		if s.rt != nil {
+			s.rt.Close()
+		}
 		s.release()
 	})
 	return err
@@ -360,7 +383,11 @@ func (s *Service) put(kind *catalog.Kind) gin.HandlerFunc {
 		}
 		s.stats[service].Edits.Add(1)
 		s.relay.Notify()
-		s.log.Info("edit stored", "service", service, "id", id)
+		attrs := []any{"service", service, "id", id}
+		if s.fast != nil && hasRealtime(kind) {
+			attrs = append(attrs, "fast_path", s.fast.write(c.Request.Context(), id, kind.Dim, doc))
+		}
+		s.log.Info("edit stored", attrs...)
 		c.Data(http.StatusOK, "application/json; charset=utf-8", doc)
 	}
 }

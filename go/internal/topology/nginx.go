@@ -33,6 +33,7 @@ type Nginx struct {
 	Direct      string   // direct-data service host:port
 	Apps        []string // dist: app nodes host:port
 	Source      string   // dist: source service host:port (product pictures)
+	One         []string // dist: OneServer nodes host:port that answer /api/realtime (none: no such route, 404)
 	LoadModules bool     // Debian nginx: load ndk and lua modules
 	ModulesDir  string   // where the dynamic modules are
 	AdminListen string   // dist: host:port of the internal admin port (never the page port)
@@ -50,8 +51,10 @@ type Nginx struct {
 	RenderOnly bool
 
 	// Peers are the dist tier's app nodes with their IP addresses, which
-	// ngx.balancer needs: filled by RenderNginx from Apps.
-	Peers []Peer
+	// ngx.balancer needs: filled by RenderNginx from Apps; OnePeers the
+	// same for One.
+	Peers    []Peer
+	OnePeers []Peer
 }
 
 // Warm-up bounds: the hot service's top list has at most MaxWarmTop ids
@@ -120,6 +123,14 @@ func (n *Nginx) Validate() error {
 		if err := check("source", n.Source); err != nil {
 			return err
 		}
+		for _, a := range n.One {
+			if err := check("one", a); err != nil {
+				return err
+			}
+		}
+		if dup := firstDuplicate(n.One); dup != "" {
+			return fmt.Errorf("nginx: one %q listed twice", dup)
+		}
 		if err := check("admin listen", n.AdminListen); err != nil {
 			return err
 		}
@@ -164,7 +175,10 @@ func RenderNginx(n Nginx) (string, error) {
 		return "", fmt.Errorf("nginx: %w", err)
 	}
 	if n.Tier == "dist" {
-		if n.Peers, err = resolvePeers(n.Apps, n.RenderOnly); err != nil {
+		if n.Peers, err = resolvePeers("app node", n.Apps, n.RenderOnly); err != nil {
+			return "", err
+		}
+		if n.OnePeers, err = resolvePeers("OneServer node", n.One, n.RenderOnly); err != nil {
 			return "", err
 		}
 	}
@@ -184,20 +198,33 @@ func RenderNginx(n Nginx) (string, error) {
 	return conf, nil
 }
 
-// resolvePeers turns the app nodes' host:port into IP addresses for
-// ngx.balancer (which takes no host names). A host name (compose: app1) is
-// resolved once, here, as nginx resolves an upstream's server names once
-// at start. With lenient, a name that does not resolve is kept as it is.
-func resolvePeers(apps []string, lenient bool) ([]Peer, error) {
+// firstDuplicate returns the first address listed twice, or "".
+func firstDuplicate(addrs []string) string {
+	seen := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		if seen[a] {
+			return a
+		}
+		seen[a] = true
+	}
+	return ""
+}
+
+// resolvePeers turns nodes' host:port (what: app node, OneServer node)
+// into IP addresses for ngx.balancer (which takes no host names). A host
+// name (compose: app1) is resolved once, here, as nginx resolves an
+// upstream's server names once at start. With lenient, a name that does
+// not resolve is kept as it is.
+func resolvePeers(what string, apps []string, lenient bool) ([]Peer, error) {
 	peers := make([]Peer, 0, len(apps))
 	for _, a := range apps {
 		host, port, err := net.SplitHostPort(a)
 		if err != nil {
-			return nil, fmt.Errorf("nginx: app %q: %w", a, err)
+			return nil, fmt.Errorf("nginx: %s %q: %w", what, a, err)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil || p < 1 || p > 65535 {
-			return nil, fmt.Errorf("nginx: app %q: bad port", a)
+			return nil, fmt.Errorf("nginx: %s %q: bad port", what, a)
 		}
 		ip := host
 		if net.ParseIP(host) == nil {
@@ -207,7 +234,7 @@ func resolvePeers(apps []string, lenient bool) ([]Peer, error) {
 					peers = append(peers, Peer{Name: a, Host: host, Port: p})
 					continue
 				}
-				return nil, fmt.Errorf("nginx: resolve app node %q: %w", a, err)
+				return nil, fmt.Errorf("nginx: resolve %s %q: %w", what, a, err)
 			}
 			// an IPv4 address when there is one (localhost: 127.0.0.1, not ::1)
 			ip = addrs[0]

@@ -49,6 +49,48 @@ func TestRenderDist(t *testing.T) {
 	}
 }
 
+// The realtime API's routes exist only with OneServer nodes, resolved for
+// ngx.balancer like the app nodes.
+func TestRenderDistOne(t *testing.T) {
+	render := func(one []string) string {
+		n := distNode(t)
+		n.One = one
+		conf, err := RenderNginx(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	with := render([]string{"127.0.0.1:9105", "localhost:9106"})
+	for _, want := range []string{
+		`{ name = "127.0.0.1:9105", host = "127.0.0.1", port = 9105 },`,
+		`{ name = "localhost:9106", host = "127.0.0.1", port = 9106 },`,
+		"upstream dp_one {",
+		"location = /api/realtime {",
+		"location ^~ /api/realtime/ {",
+		"proxy_next_upstream_tries 2;",
+		`ngx.header["Cache-Control"] = "no-store"`,
+		"error_page 502 504 = @one_unavailable;",
+	} {
+		if !strings.Contains(with, want) {
+			t.Errorf("rendered dist config with OneServers lacks %q", want)
+		}
+	}
+	if n := strings.Count(with, `require("detailpage.dist").route_one()`); n != 2 {
+		t.Errorf("route_one in %d locations, want 2", n)
+	}
+	without := render(nil)
+	for _, unwanted := range []string{"dp_one", "location = /api/realtime", "route_one"} {
+		if strings.Contains(without, unwanted) {
+			t.Errorf("rendered dist config without OneServers has %q", unwanted)
+		}
+	}
+}
+
 func TestValidateDistAdmin(t *testing.T) {
 	for name, mod := range map[string]func(*Nginx){
 		"no admin port":       func(n *Nginx) { n.AdminListen = "" },
@@ -56,6 +98,8 @@ func TestValidateDistAdmin(t *testing.T) {
 		"user with a newline": func(n *Nginx) { n.User = "www-data;\nuser root" },
 		"no replica":          func(n *Nginx) { n.Replica = "" },
 		"hot not host:port":   func(n *Nginx) { n.Hot = []string{"hot"} },
+		"one not host:port":   func(n *Nginx) { n.One = []string{"one"} },
+		"one listed twice":    func(n *Nginx) { n.One = []string{"127.0.0.1:9105", "127.0.0.1:9105"} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			n := distNode(t)

@@ -56,8 +56,10 @@ func (t *Topology) specs() []spec {
 				if err := os.MkdirAll(dir("source"), 0o755); err != nil {
 					return nil, err
 				}
-				return []string{bin, "source", "--listen", Addr(p.Source), "--db", filepath.Join(dir("source"), "catalog.db"),
-					"--kafka", Addr(p.Kafka), "--seed-products", strconv.Itoa(c.SeedProducts), "--seed-shops", strconv.Itoa(c.SeedShops)}, nil
+				argv := []string{bin, "source", "--listen", Addr(p.Source), "--db", filepath.Join(dir("source"), "catalog.db"),
+					"--kafka", Addr(p.Kafka), "--seed-products", strconv.Itoa(c.SeedProducts), "--seed-shops", strconv.Itoa(c.SeedShops),
+					"--redis", Addr(p.RedisMain)} // the fast path's Redis
+				return append(argv, t.sentinelArgs()...), nil
 			},
 			healthy: httpOK(URL(p.Source) + "/healthz"),
 		},
