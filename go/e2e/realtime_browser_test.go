@@ -296,7 +296,7 @@ func TestRealtimeBrowserOneServerDown(t *testing.T) {
 			if got := hookText(t, p, "stock"); got != stock[1] {
 				t.Errorf("stock %q, want the cached %q", got, stock[1])
 			}
-			for _, hook := range []string{"promotion", "shipping"} {
+			for _, hook := range []string{"promotion", "shipping", "ship"} {
 				if !testutil.MustEval[bool](p, fmt.Sprintf(`document.querySelector('[data-rt=%q]').hidden`, hook)) {
 					t.Errorf("%s shown without an answer", hook)
 				}

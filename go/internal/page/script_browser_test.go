@@ -167,8 +167,8 @@ func mustShowCached(t *testing.T, p *testutil.Page) {
 	if got := text(t, p, "stock"); got != "有货 In stock" {
 		t.Errorf("stock %q, want the cached label", got)
 	}
-	if !hidden(t, p, "promotion") || !hidden(t, p, "shipping") {
-		t.Errorf("promotion or shipping shown without an answer")
+	if !hidden(t, p, "promotion") || !hidden(t, p, "shipping") || !hidden(t, p, "ship") {
+		t.Errorf("promotion, shipping or the region choice shown without an answer")
 	}
 	if hidden(t, p, "buy") {
 		t.Errorf("buy button hidden")
@@ -218,6 +218,22 @@ func TestScriptUpdatesInPlace(t *testing.T) {
 		}
 		return nil
 	})
+	// A region change that fails hides the shipping of the region before.
+	site.setAnswer(nil)
+	p.MustSelect(`[data-rt="region"]`, "west")
+	waitState(t, p, "failed", 5*time.Second)
+	if !hidden(t, p, "shipping") {
+		t.Errorf("shipping %q still shown after a failed change to west", text(t, p, "shipping"))
+	}
+	if got := text(t, p, "price"); got != "4999.00" {
+		t.Errorf("price %q after a failed region change, want the last answer's 4999.00", got)
+	}
+	site.setAnswer(func(w http.ResponseWriter, r *http.Request) {
+		jsonAnswer(liveAnswer("4999.00", r.URL.Query().Get("region"), false))(w, r)
+	})
+	p.MustSelect(`[data-rt="region"]`, "remote")
+	waitState(t, p, "live", 5*time.Second)
+
 	p.MustNavigate(site.pageURL())
 	waitState(t, p, "live", 5*time.Second)
 	if got := testutil.MustEval[string](p, `document.querySelector('[data-rt="region"]').value`); got != "remote" {
