@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,8 +277,43 @@ func TestRealtimeBrowserOneServerDown(t *testing.T) {
 	if pg.status != http.StatusOK || m == nil || stock == nil {
 		t.Fatalf("GET %s: %d, no cached price or stock", url, pg.status)
 	}
-	site.one.kill(t)
+	mustShowCached := func(t *testing.T, p *testutil.Page) {
+		t.Helper()
+		if got := hookText(t, p, "price"); got != m[1] {
+			t.Errorf("price %q, want the cached %s", got, m[1])
+		}
+		if got := hookText(t, p, "stock"); got != stock[1] {
+			t.Errorf("stock %q, want the cached %q", got, stock[1])
+		}
+		for _, hook := range []string{"promotion", "shipping", "ship"} {
+			if !testutil.MustEval[bool](p, fmt.Sprintf(`document.querySelector('[data-rt=%q]').hidden`, hook)) {
+				t.Errorf("%s shown without an answer", hook)
+			}
+		}
+		mustLayoutIntact(t, p)
+		p.MustNoScriptErrors()
+		mustOnlyRealtimeFailed(t, p)
+	}
 
+	// Frozen (SIGSTOP): the connection is accepted and nothing comes back
+	// (until the dist's prober marks the node down): the script gives up
+	// at 1.5 s.
+	t.Run("frozen", func(t *testing.T) {
+		if err := site.one.signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer site.one.signal(syscall.SIGCONT)
+		p := MustRealtimePage(t, b, testutil.Desktop)
+		p.MustNavigate(url)
+		failedAt := waitRTState(t, p, "failed")
+		t.Logf("data-rt-state failed %.0f ms after the navigation started", failedAt)
+		if failedAt > 1500+500 {
+			t.Errorf("failed after %.0f ms, want the script's 1.5 s timeout (+0.5 s slack)", failedAt)
+		}
+		mustShowCached(t, p)
+	})
+
+	site.one.kill(t)
 	for _, vp := range []struct {
 		name string
 		vp   testutil.Viewport
@@ -290,21 +326,8 @@ func TestRealtimeBrowserOneServerDown(t *testing.T) {
 			if failedAt > 1500+500 {
 				t.Errorf("failed after %.0f ms, want well within the script's 1.5 s timeout (+0.5 s slack)", failedAt)
 			}
-			if got := hookText(t, p, "price"); got != m[1] {
-				t.Errorf("price %q, want the cached %s", got, m[1])
-			}
-			if got := hookText(t, p, "stock"); got != stock[1] {
-				t.Errorf("stock %q, want the cached %q", got, stock[1])
-			}
-			for _, hook := range []string{"promotion", "shipping", "ship"} {
-				if !testutil.MustEval[bool](p, fmt.Sprintf(`document.querySelector('[data-rt=%q]').hidden`, hook)) {
-					t.Errorf("%s shown without an answer", hook)
-				}
-			}
-			mustLayoutIntact(t, p)
+			mustShowCached(t, p)
 			p.MustScreenshot("oneserver-down-"+vp.name, false)
-			p.MustNoScriptErrors()
-			mustOnlyRealtimeFailed(t, p)
 			t.Logf("the browser's own network lines: %v", p.NetworkErrors())
 		})
 	}
