@@ -217,14 +217,15 @@ func (f *prefetch) wait() bool {
 }
 
 // readStored reads the last good values of ids from Redis main (nil
-// without Redis or when it fails).
+// without Redis or when it fails), through a collapser: the reads of
+// concurrent answers (a burst of answers whose live reads time out
+// together) go out as one pipelined read of up to 100 ids, command
+// one.redis.read.
 func (s *Service) readStored(ctx context.Context, ids []int64) map[int64]map[catalog.Dimension]redisstore.RealtimeValue {
 	if s.store == nil {
 		return nil
 	}
-	stored, err := resilience.Do(ctx, RedisCommand, func(ctx context.Context) (map[int64]map[catalog.Dimension]redisstore.RealtimeValue, error) {
-		return s.store.Realtime(ctx, ids)
-	}, nil)
+	stored, err := s.lastGoods.GetMany(ctx, ids)
 	if err != nil && ctx.Err() == nil {
 		s.log.Debug("realtime: redis last good values unavailable", "ids", len(ids), "error", err)
 	}

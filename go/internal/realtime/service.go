@@ -53,6 +53,8 @@ const (
 	PriceCommand = "source.price.batch"
 	StockCommand = "source.stock.batch"
 	RedisCommand = "one.redis.read"
+	// RedisLookup is the collapser of the Redis reads (its metrics' label).
+	RedisLookup = "one.redis.lookup"
 )
 
 var partCommands = [numParts]string{PriceCommand, StockCommand}
@@ -71,7 +73,7 @@ func Commands() []resilience.Command {
 	}
 	return []resilience.Command{
 		live(PriceCommand), live(StockCommand),
-		{Name: RedisCommand, Timeout: 100 * time.Millisecond, MaxConcurrent: 128,
+		{Name: RedisCommand, Timeout: 100 * time.Millisecond, MaxConcurrent: 64,
 			RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second, Window: 10 * time.Second},
 	}
 }
@@ -108,7 +110,7 @@ func (c Config) Validate() error {
 	case c.Fresh <= 0:
 		return errors.New("realtime: --fresh must be positive")
 	case c.CacheSize < 2:
-		return errors.New("realtime: cache size must be at least 2")
+		return errors.New("realtime: --cache-size must be at least 2")
 	}
 	return nil
 }
@@ -141,7 +143,9 @@ type Service struct {
 	tel   httpapi.Telemetry
 	src   *sourceclient.Client
 	store *redisstore.Store // nil: no Redis
-	ln    net.Listener
+	// lastGoods collapses the Redis reads of concurrent answers.
+	lastGoods *resilience.Collapser[int64, map[catalog.Dimension]redisstore.RealtimeValue]
+	ln        net.Listener
 
 	cache *lru.Cache[key, *entry]
 	// announced keeps the newest version the dp:rt stream named per part,
@@ -199,6 +203,12 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 			release()
 			return nil, fmt.Errorf("realtime: %w", err)
 		}
+		s.lastGoods = resilience.NewCollapser(resilience.CollapserConfig{Name: RedisLookup},
+			func(ctx context.Context, ids []int64) (map[int64]map[catalog.Dimension]redisstore.RealtimeValue, error) {
+				return resilience.Do(ctx, RedisCommand, func(ctx context.Context) (map[int64]map[catalog.Dimension]redisstore.RealtimeValue, error) {
+					return s.store.Realtime(ctx, ids)
+				}, nil)
+			})
 	}
 	s.metrics()
 	s.bg, s.stop = context.WithCancel(context.Background())

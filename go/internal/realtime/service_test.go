@@ -22,6 +22,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
+	"github.com/detailpage/detailpage/go/internal/resilience/resiliencetest"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -38,7 +39,7 @@ type harness struct {
 func (h *harness) now() time.Time          { return time.Unix(0, h.clock.Load()) }
 func (h *harness) advance(d time.Duration) { h.clock.Add(int64(d)) }
 
-var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 
 // MustOne starts a OneServer over testutil.MustSourceServer (SourceProducts
 // products) and testutil.MustRedis, serving until the test ends.
@@ -434,6 +435,23 @@ func (h *harness) slowRound(tb testing.TB, n int, good map[int64]string) time.Du
 	return worst
 }
 
+// MustConnections opens n keep-alive connections to the OneServer (as the
+// dist tier's upstream pool holds them), so that a burst of n concurrent
+// answers measures answering, not dialing.
+func (h *harness) MustConnections(tb testing.TB, n int) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			h.get("/healthz")
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
 // TestLastGoodFromRedis: a OneServer with nothing local answers, while the
 // price service is down, with the value in Redis and its age; a part with
 // no value anywhere is left out.
@@ -495,4 +513,57 @@ func (h *harness) collapseRound(tb testing.TB, n int) (int, int64) {
 		tb.Fatalf("%d of %d answers failed or stale", f, n)
 	}
 	return n, testutil.MustSourceStats(tb, h.src, http.MethodGet)["price"]["requests"]
+}
+
+func itoa(id int64) string { return strconv.FormatInt(id, 10) }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// TestNoGoroutineLeftBehind: after answers of every kind — live, local,
+// last good while the price service is slow, with the follower running —
+// closing the service leaves no goroutine of it behind.
+func TestNoGoroutineLeftBehind(t *testing.T) {
+	resiliencetest.VerifyNoLeaks(t) // first: its check runs after every other cleanup
+	t.Cleanup(client.CloseIdleConnections)
+	h := MustOne(t, nil)
+	h.MustGet(t, "/api/realtime?ids=1,2,3", http.StatusOK)
+	h.MustGet(t, "/api/realtime?ids=1,2,3", http.StatusOK)
+	h.MustFault(t, map[string]any{"service": "price", "latency_ms": 2000})
+	h.advance(2 * time.Second)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() { h.MustGet(t, "/api/realtime/"+strconv.Itoa(i+1), http.StatusOK) })
+	}
+	wg.Wait()
+}
+
+// TestSlowPriceColdFromRedis: 500 concurrent answers while the price
+// service takes 2 s and nothing is local (a OneServer just started): each
+// within the timeout plus a margin, each with the last good price from
+// Redis — the burst of Redis reads fits the one.redis.read bulkhead.
+func TestSlowPriceColdFromRedis(t *testing.T) {
+	h := MustOne(t, nil)
+	const n = 500
+	good := map[int64]string{}
+	var recs []redisstore.RealtimeRecord
+	for id := int64(1); id <= testutil.SourceProducts; id++ {
+		p := MustSourceJSON[catalog.Price](t, h, "/api/prices/"+itoa(id))
+		p.Version += 100
+		p.Amount = strconv.FormatInt(id, 10) + ".25"
+		good[id] = p.Amount
+		rec, _ := json.Marshal(p)
+		recs = append(recs, redisstore.RealtimeRecord{ID: id, Dim: catalog.DimPrice, Version: p.Version, JSON: rec})
+	}
+	if w, err := h.store.PutRealtime(t.Context(), h.now(), recs...); err != nil || w != len(recs) {
+		t.Fatalf("PutRealtime: %d of %d, %v", w, len(recs), err)
+	}
+	h.MustFault(t, map[string]any{"service": "price", "latency_ms": 2000})
+	h.svc.Purge()
+	h.MustConnections(t, n)
+	h.advance(2 * time.Second) // the Redis values are 2 s old
+	worst := h.slowRound(t, n, good)
+	t.Logf("%d concurrent answers, nothing local, price service at 2 s: slowest %s", n, worst.Round(time.Millisecond))
+	if limit := resilience.Settings(PriceCommand).Timeout + 100*time.Millisecond; worst > limit {
+		t.Errorf("slowest answer %s, want at most %s", worst, limit)
+	}
 }
