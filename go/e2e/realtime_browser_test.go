@@ -2,17 +2,15 @@ package e2e
 
 // The product page's realtime update (issue 13) in a real browser: headless
 // Debian Chromium driven by chromedp (testutil.MustBrowser) loads pages
-// through a dist nginx whose /api/realtime goes to a real `detailpage one`,
-// both started here over the shared topology (its source, Redis, app nodes),
-// so that stopping the OneServer touches nothing other tests use.
-// Screenshots go to testutil.ScreenshotDir (the path is logged).
+// through the shared topology's dist tier, whose /api/realtime goes to the
+// topology's OneServer (component one). Screenshots go to
+// testutil.ScreenshotDir (the path is logged).
 
 import (
 	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,22 +19,8 @@ import (
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
-// realtimeSite is a OneServer and a dist in front of the shared topology.
-type realtimeSite struct {
-	one  *proc
-	base string // the dist, http://host:port
-}
-
-func MustRealtimeSite(tb testing.TB) *realtimeSite {
-	tb.Helper()
-	oneAddr := topology.Addr(testutil.FreePort(tb))
-	one := MustStartOneNode(tb, oneAddr)
-	page, admin := MustStartRealtimeDist(tb, oneAddr)
-	waitOneNodes(tb, admin, "up", oneAddr)
-	return &realtimeSite{one: one, base: "http://" + page}
-}
-
-func (s *realtimeSite) pageURL(id string) string { return s.base + "/item/" + id + ".html" }
+// distURL is the shared topology's dist tier.
+func distURL() string { return topology.URL(shared.Config().Ports.Dist) }
 
 // rtRecorder records, in the page, each change of main#item's
 // data-rt-state with its time in ms since the navigation started.
@@ -163,9 +147,8 @@ func mustLayoutIntact(tb testing.TB, p *testutil.Page) {
 // after load; a region change re-fetches the shipping.
 func TestRealtimeBrowserEditShownLive(t *testing.T) {
 	b := testutil.MustBrowser(t)
-	site := MustRealtimeSite(t)
 	id := coldIDs(t, 1)[0]
-	url := site.pageURL(id)
+	url := pageURL(shared, id)
 	old := MustCachedPrice(t, url)
 
 	sync := shared.Component(topology.Sync)
@@ -188,7 +171,7 @@ func TestRealtimeBrowserEditShownLive(t *testing.T) {
 	edited := time.Now()
 	var took time.Duration
 	err := testutil.PollEvery(2*time.Second, 5*time.Millisecond, func() error {
-		a, err := getRealtime(site.base + "/api/realtime/" + id)
+		a, err := getRealtime(distURL() + "/api/realtime/" + id)
 		if err != nil {
 			return err
 		}
@@ -268,15 +251,28 @@ func TestRealtimeBrowserEditShownLive(t *testing.T) {
 // its layout holds.
 func TestRealtimeBrowserOneServerDown(t *testing.T) {
 	b := testutil.MustBrowser(t)
-	site := MustRealtimeSite(t)
 	id := coldIDs(t, 1)[0]
-	url := site.pageURL(id)
+	url := pageURL(shared, id)
 	pg := MustGetPage(t, url)
 	m := cachedPriceRE.FindStringSubmatch(pg.body)
 	stock := regexp.MustCompile(`data-rt="stock">([^<]*)</p>`).FindStringSubmatch(pg.body)
 	if pg.status != http.StatusOK || m == nil || stock == nil {
 		t.Fatalf("GET %s: %d, no cached price or stock", url, pg.status)
 	}
+	one := shared.Component(topology.One)
+	t.Cleanup(func() { // back for the tests after this one, and in the dist's pool
+		MustStart(t, shared, topology.One)
+		testutil.Eventually(t, 15*time.Second, func() error {
+			a, err := getRealtime(distURL() + "/api/realtime/1")
+			if err != nil {
+				return err
+			}
+			if a.status != http.StatusOK {
+				return fmt.Errorf("/api/realtime/1 through the dist: %d %.200s", a.status, a.body)
+			}
+			return nil
+		})
+	})
 	mustShowCached := func(t *testing.T, p *testutil.Page) {
 		t.Helper()
 		if got := hookText(t, p, "price"); got != m[1] {
@@ -299,10 +295,14 @@ func TestRealtimeBrowserOneServerDown(t *testing.T) {
 	// (until the dist's prober marks the node down): the script gives up
 	// at 1.5 s.
 	t.Run("frozen", func(t *testing.T) {
-		if err := site.one.signal(syscall.SIGSTOP); err != nil {
+		if err := one.Pause(); err != nil {
 			t.Fatal(err)
 		}
-		defer site.one.signal(syscall.SIGCONT)
+		defer func() {
+			if err := one.Resume(); err != nil {
+				t.Errorf("resume the OneServer: %v", err)
+			}
+		}()
 		p := MustRealtimePage(t, b, testutil.Desktop)
 		p.MustNavigate(url)
 		failedAt := waitRTState(t, p, "failed")
@@ -313,7 +313,9 @@ func TestRealtimeBrowserOneServerDown(t *testing.T) {
 		mustShowCached(t, p)
 	})
 
-	site.one.kill(t)
+	if err := one.Kill(); err != nil {
+		t.Fatal(err)
+	}
 	for _, vp := range []struct {
 		name string
 		vp   testutil.Viewport
@@ -337,11 +339,10 @@ func TestRealtimeBrowserOneServerDown(t *testing.T) {
 // has no horizontal scrolling and its price is in the first screen.
 func TestRealtimeBrowserPhone(t *testing.T) {
 	b := testutil.MustBrowser(t)
-	site := MustRealtimeSite(t)
 	for _, id := range append(coldIDs(t, 2), "1", "777") {
 		t.Run(id, func(t *testing.T) {
 			p := MustRealtimePage(t, b, testutil.Phone)
-			p.MustNavigate(site.pageURL(id))
+			p.MustNavigate(pageURL(shared, id))
 			waitRTState(t, p, "live")
 			if w := testutil.MustEval[float64](p, `window.innerWidth`); w != float64(testutil.Phone.Width) {
 				t.Fatalf("innerWidth %v, want the phone's %d", w, testutil.Phone.Width)
