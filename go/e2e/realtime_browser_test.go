@@ -339,7 +339,7 @@ func TestRealtimeBrowserOneServerDown(t *testing.T) {
 // has no horizontal scrolling and its price is in the first screen.
 func TestRealtimeBrowserPhone(t *testing.T) {
 	b := testutil.MustBrowser(t)
-	for _, id := range append(coldIDs(t, 2), "1", "777") {
+	for _, id := range append(coldIDs(t, 2), "1", "777", "1234", "3333", "5678", "8080", "9999") {
 		t.Run(id, func(t *testing.T) {
 			p := MustRealtimePage(t, b, testutil.Phone)
 			p.MustNavigate(pageURL(shared, id))
