@@ -20,12 +20,13 @@ test: test-deps build lint unit lua e2e
 ##        one hot id at the dist tier next to static nginx, reporting's cost on
 ##        an app node's L1 hit (on vs off), the hot service's ingest and memory
 ##        at 10 million ids; preheat products/s and page p99 during it; the
+##        realtime service's answers/s, p99 at half that rate and collapsing; the
 ##        resilience layer's overhead per command; source lookups per 1,000
 ##        requests under cache attacks, defences on and off
 bench: test-deps build
 	./scripts/bench.sh
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./go/e2e/
-	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/ ./go/internal/hot/
+	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/ ./go/internal/hot/ ./go/internal/realtime/
 	./$(BIN) bench-protect --root $(CURDIR)
 
 ## chaos: the chaos suite in full (docs/reliability.md): under page load and

@@ -9,7 +9,9 @@ RUNTIME=(nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
          lua-resty-lrucache lua-cjson lua-nginx-redis redis-server redis-sentinel)
 # luajit2 is OpenResty's LuaJIT: Debian's plain luajit conflicts with the
 # libluajit2 that libnginx-mod-http-lua links against.
-TEST=(luajit2 lua-busted lua-check wrk ca-certificates)
+# chromium runs the browser tests (chromedp drives it headless); the Noto CJK
+# fonts let it draw the page's Chinese text in their screenshots.
+TEST=(luajit2 lua-busted lua-check wrk ca-certificates chromium fonts-noto-cjk)
 
 want=("${RUNTIME[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -84,6 +84,7 @@ func TestChaos(t *testing.T) {
 			func() string { return topology.Broker }, func() string { return topology.Source },
 			func() string { return topology.Sync }, func() string { return topology.Direct },
 			func() string { return topology.Dist }, func() string { return topology.Hot },
+			func() string { return topology.One },
 		}
 		for _, name := range comps {
 			faults = append(faults, func() *chaosRow { return r.pause(name()) })

@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -255,13 +256,18 @@ func TestDistRealtimeRouting(t *testing.T) {
 	})
 
 	t.Run("none healthy", func(t *testing.T) {
+		waitOneNodes(t, admin, "up", one1, one2) // the frozen one is back
 		for _, p := range []*proc{p1, p2} {
 			if err := p.signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
 		}
-		waitOneNodes(t, admin, "down", one1, one2)
+		// Asked at once, before the prober has marked them down: both
+		// tries time out (1 s each), and the answer is the same 503.
 		a := MustGetRealtime(t, base+"/api/realtime/9", http.StatusServiceUnavailable)
+		t.Logf("both frozen, not yet marked down: 503 %s after %v", bytes.TrimSpace(a.body), a.took)
+		waitOneNodes(t, admin, "down", one1, one2)
+		a = MustGetRealtime(t, base+"/api/realtime/9", http.StatusServiceUnavailable)
 		var e struct {
 			Error string `json:"error"`
 		}

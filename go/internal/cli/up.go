@@ -78,11 +78,12 @@ detailpage is up.
   dist admin   curl -H 'Authorization: Bearer %s' %s/_admin/status
   source API   %s/api/products/1
   hot set      %s/api/hot
+  realtime     %s/api/realtime/1   (price and stock the page's script shows)
   logs         %s
 
 Press Ctrl-C to stop everything.
 `, topology.URL(ports.Dist), token, token, topology.URL(ports.App1), token, topology.URL(ports.DistAdmin),
-		topology.URL(ports.Source), topology.URL(ports.Hot), filepath.Join(cfg.VarDir, "logs"))
+		topology.URL(ports.Source), topology.URL(ports.Hot), topology.URL(ports.Dist), filepath.Join(cfg.VarDir, "logs"))
 	events := topo.Events()
 	check := time.NewTicker(time.Second)
 	defer check.Stop()

@@ -47,6 +47,7 @@ var ContractPorts = map[string]uint32{
 	"sync":          9102,
 	"direct":        9103,
 	"hot":           9104,
+	"one":           9105,
 }
 
 // NginxMounts are the repository directories every nginx service mounts,

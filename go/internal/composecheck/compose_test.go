@@ -172,6 +172,7 @@ func TestComposeFile(t *testing.T) {
 		{"sync", GoDockerfile, "sync", ""},
 		{"direct", GoDockerfile, "direct", ""},
 		{"hot", GoDockerfile, "hot", ""},
+		{"one", GoDockerfile, "one", ""},
 		{"app1", OpenRestyDockerfile, "nginx", "app"},
 		{"app2", OpenRestyDockerfile, "nginx", "app"},
 		{"dist", OpenRestyDockerfile, "nginx", "dist"},

@@ -56,9 +56,11 @@ func (t *Topology) specs() []spec {
 				if err := os.MkdirAll(dir("source"), 0o755); err != nil {
 					return nil, err
 				}
+				// --redis: price and stock edits are written to Redis main at
+				// once for the realtime service (the fast path).
 				argv := []string{bin, "source", "--listen", Addr(p.Source), "--db", filepath.Join(dir("source"), "catalog.db"),
 					"--kafka", Addr(p.Kafka), "--seed-products", strconv.Itoa(c.SeedProducts), "--seed-shops", strconv.Itoa(c.SeedShops),
-					"--redis", Addr(p.RedisMain)} // the fast path's Redis
+					"--redis", Addr(p.RedisMain)}
 				return append(argv, t.sentinelArgs()...), nil
 			},
 			healthy: httpOK(URL(p.Source) + "/healthz"),
@@ -84,6 +86,15 @@ func (t *Topology) specs() []spec {
 				return append(argv, c.HotArgs...), nil
 			},
 			healthy: httpOK(URL(p.Hot) + "/healthz"),
+		},
+		{
+			name: One, addr: Addr(p.One), healthWait: 30 * time.Second, env: tokenEnv,
+			command: func() ([]string, error) {
+				argv := []string{bin, "one", "--listen", Addr(p.One), "--source", c.sourceURL(), "--redis", Addr(p.RedisMain)}
+				argv = append(argv, t.sentinelArgs()...)
+				return append(argv, c.OneArgs...), nil
+			},
+			healthy: httpOK(URL(p.One) + "/healthz"),
 		},
 		t.nginxSpec(App1, p.App1, "app", t.appArgs()...),
 		t.nginxSpec(App2, p.App2, "app", t.appArgs()...),
@@ -127,7 +138,7 @@ func (t *Topology) readArgs() []string {
 func (t *Topology) distArgs() []string {
 	p := t.cfg.Ports
 	return append(t.readArgs(), "--apps", Addr(p.App1)+","+Addr(p.App2), "--source", Addr(p.Source),
-		"--admin-listen", Addr(p.DistAdmin))
+		"--admin-listen", Addr(p.DistAdmin), "--one", Addr(p.One))
 }
 
 func (t *Topology) appArgs() []string {

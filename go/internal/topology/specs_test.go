@@ -38,7 +38,7 @@ func TestLayouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, Hot, App1, App2, Dist}
+	want := []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, Hot, One, App1, App2, Dist}
 	if !slices.Equal(small.order, want) {
 		t.Errorf("small layout: %v, want %v", small.order, want)
 	}

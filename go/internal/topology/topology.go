@@ -38,13 +38,14 @@ const (
 	Sync         = "sync"
 	Sync2        = "sync2" // a second sync instance, when Config.SyncInstances is 2
 	Hot          = "hot"   // the hot-product service (app nodes and the dist tier report to it)
+	One          = "one"   // the realtime service (OneServer): price, stock, promotion, shipping
 	App1         = "app1"
 	App2         = "app2"
 	Dist         = "dist"
 )
 
 // Order is the start order of the default topology; Stop goes the other way.
-var Order = []string{RedisMain, RedisReplica, RedisB1, RedisB2, Sentinel1, Sentinel2, Sentinel3, Broker, Source, Direct, Sync, Hot, App1, App2, Dist}
+var Order = []string{RedisMain, RedisReplica, RedisB1, RedisB2, Sentinel1, Sentinel2, Sentinel3, Broker, Source, Direct, Sync, Hot, One, App1, App2, Dist}
 
 // MasterName is the name the Sentinels know Redis main by.
 const MasterName = "detailpage"
@@ -67,12 +68,13 @@ type Ports struct {
 	Source, Sync, Direct    int
 	Sync2                   int // only used with two sync instances
 	Hot                     int // the hot-product service
+	One                     int // the realtime service (OneServer)
 }
 
 // DefaultPorts are the ports of the contract (docs/ARCHITECTURE).
 func DefaultPorts() Ports {
 	return Ports{Dist: 8080, DistAdmin: 8070, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381,
-		RedisB1: 6382, RedisB2: 6383, Sentinel: [3]int{26379, 26380, 26381}, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Hot: 9104, Sync2: 9112}
+		RedisB1: 6382, RedisB2: 6383, Sentinel: [3]int{26379, 26380, 26381}, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Hot: 9104, One: 9105, Sync2: 9112}
 }
 
 // FreePorts picks unused loopback ports (for tests).
@@ -94,7 +96,7 @@ func FreePorts() (Ports, error) {
 		return l.Addr().(*net.TCPAddr).Port
 	}
 	p := Ports{Dist: next(), DistAdmin: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(),
-		RedisB1: next(), RedisB2: next(), Sentinel: [3]int{next(), next(), next()}, Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next(), Hot: next()}
+		RedisB1: next(), RedisB2: next(), Sentinel: [3]int{next(), next(), next()}, Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next(), Hot: next(), One: next()}
 	if len(errs) > 0 {
 		return Ports{}, fmt.Errorf("topology: no free loopback ports: %w", errors.Join(errs...))
 	}
@@ -120,6 +122,7 @@ type Config struct {
 	SyncInstances int           // 1 (default) or 2 sync services in one consumer group
 	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
 	HotArgs       []string      // extra flags of the hot-product service (e.g. --floor 20 --cooldown 2s)
+	OneArgs       []string      // extra flags of the realtime service (e.g. --fresh 500ms)
 	// NoSentinel keeps the small layout: Redis main and one replica, no
 	// Sentinel, services and app nodes on fixed addresses. The default is
 	// seed 004's two data centres: main and replica (A), two standby
