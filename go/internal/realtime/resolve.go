@@ -73,7 +73,7 @@ func (s *Service) Resolve(ctx context.Context, ids []int64) []Result {
 	}
 	var early *prefetch
 	if len(need[partPrice]) > 0 || len(need[partStock]) > 0 {
-		early = s.prefetch(ctx, ids, &need, liveTimeout()/2)
+		early = s.prefetch(ctx, ids, &need, liveTimeout()/prefetchAfter)
 		s.live(ctx, ids, res, &need, gen)
 	}
 	var fallback []int64
@@ -177,6 +177,13 @@ func (s *Service) keep(k key, e *entry) {
 	}
 	s.cache.Add(k, e)
 }
+
+// prefetchAfter: a live read still running after this fraction of its
+// timeout is slow (a healthy one answers in a few ms), and the last good
+// values are read from Redis beside it. Early enough that the Redis read
+// has most of the timeout — one.redis.read's own — under load, when 500
+// answers time out together on a busy machine.
+const prefetchAfter = 5
 
 // prefetch is the last good values read from Redis while a slow live read
 // is still running, so an answer whose live read times out has them at

@@ -73,7 +73,7 @@ func Commands() []resilience.Command {
 	}
 	return []resilience.Command{
 		live(PriceCommand), live(StockCommand),
-		{Name: RedisCommand, Timeout: 100 * time.Millisecond, MaxConcurrent: 64,
+		{Name: RedisCommand, Timeout: 250 * time.Millisecond, MaxConcurrent: 64,
 			RequestVolumeThreshold: 20, ErrorPercentThreshold: 50, SleepWindow: time.Second, Window: 10 * time.Second},
 	}
 }
