@@ -233,6 +233,7 @@ func TestConsoleOverview(t *testing.T) {
 			t.Errorf("overview lacks %q", k)
 		}
 	}
+	t.Logf("overview (%d bytes), commands aside: app_nodes %s dist %s hot %s pipeline %s", len(body), raw["app_nodes"], raw["dist"], raw["hot"], raw["pipeline"])
 	// /api/stream sends a snapshot at once as event "overview".
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
