@@ -89,6 +89,7 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.fol.run(bg, t) })
 	}
 	wg.Go(func() { s.loop(bg) })
+	wg.Go(func() { s.turbineLoop(bg) })
 	err := httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
 	s.doneOnce.Do(func() { close(s.done) })
 	cancel()
@@ -105,7 +106,27 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// loop publishes the Turbine frame and the snapshot every Poll.
+// turbineEvery is the period of /turbine.stream's frames: hystrix-go's own.
+const turbineEvery = time.Second
+
+// turbineLoop publishes the aggregated Hystrix events every second, on
+// its own: a slow node delays the snapshot, never the stream.
+func (s *Service) turbineLoop(ctx context.Context) {
+	tick := time.NewTicker(turbineEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if s.turbine.count() > 0 {
+				s.turbine.publish(turbineFrame(s.agg.instances()))
+			}
+		}
+	}
+}
+
+// loop rebuilds the snapshot and pushes it to /api/stream every Poll.
 func (s *Service) loop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.Poll)
 	defer tick.Stop()
@@ -125,7 +146,6 @@ func (s *Service) loop(ctx context.Context) {
 }
 
 func (s *Service) refresh(ctx context.Context) {
-	s.turbine.publish(turbineFrame(s.agg.instances()))
 	snap := s.col.snapshot(ctx)
 	s.latest.Store(snap)
 	if s.overview.count() > 0 {
