@@ -506,3 +506,54 @@ func TestConsoleForceDegradeEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// The other controls through the API: pin and unpin a hot id on every hot
+// service instance (the overview shows it), purge ids on every app node.
+func TestConsolePinAndPurge(t *testing.T) {
+	topo := shared
+	const id = 4242
+	control := func(path, body string, targets ...string) {
+		t.Helper()
+		code, _, b := consoleDo(t, topo, http.MethodPost, path, body, bearer)
+		var res struct{ Results []console.Result }
+		if err := json.Unmarshal(b, &res); err != nil || code != http.StatusOK || len(res.Results) != len(targets) {
+			t.Fatalf("POST %s %s: %d %s", path, body, code, b)
+		}
+		for i, r := range res.Results {
+			if r.Target != targets[i] || !r.OK {
+				t.Errorf("POST %s %s: result %+v, want %s ok", path, body, r, targets[i])
+			}
+		}
+	}
+	pinned := func(want bool) func() error {
+		return func() error {
+			snap, err := overview(topo)
+			if err != nil {
+				return err
+			}
+			for _, e := range snap.Hot.IDs {
+				if e.ID == id && e.Pinned {
+					if want {
+						return nil
+					}
+					return fmt.Errorf("id %d still pinned", id)
+				}
+			}
+			if want {
+				return fmt.Errorf("id %d not pinned in %+v", id, snap.Hot)
+			}
+			return nil
+		}
+	}
+	t.Cleanup(func() {
+		consoleDo(t, topo, http.MethodPost, "/api/hot", fmt.Sprintf(`{"id":%d,"action":"unpin"}`, id), bearer)
+	})
+	control("/api/hot", fmt.Sprintf(`{"id":%d,"action":"pin"}`, id), "hot")
+	testutil.Eventually(t, 5*time.Second, pinned(true))
+	control("/api/hot", fmt.Sprintf(`{"id":%d,"action":"unpin"}`, id), "hot")
+	testutil.Eventually(t, 5*time.Second, pinned(false))
+	control("/api/purge", `{"ids":[1,2,3]}`, topology.App1, topology.App2)
+	if code, _, b := consoleDo(t, topo, http.MethodPost, "/api/purge", `{"ids":[0]}`, bearer); code != http.StatusBadRequest {
+		t.Errorf("purge id 0: %d %s, want 400", code, b)
+	}
+}
