@@ -64,12 +64,17 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 8
 	s.col = &collector{cfg: cfg, client: &http.Client{Transport: tr}, agg: s.agg, fol: s.fol, now: now}
-	tel.Registry.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_sessions", Help: "Live console sessions."},
-			func() float64 { return float64(s.auth.sessions.len()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_stream_clients", Help: "Open streams by kind (turbine, overview)."},
-			func() float64 { return float64(s.turbine.count() + s.overview.count()) }),
-	)
+	tel.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_sessions", Help: "Live console sessions."},
+		func() float64 { return float64(s.auth.sessions.len()) }))
+	for kind, h := range map[string]*hub{"turbine": s.turbine, "overview": s.overview} {
+		labels := prometheus.Labels{"stream": kind}
+		tel.Registry.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_stream_clients", Help: "Open streams by kind (turbine: /turbine.stream, overview: /api/stream).", ConstLabels: labels},
+				func() float64 { return float64(h.count()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "detailpage_console_stream_dropped_total", Help: "Frames a slow stream client did not take in time and lost, by kind.", ConstLabels: labels},
+				func() float64 { return float64(h.droppedFrames()) }),
+		)
+	}
 	var err error
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		return nil, err
