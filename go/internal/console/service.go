@@ -95,6 +95,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.loop(bg) })
 	wg.Go(func() { s.turbineLoop(bg) })
+	// Streams end as soon as the stop begins, so the graceful shutdown
+	// does not wait out its grace period for them.
+	stopStreams := context.AfterFunc(ctx, func() { s.doneOnce.Do(func() { close(s.done) }) })
+	defer stopStreams()
 	err := httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
 	s.doneOnce.Do(func() { close(s.done) })
 	cancel()
