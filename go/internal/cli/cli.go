@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"sync":    {"run the sync service (Kafka → sources → Redis main)", runSync},
 	"direct":  {"run the direct-data service (local cache → Redis main → rebuild)", runDirect},
 	"hot":     {"run the hot-product service (detects surges from app nodes' reports)", runHot},
+	"console": {"run the operator console: circuits, links, caches, hot set, manual degradation, /turbine.stream (:9100)", runConsole},
 	"one":     {"run the OneServer: realtime price, stock, promotion and shipping (/api/realtime)", runOne},
 	"nginx":   {"render an nginx tier's config and exec nginx in the foreground", runNginx},
 	"dlq":     {"inspect or replay dead-lettered change events (dlq list | dlq replay)", runDLQ},

@@ -1,0 +1,289 @@
+package console
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// CookieName is the session cookie.
+const CookieName = "dp_console"
+
+// CSRFHeader carries a session's CSRF token on state-changing requests.
+const CSRFHeader = "X-CSRF-Token"
+
+// maxLoginBytes bounds a login body.
+const maxLoginBytes = 4 << 10
+
+type session struct {
+	csrf string
+	last time.Time
+}
+
+// sessions is the in-memory session store: random ids, each with its own
+// random CSRF token, dropped after idle without use.
+type sessions struct {
+	mu   sync.Mutex
+	m    map[string]*session
+	idle time.Duration
+	now  func() time.Time
+}
+
+func newSessions(idle time.Duration, now func() time.Time) *sessions {
+	return &sessions{m: map[string]*session{}, idle: idle, now: now}
+}
+
+// randomToken is 32 bytes from crypto/rand, hex-encoded.
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// create starts a session and returns its id and CSRF token.
+func (s *sessions) create() (id, csrf string, err error) {
+	if id, err = randomToken(); err != nil {
+		return "", "", err
+	}
+	if csrf, err = randomToken(); err != nil {
+		return "", "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[id] = &session{csrf: csrf, last: s.now()}
+	return id, csrf, nil
+}
+
+// get returns the CSRF token of a live session and marks it used.
+func (s *sessions) get(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.m[id]
+	if !ok {
+		return "", false
+	}
+	now := s.now()
+	if now.Sub(ss.last) > s.idle {
+		delete(s.m, id)
+		return "", false
+	}
+	ss.last = now
+	return ss.csrf, true
+}
+
+func (s *sessions) drop(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+}
+
+// sweep drops every idle session.
+func (s *sessions) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for id, ss := range s.m {
+		if now.Sub(ss.last) > s.idle {
+			delete(s.m, id)
+		}
+	}
+}
+
+func (s *sessions) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// tokenEqual compares in constant time (length aside).
+func tokenEqual(got, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// auth holds the console's access rules.
+type auth struct {
+	token    string
+	sessions *sessions
+	log      *slog.Logger
+	failLog  *logLimiter
+}
+
+// Keys of the gin context.
+const (
+	keySession = "console.session" // the session id
+	keyCSRF    = "console.csrf"    // its CSRF token
+)
+
+var errUnauthorized = errors.New("login required (session cookie or Authorization: Bearer <admin token>)")
+
+// require lets a request through with a valid bearer token or a live
+// session; else 401. A state-changing request with a session (not a
+// bearer token) also needs the session's CSRF token in X-CSRF-Token, else
+// 403 and the handler does not run.
+func (a *auth) require(c *gin.Context) {
+	if got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok {
+		if tokenEqual(got, a.token) {
+			c.Next()
+			return
+		}
+		a.logFailure(c, "wrong bearer token")
+		a.unauthorized(c)
+		return
+	}
+	ck, err := c.Request.Cookie(CookieName)
+	if err != nil {
+		a.unauthorized(c)
+		return
+	}
+	csrf, ok := a.sessions.get(ck.Value)
+	if !ok {
+		a.unauthorized(c)
+		return
+	}
+	c.Set(keySession, ck.Value)
+	c.Set(keyCSRF, csrf)
+	if stateChanging(c.Request.Method) && !tokenEqual(c.GetHeader(CSRFHeader), csrf) {
+		a.logFailure(c, "csrf token missing or wrong")
+		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "csrf token missing or wrong"})
+		return
+	}
+	c.Next()
+}
+
+func stateChanging(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+func (a *auth) unauthorized(c *gin.Context) {
+	c.Header("WWW-Authenticate", `Bearer realm="detailpage console"`)
+	c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": errUnauthorized.Error()})
+}
+
+// logFailure logs a refused request, never the token, at most a few lines
+// a second.
+func (a *auth) logFailure(c *gin.Context, why string) {
+	if n, ok := a.failLog.allow(); ok {
+		a.log.Warn("console: request refused", "why", why, "path", c.Request.URL.Path, "remote", c.ClientIP(), "suppressed", n)
+	}
+}
+
+// login answers POST /login: a form (token=) or JSON {"token":"…"}. The
+// token is compared in constant time; on success a new session starts.
+func (a *auth) login(c *gin.Context) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxLoginBytes))
+	if err != nil {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "login: body too large or unreadable"})
+		return
+	}
+	ct, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	isJSON := ct == "application/json"
+	var token string
+	switch ct {
+	case "application/json":
+		var in struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal(body, &in); err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "login: body is not JSON {\"token\":\"…\"}"})
+			return
+		}
+		token = in.Token
+	case "application/x-www-form-urlencoded", "":
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "login: malformed form"})
+			return
+		}
+		token = vals.Get("token")
+	default:
+		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, gin.H{"error": "login: send a form (token=) or JSON {\"token\":\"…\"}"})
+		return
+	}
+	if !tokenEqual(token, a.token) {
+		a.logFailure(c, "wrong token at login")
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "wrong token"})
+		return
+	}
+	id, csrf, err := a.sessions.create()
+	if err != nil {
+		a.log.Error("console: new session", "error", err)
+		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+		return
+	}
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: c.Request.TLS != nil,
+	})
+	a.log.Info("console: login", "remote", c.ClientIP())
+	if isJSON {
+		c.JSON(http.StatusOK, gin.H{"csrf": csrf})
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/")
+}
+
+// logout answers POST /logout (behind require: session and CSRF).
+func (a *auth) logout(c *gin.Context) {
+	if id := c.GetString(keySession); id != "" {
+		a.sessions.drop(id)
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: c.Request.TLS != nil})
+	c.Status(http.StatusNoContent)
+}
+
+// session answers GET /api/session (behind require): the CSRF token of
+// the caller's session (none with a bearer token).
+func (a *auth) session(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"csrf": c.GetString(keyCSRF)})
+}
+
+// logLimiter lets through at most burst log lines per interval and counts
+// the others, so a flood of bad requests cannot flood the log.
+type logLimiter struct {
+	mu         sync.Mutex
+	burst      int
+	interval   time.Duration
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+func newLogLimiter(burst int, interval time.Duration) *logLimiter {
+	return &logLimiter{burst: burst, interval: interval}
+}
+
+func (l *logLimiter) allow() (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Sub(l.start) >= l.interval {
+		l.start, l.n = now, 0
+	}
+	if l.n >= l.burst {
+		l.suppressed++
+		return 0, false
+	}
+	l.n++
+	n := l.suppressed
+	l.suppressed = 0
+	return n, true
+}

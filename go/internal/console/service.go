@@ -1,0 +1,194 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/detailpage/detailpage/go/internal/httpapi"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// Service is a running console.
+type Service struct {
+	cfg  Config
+	log  *slog.Logger
+	tel  httpapi.Telemetry
+	ln   net.Listener
+	now  func() time.Time
+	auth *auth
+	agg  *aggregator
+	fol  *follower
+	col  *collector
+
+	turbine  *hub // /turbine.stream clients
+	overview *hub // /api/stream clients
+	latest   atomic.Pointer[Snapshot]
+	done     chan struct{} // closed when Run ends: streams end
+	doneOnce sync.Once
+}
+
+// Open builds the console and binds its listener.
+func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	if tel.Registry == nil {
+		tel.Registry = prometheus.NewRegistry()
+	}
+	s := &Service{cfg: cfg, log: log, tel: tel, now: now, turbine: newHub(), overview: newHub(), done: make(chan struct{})}
+	s.auth = &auth{token: cfg.AdminToken, sessions: newSessions(cfg.SessionIdle, now), log: log, failLog: newLogLimiter(5, time.Second)}
+	// An event older than three of hystrix-go's 1 s ticks is from a
+	// frozen source: out of the aggregate.
+	s.agg = newAggregator(now, 3*time.Second)
+	s.fol = newFollower(s.agg, log, cfg.Timeout)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 8
+	s.col = &collector{cfg: cfg, client: &http.Client{Transport: tr}, agg: s.agg, fol: s.fol, now: now}
+	tel.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_sessions", Help: "Live console sessions."},
+			func() float64 { return float64(s.auth.sessions.len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_stream_clients", Help: "Open streams by kind (turbine, overview)."},
+			func() float64 { return float64(s.turbine.count() + s.overview.count()) }),
+	)
+	var err error
+	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is the address the console listens on.
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
+// Run follows every service's stream, rebuilds the snapshot every Poll
+// and serves until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	bg, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, t := range s.cfg.Services {
+		wg.Go(func() { s.fol.run(bg, t) })
+	}
+	wg.Go(func() { s.loop(bg) })
+	err := httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
+	s.doneOnce.Do(func() { close(s.done) })
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// Close releases the listener if Run did not.
+func (s *Service) Close() error {
+	s.doneOnce.Do(func() { close(s.done) })
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("console: close: %w", err)
+	}
+	return nil
+}
+
+// loop publishes the Turbine frame and the snapshot every Poll.
+func (s *Service) loop(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.Poll)
+	defer tick.Stop()
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	s.refresh(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			s.auth.sessions.sweep()
+		case <-tick.C:
+			s.refresh(ctx)
+		}
+	}
+}
+
+func (s *Service) refresh(ctx context.Context) {
+	s.turbine.publish(turbineFrame(s.agg.instances()))
+	snap := s.col.snapshot(ctx)
+	s.latest.Store(snap)
+	if s.overview.count() > 0 {
+		s.overview.publish(overviewFrame(snap))
+	}
+}
+
+func overviewFrame(snap *Snapshot) []byte {
+	data, err := json.Marshal(snap)
+	if err != nil {
+		return []byte(": snapshot not encodable\n\n")
+	}
+	var b bytes.Buffer
+	b.Grow(len(data) + 32)
+	b.WriteString("event: overview\ndata: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	return b.Bytes()
+}
+
+// Snapshot returns the latest snapshot, building one if there is none yet.
+func (s *Service) Snapshot(ctx context.Context) *Snapshot {
+	if snap := s.latest.Load(); snap != nil {
+		return snap
+	}
+	snap := s.col.snapshot(ctx)
+	s.latest.CompareAndSwap(nil, snap)
+	return snap
+}
+
+// Handler returns the console's HTTP API and page.
+func (s *Service) Handler() http.Handler {
+	e := httpapi.NewEngine(s.log, s.tel, func(context.Context) error { return nil })
+	web, _ := fs.Sub(webFS, "web") // the embedded directory exists: cannot fail
+	static := http.FileServerFS(web)
+	page := func(c *gin.Context) {
+		c.Header("Cache-Control", "no-cache")
+		c.FileFromFS("index.html", http.FS(web))
+	}
+	e.GET("/", page)
+	e.HEAD("/", page)
+	e.GET("/assets/*file", func(c *gin.Context) {
+		c.Header("Cache-Control", "no-cache")
+		r := c.Request.Clone(c.Request.Context())
+		r.URL.Path = c.Param("file")
+		static.ServeHTTP(c.Writer, r)
+	})
+	e.POST("/login", s.auth.login)
+	req := s.auth.require
+	e.POST("/logout", req, s.auth.logout)
+	api := e.Group("/api", req)
+	api.GET("/session", s.auth.session)
+	api.GET("/overview", func(c *gin.Context) { c.JSON(http.StatusOK, s.Snapshot(c.Request.Context())) })
+	api.GET("/stream", func(c *gin.Context) {
+		serveSSE(c.Writer, c.Request, s.done, s.overview, overviewFrame(s.Snapshot(c.Request.Context())))
+	})
+	apps := func() []Target { return s.cfg.Apps }
+	hots := func() []Target { return s.cfg.Hot }
+	api.POST("/degrade", control[degradeRequest](s, apps, "/_admin/degrade"))
+	api.POST("/hot", control[hotRequest](s, hots, "/_admin/hot"))
+	api.POST("/purge", control[purgeRequest](s, apps, "/_admin/purge"))
+	e.GET("/turbine.stream", req, func(c *gin.Context) {
+		serveSSE(c.Writer, c.Request, s.done, s.turbine, nil)
+	})
+	return e
+}
