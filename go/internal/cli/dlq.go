@@ -13,6 +13,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/kafka"
+	"github.com/detailpage/detailpage/go/internal/syncer"
 )
 
 // runDLQ lists or replays catalog.dlq. Replay puts every valid event back on
@@ -23,7 +24,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "usage: detailpage dlq list|replay [flags]\n\n  list    print every dead-lettered change event with its reason\n  replay  put the valid ones back on "+catalog.TopicHigh+" (malformed ones stay)\n\nflags:")
 		f := newFlags("dlq", stderr)
 		f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
-		f.String("group", "DETAILPAGE_DLQ_GROUP", "detailpage-dlq-replay", "consumer group that remembers what was replayed")
+		f.String("group", "DETAILPAGE_DLQ_GROUP", syncer.DLQReplayGroup, "consumer group that remembers what was replayed")
 		f.Duration("read-timeout", "DETAILPAGE_DLQ_READ_TIMEOUT", 10*time.Second, "list: longest wait for one read from the broker before the listing fails")
 		f.PrintDefaults()
 		return flag.ErrHelp
@@ -35,7 +36,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	action := args[0]
 	f := newFlags("dlq "+action, stderr)
 	brokers := f.String("kafka", "DETAILPAGE_KAFKA", "127.0.0.1:9092", "Kafka brokers, comma-separated")
-	group := f.String("group", "DETAILPAGE_DLQ_GROUP", "detailpage-dlq-replay", "consumer group that remembers what was replayed")
+	group := f.String("group", "DETAILPAGE_DLQ_GROUP", syncer.DLQReplayGroup, "consumer group that remembers what was replayed")
 	readTimeout := f.Duration("read-timeout", "DETAILPAGE_DLQ_READ_TIMEOUT", 10*time.Second, "list: longest wait for one read from the broker before the listing fails")
 	if err := f.parse(args[1:]); err != nil {
 		return err

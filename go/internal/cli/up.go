@@ -73,6 +73,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 detailpage is up.
 
   page         %s/item/1.html
+  console      %s/   (log in with the admin token)
   admin token  %s
   app admin    curl -H 'Authorization: Bearer %s' %s/_admin/status
   dist admin   curl -H 'Authorization: Bearer %s' %s/_admin/status
@@ -82,7 +83,7 @@ detailpage is up.
   logs         %s
 
 Press Ctrl-C to stop everything.
-`, topology.URL(ports.Dist), token, token, topology.URL(ports.App1), token, topology.URL(ports.DistAdmin),
+`, topology.URL(ports.Dist), topology.URL(ports.Console), token, token, topology.URL(ports.App1), token, topology.URL(ports.DistAdmin),
 		topology.URL(ports.Source), topology.URL(ports.Hot), topology.URL(ports.Dist), filepath.Join(cfg.VarDir, "logs"))
 	events := topo.Events()
 	check := time.NewTicker(time.Second)

@@ -48,6 +48,7 @@ var ContractPorts = map[string]uint32{
 	"direct":        9103,
 	"hot":           9104,
 	"one":           9105,
+	"console":       9100,
 }
 
 // NginxMounts are the repository directories every nginx service mounts,
@@ -64,7 +65,8 @@ var notInCompose = map[string]string{
 }
 
 // addressFlags are the flags whose values name other services.
-var addressFlags = []string{"kafka", "redis", "redis-sentinels", "source", "replica", "sentinels", "direct", "apps"}
+// (--services is the console's name=url list.)
+var addressFlags = []string{"kafka", "redis", "redis-sentinels", "source", "replica", "sentinels", "direct", "apps", "services"}
 
 // Load reads a compose file the way `docker compose` does, with relative
 // paths resolved against dir and variables interpolated from env only (never
@@ -385,6 +387,9 @@ func (c *checker) addresses(s types.ServiceConfig, args parsedArgs) {
 		}
 		for _, addr := range strings.Split(v, ",") {
 			addr = strings.TrimSpace(addr)
+			if f == "services" {
+				_, addr, _ = strings.Cut(addr, "=")
+			}
 			if strings.Contains(addr, "://") {
 				u, err := url.Parse(addr)
 				if err != nil || u.Host == "" {

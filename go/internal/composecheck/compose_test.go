@@ -176,6 +176,7 @@ func TestComposeFile(t *testing.T) {
 		{"app1", OpenRestyDockerfile, "nginx", "app"},
 		{"app2", OpenRestyDockerfile, "nginx", "app"},
 		{"dist", OpenRestyDockerfile, "nginx", "dist"},
+		{"console", GoDockerfile, "console", ""},
 	}
 	c := &checker{p: p, root: p.WorkingDir, entrypoints: map[string][]string{}}
 	for _, tt := range tests {

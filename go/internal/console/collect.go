@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"sync"
@@ -129,8 +130,10 @@ func (c *collector) snapshot(ctx context.Context) *Snapshot {
 			// Every sync instance reports its groups' lag (the same
 			// committed offsets): the largest reading counts.
 			for _, m := range f.GetMetric() {
-				g := label(m, "group")
-				s.Pipeline.ConsumerLag[g] = max(s.Pipeline.ConsumerLag[g], m.GetGauge().GetValue())
+				if v := m.GetGauge().GetValue(); !math.IsNaN(v) {
+					g := label(m, "group")
+					s.Pipeline.ConsumerLag[g] = max(s.Pipeline.ConsumerLag[g], v)
+				}
 			}
 		}
 	}
@@ -170,16 +173,20 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// gaugeMax is the largest value of a gauge family (any labels).
+// gaugeMax is the largest value of a gauge family (any labels); NaN
+// readings (a count that failed) are unknown.
 func gaugeMax(f *dto.MetricFamily) (float64, bool) {
-	if f == nil || len(f.GetMetric()) == 0 {
-		return 0, false
+	v, ok := 0.0, false
+	for _, m := range f.GetMetric() {
+		x := m.GetGauge().GetValue()
+		if math.IsNaN(x) {
+			continue
+		}
+		if !ok || x > v {
+			v, ok = x, true
+		}
 	}
-	v := f.GetMetric()[0].GetGauge().GetValue()
-	for _, m := range f.GetMetric()[1:] {
-		v = max(v, m.GetGauge().GetValue())
-	}
-	return v, true
+	return v, ok
 }
 
 func commandGauges(fams map[string]*dto.MetricFamily) map[string]cmdGauges {

@@ -159,11 +159,20 @@ func (s *Service) Snapshot(ctx context.Context) *Snapshot {
 // Handler returns the console's HTTP API and page.
 func (s *Service) Handler() http.Handler {
 	e := httpapi.NewEngine(s.log, s.tel, func(context.Context) error { return nil })
+	e.Use(func(c *gin.Context) {
+		c.Header("X-Content-Type-Options", "nosniff")
+		c.Header("X-Frame-Options", "DENY") // no clickjacking of the controls
+		c.Header("Referrer-Policy", "no-referrer")
+	})
 	web, _ := fs.Sub(webFS, "web") // the embedded directory exists: cannot fail
 	static := http.FileServerFS(web)
+	index, err := fs.ReadFile(web, "index.html")
+	if err != nil {
+		index = []byte("<!doctype html><title>detailpage console</title><p>the page is missing from this build")
+	}
 	page := func(c *gin.Context) {
 		c.Header("Cache-Control", "no-cache")
-		c.FileFromFS("index.html", http.FS(web))
+		c.Data(http.StatusOK, "text/html; charset=utf-8", index)
 	}
 	e.GET("/", page)
 	e.HEAD("/", page)

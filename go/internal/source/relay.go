@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +59,21 @@ func NewRelay(db *sqlite.DB, brokers []string, log *slog.Logger) *Relay {
 	}
 }
 
-func (r *Relay) metrics() []prometheus.Collector { return []prometheus.Collector{r.sent, r.failed} }
+func (r *Relay) metrics() []prometheus.Collector {
+	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "detailpage_outbox_backlog", Help: "Outbox rows waiting for the broker (read at scrape time; NaN when the count failed).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := r.db.OutboxPending(ctx)
+		if err != nil {
+			r.log.Debug("outbox backlog: count failed", "error", err)
+			return math.NaN()
+		}
+		return float64(n)
+	})
+	return []prometheus.Collector{r.sent, r.failed, backlog}
+}
 
 // Notify wakes the relay after a new outbox row was committed.
 func (r *Relay) Notify() {

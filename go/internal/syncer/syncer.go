@@ -118,6 +118,7 @@ type Service struct {
 	ln       net.Listener
 	tel      httpapi.Telemetry
 	m        metrics
+	backlog  backlog       // consumer lag and DLQ size (backlog.go)
 	release  func()        // of the commands' configuration
 	recent   *recentIDs    // applied lately: re-applied when main changes (repair.go)
 	coldKick chan struct{} // check main for being cold at once (cold.go)
@@ -159,6 +160,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 		producer: kafka.NewWriter(cfg.Brokers),
 		tel:      tel,
 		recent:   newRecentIDs(recentCap),
+		backlog:  newBacklog(),
 		m: metrics{
 			events: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "detailpage_sync_events_total", Help: "Change events handled, by topic and outcome (applied, retried, dead_lettered).",
@@ -188,6 +190,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 		},
 	}
 	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate, s.m.repaired, s.m.cold, s.m.warm, s.m.preheated)
+	s.tel.Registry.MustRegister(s.backlog.collectors()...)
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
 		s.producer.Close()
@@ -227,6 +230,7 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.consume(ctx, topic) })
 	}
 	wg.Go(func() { s.consumeRetries(ctx) })
+	wg.Go(func() { s.watchBacklog(ctx) })
 	e := httpapi.NewEngine(s.log, s.tel, s.store.Health)
 	err := httpapi.Serve(ctx, s.ln, e, s.log)
 	cancel()

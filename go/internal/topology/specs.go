@@ -99,6 +99,13 @@ func (t *Topology) specs() []spec {
 		t.nginxSpec(App1, p.App1, "app", t.appArgs()...),
 		t.nginxSpec(App2, p.App2, "app", t.appArgs()...),
 		t.nginxSpec(Dist, p.Dist, "dist", t.distArgs()...),
+		{
+			name: Console, addr: Addr(p.Console), healthWait: 15 * time.Second, env: tokenEnv,
+			command: func() ([]string, error) {
+				return append(t.consoleArgs(), c.ConsoleArgs...), nil
+			},
+			healthy: httpOK(URL(p.Console) + "/healthz"),
+		},
 	}...)
 	if c.SyncInstances == 2 {
 		// right after the first sync, so it starts before the nginx tiers
@@ -106,6 +113,19 @@ func (t *Topology) specs() []spec {
 		specs = slices.Insert(specs, i+1, t.syncSpec(Sync2, p.Sync2))
 	}
 	return specs
+}
+
+// consoleArgs runs the console with the address of every service and
+// node of the topology (the second sync instance too, when there is one).
+func (t *Topology) consoleArgs() []string {
+	c, p := t.cfg, t.cfg.Ports
+	services := []string{"source=" + URL(p.Source), "sync=" + URL(p.Sync)}
+	if c.SyncInstances == 2 {
+		services = append(services, "sync2="+URL(p.Sync2))
+	}
+	services = append(services, "direct="+URL(p.Direct), "hot="+URL(p.Hot), "one="+URL(p.One))
+	return []string{c.Binary, "console", "--listen", Addr(p.Console), "--services", strings.Join(services, ","),
+		"--apps", URL(p.App1) + "," + URL(p.App2), "--dist-admin", URL(p.DistAdmin), "--hot", URL(p.Hot)}
 }
 
 func (t *Topology) syncSpec(name string, port int) spec {

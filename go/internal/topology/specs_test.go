@@ -33,12 +33,41 @@ func argvOf(tb testing.TB, topo *Topology, name string) []string {
 	return argv
 }
 
+// TestConsoleArgs: the console starts last, with the address of every
+// service and node, the second sync instance's too when there is one.
+func TestConsoleArgs(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		cfg := mustConfig(t, true)
+		cfg.SyncInstances = n
+		cfg.ConsoleArgs = []string{"--poll", "500ms"}
+		topo, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := topo.order[len(topo.order)-1]; last != Console {
+			t.Errorf("sync instances %d: %s starts last, want the console", n, last)
+		}
+		p := cfg.Ports
+		argv := strings.Join(argvOf(t, topo, Console), " ")
+		for _, want := range []string{"console --listen " + Addr(p.Console), "source=" + URL(p.Source), "sync=" + URL(p.Sync),
+			"direct=" + URL(p.Direct), "hot=" + URL(p.Hot), "one=" + URL(p.One),
+			"--apps " + URL(p.App1) + "," + URL(p.App2), "--dist-admin " + URL(p.DistAdmin), "--hot " + URL(p.Hot), "--poll 500ms"} {
+			if !strings.Contains(argv, want) {
+				t.Errorf("sync instances %d: console runs %q: no %q", n, argv, want)
+			}
+		}
+		if got := strings.Contains(argv, "sync2="+URL(p.Sync2)); got != (n == 2) {
+			t.Errorf("sync instances %d: console runs %q: sync2 listed %v", n, argv, got)
+		}
+	}
+}
+
 func TestLayouts(t *testing.T) {
 	small, err := New(mustConfig(t, true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, Hot, One, App1, App2, Dist}
+	want := []string{RedisMain, RedisReplica, Broker, Source, Direct, Sync, Hot, One, App1, App2, Dist, Console}
 	if !slices.Equal(small.order, want) {
 		t.Errorf("small layout: %v, want %v", small.order, want)
 	}

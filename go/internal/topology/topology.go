@@ -42,10 +42,11 @@ const (
 	App1         = "app1"
 	App2         = "app2"
 	Dist         = "dist"
+	Console      = "console" // the operator console, started last (it reads every other component)
 )
 
 // Order is the start order of the default topology; Stop goes the other way.
-var Order = []string{RedisMain, RedisReplica, RedisB1, RedisB2, Sentinel1, Sentinel2, Sentinel3, Broker, Source, Direct, Sync, Hot, One, App1, App2, Dist}
+var Order = []string{RedisMain, RedisReplica, RedisB1, RedisB2, Sentinel1, Sentinel2, Sentinel3, Broker, Source, Direct, Sync, Hot, One, App1, App2, Dist, Console}
 
 // MasterName is the name the Sentinels know Redis main by.
 const MasterName = "detailpage"
@@ -69,12 +70,13 @@ type Ports struct {
 	Sync2                   int // only used with two sync instances
 	Hot                     int // the hot-product service
 	One                     int // the realtime service (OneServer)
+	Console                 int // the operator console
 }
 
 // DefaultPorts are the ports of the contract (docs/ARCHITECTURE).
 func DefaultPorts() Ports {
 	return Ports{Dist: 8080, DistAdmin: 8070, App1: 8081, App2: 8082, RedisMain: 6380, RedisReplica: 6381,
-		RedisB1: 6382, RedisB2: 6383, Sentinel: [3]int{26379, 26380, 26381}, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Hot: 9104, One: 9105, Sync2: 9112}
+		RedisB1: 6382, RedisB2: 6383, Sentinel: [3]int{26379, 26380, 26381}, Kafka: 9092, Source: 9101, Sync: 9102, Direct: 9103, Hot: 9104, One: 9105, Sync2: 9112, Console: 9100}
 }
 
 // FreePorts picks unused loopback ports (for tests).
@@ -96,7 +98,7 @@ func FreePorts() (Ports, error) {
 		return l.Addr().(*net.TCPAddr).Port
 	}
 	p := Ports{Dist: next(), DistAdmin: next(), App1: next(), App2: next(), RedisMain: next(), RedisReplica: next(),
-		RedisB1: next(), RedisB2: next(), Sentinel: [3]int{next(), next(), next()}, Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next(), Hot: next(), One: next()}
+		RedisB1: next(), RedisB2: next(), Sentinel: [3]int{next(), next(), next()}, Kafka: next(), Source: next(), Sync: next(), Direct: next(), Sync2: next(), Hot: next(), One: next(), Console: next()}
 	if len(errs) > 0 {
 		return Ports{}, fmt.Errorf("topology: no free loopback ports: %w", errors.Join(errs...))
 	}
@@ -123,6 +125,7 @@ type Config struct {
 	DirectArgs    []string      // extra flags of the direct-data service (e.g. --bloom=false)
 	HotArgs       []string      // extra flags of the hot-product service (e.g. --floor 20 --cooldown 2s)
 	OneArgs       []string      // extra flags of the realtime service (e.g. --fresh 500ms)
+	ConsoleArgs   []string      // extra flags of the operator console (e.g. --poll 500ms)
 	// NoSentinel keeps the small layout: Redis main and one replica, no
 	// Sentinel, services and app nodes on fixed addresses. The default is
 	// seed 004's two data centres: main and replica (A), two standby
