@@ -172,7 +172,8 @@ func waitTrue(tb testing.TB, p *testutil.Page, what, expr string) {
 		return nil
 	})
 	if err != nil {
-		tb.Fatalf("%s: %v; console: %v", what, err, p.Console())
+		state, _ := testutil.Eval[string](p, `document.body.dataset.view + " " + document.getElementById("conn").dataset.conn + "; results: " + document.getElementById("results").textContent`)
+		tb.Fatalf("%s: %v; page: %s; console: %v", what, err, state, p.Console())
 	}
 }
 

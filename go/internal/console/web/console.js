@@ -16,7 +16,7 @@
   var RESULTS_KEPT = 6;
   var SVG_NS = "http://www.w3.org/2000/svg";
   var LINKS = ["replica", "direct"];
-  var LEVELS = ["L1", "L2", "redis", "direct", "stale"];
+  var LEVELS = ["L1", "L2", "redis", "direct", "stale", "negative"]; // the app tier's order; others after
 
   var csrf = "";
   var source = null;        // the EventSource
@@ -461,12 +461,6 @@
         el("td", { class: "num", "data-field": "failures" }),
         el("td", { "data-field": "retry" }));
     });
-    var cacheRows = LEVELS.map(function (lv) {
-      return el("tr", { "data-level": lv },
-        el("th", { scope: "row" }, lv),
-        el("td", { class: "num", "data-field": "hits" }),
-        el("td", { class: "ratio" }, el("span", { class: "bar" }, el("span", { class: "fill" })), el("span", { class: "n", "data-field": "ratio" })));
-    });
     return el("article", { class: "node", "data-app": n.name },
       el("header", null, el("h3", null, n.name), el("span", { class: "url", "data-field": "url" })),
       el("p", { class: "error", "data-field": "error", hidden: true }),
@@ -475,7 +469,7 @@
         el("tbody", null, linkRows)),
       el("table", { class: "grid cache" },
         el("thead", null, el("tr", null, el("th", null, "cache"), el("th", { class: "num" }, "hits"), el("th", null, "hit ratio"))),
-        el("tbody", null, cacheRows)));
+        el("tbody", { "data-field": "cache" })));
   }
 
   function updateApp(node, n) {
@@ -502,9 +496,19 @@
       setText(field(row, "retry"), isNum(k.retry_in_ms) ? "in " + (k.retry_in_ms / 1000).toFixed(1) + " s" : "—");
     });
     var cache = obj(n.cache);
-    LEVELS.forEach(function (lv) {
-      var row = node.querySelector('tr[data-level="' + lv + '"]');
-      var c = obj(cache[lv]);
+    var levels = Object.keys(cache).sort(function (a, b) {
+      var ia = LEVELS.indexOf(a), ib = LEVELS.indexOf(b);
+      if (ia < 0) { ia = LEVELS.length; }
+      if (ib < 0) { ib = LEVELS.length; }
+      return ia !== ib ? ia - ib : a < b ? -1 : a > b ? 1 : 0;
+    }).map(function (lv) { return { level: lv, c: obj(cache[lv]) }; });
+    sync(field(node, "cache"), levels, function (x) { return x.level; }, function (x) {
+      return el("tr", { "data-level": x.level },
+        el("th", { scope: "row" }, x.level),
+        el("td", { class: "num", "data-field": "hits" }),
+        el("td", { class: "ratio" }, el("span", { class: "bar" }, el("span", { class: "fill" })), el("span", { class: "n", "data-field": "ratio" })));
+    }, function (row, x) {
+      var c = x.c;
       setText(field(row, "hits"), fmtInt(c.hits));
       setText(field(row, "ratio"), fmtRatio(c.ratio));
       setData(row, "ratio", isNum(c.ratio) ? c.ratio : "");
@@ -611,16 +615,20 @@
     }
     pending = run;
     setText($("confirm-text"), text);
-    dialog.returnValue = "";
     dialog.showModal();
     $("confirm-cancel").focus();
   }
 
-  function onDialogClose() {
+  // The choice is read from the dialog form's submit event, which fires
+  // at the click itself: the dialog's close event comes later, as a task,
+  // and could belong to an earlier opening of the dialog.
+  function onDialogSubmit(ev) {
     var run = pending;
     pending = null;
-    if (dialog.returnValue === "ok" && run) { run(); }
+    if (run && ev.submitter && ev.submitter.value === "ok") { run(); }
   }
+
+  function onDialogCancel() { pending = null; } // Escape
 
   var resultSeq = 0;
 
@@ -762,7 +770,10 @@
 
   function init() {
     dialog = $("confirm-dialog");
-    if (dialog) { dialog.addEventListener("close", onDialogClose); }
+    if (dialog) {
+      dialog.querySelector("form").addEventListener("submit", onDialogSubmit);
+      dialog.addEventListener("cancel", onDialogCancel);
+    }
     $("login-form").addEventListener("submit", onLogin);
     $("logout").addEventListener("click", onLogout);
     $("pin-form").addEventListener("submit", onPinForm);
