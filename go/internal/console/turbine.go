@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sort"
 	"strings"
 	"sync"
@@ -136,6 +138,13 @@ func merge(events []event) event {
 		mergeInto(out, ev)
 	}
 	out["reportingHosts"] = float64(len(events))
+	if out["type"] == TypeCommand {
+		// Netflix Hystrix sends it; hystrix-go does not (the dashboard
+		// defaults it; a Turbine consumer may not).
+		if _, ok := out["rollingCountBadRequests"]; !ok {
+			out["rollingCountBadRequests"] = 0.0
+		}
+	}
 	return out
 }
 
@@ -222,7 +231,9 @@ var followRetry = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Sec
 
 func newFollower(agg *aggregator, log *slog.Logger, dial time.Duration) *follower {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = 2 * dial
+	// No response header timeout: hystrix-go writes its headers with the
+	// first event, and a service without commands never sends one.
+	tr.DialContext = (&net.Dialer{Timeout: dial, KeepAlive: 15 * time.Second}).DialContext
 	tr.MaxIdleConnsPerHost = 4
 	return &follower{
 		agg: agg, log: log, policy: followRetry, idle: 10 * time.Second,
@@ -272,7 +283,10 @@ var errStreamIdle = errors.New("stream idle")
 func (f *follower) read(ctx context.Context, t Target) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL+"/hystrix.stream", nil)
+	// Connected once the service took the connection: it answers (headers
+	// included) only with its first event.
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { f.setState(t.Name, streamState{Connected: true}) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, t.URL+"/hystrix.stream", nil)
 	if err != nil {
 		return err
 	}
