@@ -22,12 +22,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detailpage/detailpage/go/internal/console"
 	"github.com/detailpage/detailpage/go/internal/realtime"
 	"github.com/detailpage/detailpage/go/internal/testutil"
 	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
-func consoleURL() string { return topology.URL(shared.Config().Ports.Console) }
+// fullShot saves a screenshot of the whole page, scrolled to the top (the
+// header sticks to the top of the viewport).
+func fullShot(p *testutil.Page, name string) {
+	testutil.MustEval[bool](p, `(function () { window.scrollTo(0, 0); return true; })()`)
+	p.MustScreenshot(name, true)
+}
 
 // waitPage polls a JavaScript expression until it is true and returns
 // how long that took; it fails the test after limit, showing what the page
@@ -57,7 +63,7 @@ func waitPage(tb testing.TB, p *testutil.Page, limit time.Duration, what, expr s
 // it; it returns when the form was submitted.
 func mustLogIn(tb testing.TB, p *testutil.Page) time.Time {
 	tb.Helper()
-	p.MustNavigate(consoleURL() + "/")
+	p.MustNavigate(consoleURL(shared) + "/")
 	waitPage(tb, p, 10*time.Second, "the login form", `document.body.dataset.view === "login"`)
 	p.MustType("#login-token", token)
 	at := time.Now()
@@ -73,25 +79,6 @@ func MustConsolePage(tb testing.TB, b *testutil.Browser, vp testutil.Viewport) *
 	mustLogIn(tb, p)
 	waitPage(tb, p, 10*time.Second, "the live view", `document.body.dataset.view === "app" && document.getElementById("conn").dataset.conn === "live"`)
 	return p
-}
-
-// consoleGet GETs a console API path with the bearer token and decodes
-// its JSON answer into v.
-func consoleGet(path string, v any) error {
-	req, err := http.NewRequest(http.MethodGet, consoleURL()+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 var circuitStateLine = regexp.MustCompile(`^detailpage_resilience_circuit_state\{command="([^"]+)"\}`)
@@ -165,13 +152,13 @@ func TestConsoleBrowserLoginShowsEverything(t *testing.T) {
 	// the page's.
 	ready := time.Now()
 	mustPoll(t, 30*time.Second, func() error {
-		var snap struct{ Commands []struct{ Name string } }
-		if err := consoleGet("/api/overview", &snap); err != nil {
+		snap, err := overview(shared)
+		if err != nil {
 			return err
 		}
 		var missing []string
 		for c := range want {
-			if !slices.ContainsFunc(snap.Commands, func(x struct{ Name string }) bool { return x.Name == c }) {
+			if !slices.ContainsFunc(snap.Commands, func(x console.CommandStat) bool { return x.Name == c }) {
 				missing = append(missing, c)
 			}
 		}
@@ -185,7 +172,7 @@ func TestConsoleBrowserLoginShowsEverything(t *testing.T) {
 	p := b.MustPage(t, testutil.Desktop)
 	// Without a session the page shows the login form, and a wrong token
 	// is refused.
-	p.MustNavigate(consoleURL() + "/")
+	p.MustNavigate(consoleURL(shared) + "/")
 	waitPage(t, p, 10*time.Second, "the login form", `document.body.dataset.view === "login" && !document.getElementById("login").hidden`)
 	p.MustType("#login-token", "not-the-token")
 	p.MustClick("#login-submit")
@@ -246,7 +233,7 @@ func TestConsoleBrowserLoginShowsEverything(t *testing.T) {
 	if loc := testutil.MustEval[string](p, `location.href + " " + document.cookie`); strings.Contains(loc, token) || strings.Contains(loc, "dp_console") {
 		t.Errorf("after login the page has %q", loc)
 	}
-	p.MustScreenshot("overview", true)
+	fullShot(p, "overview")
 	p.MustNoScriptErrors()
 }
 
@@ -360,7 +347,7 @@ func TestConsoleBrowserCircuitOpensAndCloses(t *testing.T) {
 	}
 	// Open, with the error rate rising: within a few seconds.
 	open := watch(within, func(s tileState) bool { return s.Circuit == "open" && s.ErrorPct > before.ErrorPct })
-	p.MustScreenshot("circuit-open", false)
+	fullShot(p, "circuit-open")
 	// The error % is over the rolling 10 s window (Hystrix's): it passes
 	// 50 % once the errors outnumber the window's successes.
 	half := watch(window+within, func(s tileState) bool { return s.Circuit == "open" && s.ErrorPct >= 50 })
@@ -370,7 +357,7 @@ func TestConsoleBrowserCircuitOpensAndCloses(t *testing.T) {
 	}
 	t.Logf("after the fault the tile showed the circuit open with the error rate rising at %s, the error rate at 50%% or more at %s (seen: %s)",
 		open.Round(time.Millisecond), half.Round(time.Millisecond), strings.Join(steps, " → "))
-	p.MustScreenshot("circuit-open-errors", false)
+	fullShot(p, "circuit-open-errors")
 	// Worst first: only open circuits come before it.
 	ahead := testutil.MustEval[[]string](p, fmt.Sprintf(`(function () {
 	  var out = [];
@@ -397,7 +384,7 @@ func TestConsoleBrowserCircuitOpensAndCloses(t *testing.T) {
 		return nil
 	})
 	t.Logf("the tile showed the circuit closed %s after the fault was cleared", closed.Round(time.Millisecond))
-	p.MustScreenshot("circuit-closed", false)
+	fullShot(p, "circuit-closed")
 	stopTraffic()
 	p.MustNoScriptErrors()
 }
@@ -410,7 +397,9 @@ func resultJS(action string) string {
   if (!r) { return { State: "" }; }
   var targets = {};
   r.querySelectorAll("tr[data-target]").forEach(function (x) { targets[x.dataset.target] = x.dataset.ok === "true"; });
-  return { State: r.dataset.state, Seq: parseInt(r.dataset.seq, 10), Targets: targets, Text: r.textContent.replace(/\s+/g, " ") };
+  var text = r.querySelector("h3").textContent + ": " + r.querySelector(".summary").textContent;
+  r.querySelectorAll("tr[data-target]").forEach(function (x) { text += "; " + x.dataset.target + " " + Array.from(x.children).slice(1).map(function (c) { return c.textContent; }).join(" ").trim(); });
+  return { State: r.dataset.state, Seq: parseInt(r.dataset.seq, 10), Targets: targets, Text: text };
 })()`, action)
 }
 
@@ -488,7 +477,7 @@ func TestConsoleBrowserForceDegradeReplica(t *testing.T) {
 	took := waitPage(t, p, 5*time.Second, "the forced state shown",
 		`document.querySelectorAll('[data-app] tr[data-link="replica"][data-mode="force-degraded"][data-forced="true"][data-state="degraded"]').length === 2`)
 	t.Logf("every app node served X-Cache direct; the page showed the forced state (within %s of the pages' check)", took.Round(time.Millisecond))
-	p.MustScreenshot("replica-force-degraded", true)
+	fullShot(p, "replica-force-degraded")
 
 	r = mustConfirmAction(t, p, "#degrade-replica-auto", "degrade", nodes, "")
 	t.Logf("back to auto: %s", r.Text)
@@ -563,12 +552,12 @@ func TestConsoleBrowserHotSet(t *testing.T) {
 	})
 	t.Logf("surge of %d requests/s on id %d: in the page's hot panel %s after its first request, at %s requests/s",
 		surge, surgeID, time.Since(start).Round(time.Millisecond), row.Rate)
-	p.MustScreenshot("hot-surge", false)
+	fullShot(p, "hot-surge")
 
 	mustConfirmAction(t, p, fmt.Sprintf(`[data-hot-id="%d"] button[data-hot-action="pin"]`, surgeID), "hot", nil, "confirm-pin")
 	mustHotPinned(t, surgeID, true)
 	waitPage(t, p, 5*time.Second, "the pinned id shown", fmt.Sprintf(`document.querySelector('[data-hot-id="%d"][data-pinned="true"]') !== null`, surgeID))
-	p.MustScreenshot("hot-pinned", false)
+	fullShot(p, "hot-pinned")
 	stopSurge()
 	load.wait()
 	if f := failures(load.snapshot()); len(f) > 0 {
@@ -594,7 +583,7 @@ func TestConsoleBrowserHotSet(t *testing.T) {
 // /proc/self/stat).
 func consoleCPUSeconds(tb testing.TB) float64 {
 	tb.Helper()
-	resp, err := client.Get(consoleURL() + "/metrics")
+	resp, err := client.Get(consoleURL(shared) + "/metrics")
 	if err != nil {
 		tb.Fatal(err)
 	}
