@@ -643,3 +643,50 @@ func TestConsoleBrowserCPUWithFiveTabs(t *testing.T) {
 	b2, _ := json.Marshal(map[string]any{"idle_cpu_seconds": idle.Seconds(), "five_tabs_cpu_seconds": streaming.Seconds(), "period_seconds": period.Seconds()})
 	t.Logf("console CPU (JSON): %s", b2)
 }
+
+// The stream down: a frozen console (SIGSTOP) makes the page say
+// disconnected within its 5 s watchdog, and it goes live again by itself
+// when the console resumes; a restarted console has forgotten the
+// session, so the page reconnects to the login form.
+func TestConsoleBrowserStreamDown(t *testing.T) {
+	c := shared.Component(topology.Console)
+	b := testutil.MustBrowser(t)
+	p := MustConsolePage(t, b, testutil.Desktop)
+
+	if err := c.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			if err := c.Resume(); err != nil {
+				t.Errorf("resume the console: %v", err)
+			}
+		}
+		MustStart(t, shared, topology.Console)
+	})
+	took := waitPage(t, p, 8*time.Second, "disconnected shown", `document.getElementById("conn").dataset.conn === "disconnected" && document.getElementById("conn").textContent === "disconnected"`)
+	t.Logf("console frozen: the page said disconnected after %s", took.Round(time.Millisecond))
+	p.MustScreenshot("stream-frozen", false)
+	if err := c.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	took = waitPage(t, p, 15*time.Second, "live again", `document.getElementById("conn").dataset.conn === "live" && document.body.dataset.view === "app"`)
+	t.Logf("console resumed: the page was live again after %s", took.Round(time.Millisecond))
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	took = waitPage(t, p, 8*time.Second, "disconnected shown", `document.getElementById("conn").dataset.conn === "disconnected"`)
+	t.Logf("console stopped: the page said disconnected after %s", took.Round(time.Millisecond))
+	MustStart(t, shared, topology.Console)
+	took = waitPage(t, p, 15*time.Second, "the login form after a restart", `document.body.dataset.view === "login"`)
+	t.Logf("console restarted: the page showed the login form after %s (sessions are in memory)", took.Round(time.Millisecond))
+	p.MustType("#login-token", token)
+	p.MustClick("#login-submit")
+	waitPage(t, p, 10*time.Second, "live after logging in again", `document.getElementById("conn").dataset.conn === "live"`)
+	for _, e := range p.ScriptErrors() {
+		t.Errorf("script error: %v", e)
+	}
+}

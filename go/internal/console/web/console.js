@@ -14,6 +14,7 @@
   var RETRY_MIN_MS = 1000;  // reconnect backoff
   var RETRY_MAX_MS = 10000;
   var RESULTS_KEPT = 6;
+  var REQUEST_TIMEOUT_MS = 15000; // a control waits for every target (the console's --timeout, twice)
   var SVG_NS = "http://www.w3.org/2000/svg";
   var LINKS = ["replica", "direct"];
   var LEVELS = ["L1", "L2", "redis", "direct", "stale", "negative"]; // the app tier's order; others after
@@ -153,12 +154,20 @@
       opts.body = JSON.stringify(body);
     }
     if (method !== "GET" && csrf) { opts.headers["X-CSRF-Token"] = csrf; }
+    // A frozen console must not leave a request (and the page) waiting.
+    var abort = new AbortController();
+    var timer = setTimeout(function () { abort.abort(); }, REQUEST_TIMEOUT_MS);
+    opts.signal = abort.signal;
     return fetch(path, opts).then(function (resp) {
       return resp.text().then(function (text) {
+        clearTimeout(timer);
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         return { status: resp.status, data: data, text: text };
       });
+    }, function (err) {
+      clearTimeout(timer);
+      throw abort.signal.aborted ? new Error("no answer within " + REQUEST_TIMEOUT_MS / 1000 + " s") : err;
     });
   }
 
