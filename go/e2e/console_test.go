@@ -244,6 +244,28 @@ func TestConsoleOverview(t *testing.T) {
 	}
 }
 
+// consoleCPU is the console process's CPU seconds so far (its
+// process_cpu_seconds_total).
+func consoleCPU(tb testing.TB, t *topology.Topology) float64 {
+	tb.Helper()
+	resp, err := client.Get(consoleURL(t) + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	tb.Fatal("no process_cpu_seconds_total in the console's /metrics")
+	return 0
+}
+
 type sseFrame struct{ event, data string }
 
 // MustSSE opens an SSE stream with the bearer token and returns its frames
@@ -381,6 +403,16 @@ func TestConsoleTurbineTwoSyncInstances(t *testing.T) {
 	topo := MustTopology(t, topology.Config{SyncInstances: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	cpu0, wall0 := consoleCPU(t, topo), time.Now()
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		cpu := consoleCPU(t, topo) - cpu0
+		wall := time.Since(wall0)
+		t.Logf("console CPU while following 6 services' streams, polling 6 /metrics, 2 app nodes, dist and hot every second and streaming to one client: %.2f s in %s (%.1f%% of one core)",
+			cpu, wall.Round(time.Second), 100*cpu/wall.Seconds())
+	}()
 	frames := MustSSE(t, ctx, consoleURL(topo)+"/turbine.stream")
 
 	// hosts reads events until the sync-only command kafka.produce shows
@@ -422,12 +454,12 @@ func TestConsoleTurbineTwoSyncInstances(t *testing.T) {
 	}
 
 	// Stop sync2: its commands leave the aggregate, the stream goes on.
+	stopped := time.Now()
 	if err := topo.Component(topology.Sync2).Stop(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := time.Now()
 	hosts(1, 15*time.Second)
-	t.Logf("sync2 stopped: out of the aggregate after %s", time.Since(stopped).Round(10*time.Millisecond))
+	t.Logf("sync2 stopping: out of the aggregate %s after the stop began", time.Since(stopped).Round(10*time.Millisecond))
 	testutil.Eventually(t, 10*time.Second, func() error {
 		snap, err := overview(topo)
 		if err != nil {
@@ -504,5 +536,56 @@ func TestConsoleForceDegradeEveryNode(t *testing.T) {
 		if got := MustGetPage(t, appURL(topo, n)+"/item/"+coldIDs(t, 1)[0]+".html"); got.cache != "redis" {
 			t.Errorf("%s back to auto: X-Cache %q, want redis", n, got.cache)
 		}
+	}
+}
+
+// The other controls through the API: pin and unpin a hot id on every hot
+// service instance (the overview shows it), purge ids on every app node.
+func TestConsolePinAndPurge(t *testing.T) {
+	topo := shared
+	const id = 4242
+	control := func(path, body string, targets ...string) {
+		t.Helper()
+		code, _, b := consoleDo(t, topo, http.MethodPost, path, body, bearer)
+		var res struct{ Results []console.Result }
+		if err := json.Unmarshal(b, &res); err != nil || code != http.StatusOK || len(res.Results) != len(targets) {
+			t.Fatalf("POST %s %s: %d %s", path, body, code, b)
+		}
+		for i, r := range res.Results {
+			if r.Target != targets[i] || !r.OK {
+				t.Errorf("POST %s %s: result %+v, want %s ok", path, body, r, targets[i])
+			}
+		}
+	}
+	pinned := func(want bool) func() error {
+		return func() error {
+			snap, err := overview(topo)
+			if err != nil {
+				return err
+			}
+			for _, e := range snap.Hot.IDs {
+				if e.ID == id && e.Pinned {
+					if want {
+						return nil
+					}
+					return fmt.Errorf("id %d still pinned", id)
+				}
+			}
+			if want {
+				return fmt.Errorf("id %d not pinned in %+v", id, snap.Hot)
+			}
+			return nil
+		}
+	}
+	t.Cleanup(func() {
+		consoleDo(t, topo, http.MethodPost, "/api/hot", fmt.Sprintf(`{"id":%d,"action":"unpin"}`, id), bearer)
+	})
+	control("/api/hot", fmt.Sprintf(`{"id":%d,"action":"pin"}`, id), "hot")
+	testutil.Eventually(t, 5*time.Second, pinned(true))
+	control("/api/hot", fmt.Sprintf(`{"id":%d,"action":"unpin"}`, id), "hot")
+	testutil.Eventually(t, 5*time.Second, pinned(false))
+	control("/api/purge", `{"ids":[1,2,3]}`, topology.App1, topology.App2)
+	if code, _, b := consoleDo(t, topo, http.MethodPost, "/api/purge", `{"ids":[0]}`, bearer); code != http.StatusBadRequest {
+		t.Errorf("purge id 0: %d %s, want 400", code, b)
 	}
 }

@@ -323,7 +323,13 @@ func TestFollowerReconnects(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
 		b, _ := json.Marshal(cmdEvent("x.cmd", 10, 0, false, 1, 2, 1))
-		for range 3 {
+		for {
+			mu.Lock()
+			ok := up
+			mu.Unlock()
+			if !ok {
+				return // the stream ends: the follower reconnects, and gets 503s
+			}
 			w.Write([]byte("data:" + string(b) + "\n\n"))
 			w.(http.Flusher).Flush()
 			select {
@@ -332,9 +338,8 @@ func TestFollowerReconnects(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		// then the stream ends: the follower reconnects
 	}))
-	defer src.Close()
+	t.Cleanup(src.Close) // after the console stopped (cleanups run last first): its stream holds a handler
 	s, base := newTestService(t, Config{Services: []Target{{"svc", src.URL}}})
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if sets := s.agg.instances(); len(sets) != 1 {

@@ -64,12 +64,17 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 8
 	s.col = &collector{cfg: cfg, client: &http.Client{Transport: tr}, agg: s.agg, fol: s.fol, now: now}
-	tel.Registry.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_sessions", Help: "Live console sessions."},
-			func() float64 { return float64(s.auth.sessions.len()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_stream_clients", Help: "Open streams by kind (turbine, overview)."},
-			func() float64 { return float64(s.turbine.count() + s.overview.count()) }),
-	)
+	tel.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_sessions", Help: "Live console sessions."},
+		func() float64 { return float64(s.auth.sessions.len()) }))
+	for kind, h := range map[string]*hub{"turbine": s.turbine, "overview": s.overview} {
+		labels := prometheus.Labels{"stream": kind}
+		tel.Registry.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "detailpage_console_stream_clients", Help: "Open streams by kind (turbine: /turbine.stream, overview: /api/stream).", ConstLabels: labels},
+				func() float64 { return float64(h.count()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "detailpage_console_stream_dropped_total", Help: "Frames a slow stream client did not take in time and lost, by kind.", ConstLabels: labels},
+				func() float64 { return float64(h.droppedFrames()) }),
+		)
+	}
 	var err error
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		return nil, err
@@ -89,6 +94,11 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.fol.run(bg, t) })
 	}
 	wg.Go(func() { s.loop(bg) })
+	wg.Go(func() { s.turbineLoop(bg) })
+	// Streams end as soon as the stop begins, so the graceful shutdown
+	// does not wait out its grace period for them.
+	stopStreams := context.AfterFunc(ctx, func() { s.doneOnce.Do(func() { close(s.done) }) })
+	defer stopStreams()
 	err := httpapi.Serve(ctx, s.ln, s.Handler(), s.log)
 	s.doneOnce.Do(func() { close(s.done) })
 	cancel()
@@ -105,7 +115,27 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// loop publishes the Turbine frame and the snapshot every Poll.
+// turbineEvery is the period of /turbine.stream's frames: hystrix-go's own.
+const turbineEvery = time.Second
+
+// turbineLoop publishes the aggregated Hystrix events every second, on
+// its own: a slow node delays the snapshot, never the stream.
+func (s *Service) turbineLoop(ctx context.Context) {
+	tick := time.NewTicker(turbineEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if s.turbine.count() > 0 {
+				s.turbine.publish(turbineFrame(s.agg.instances()))
+			}
+		}
+	}
+}
+
+// loop rebuilds the snapshot and pushes it to /api/stream every Poll.
 func (s *Service) loop(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.Poll)
 	defer tick.Stop()
@@ -125,7 +155,6 @@ func (s *Service) loop(ctx context.Context) {
 }
 
 func (s *Service) refresh(ctx context.Context) {
-	s.turbine.publish(turbineFrame(s.agg.instances()))
 	snap := s.col.snapshot(ctx)
 	s.latest.Store(snap)
 	if s.overview.count() > 0 {

@@ -262,13 +262,21 @@ func (f *follower) state(name string) streamState {
 	return f.states[name]
 }
 
-// run follows t until ctx is done.
+// run follows t until ctx is done. The first failure of a streak is
+// logged as a warning, the retries after it at debug level, and the
+// reconnection once.
 func (f *follower) run(ctx context.Context, t Target) {
 	b := f.policy.Start()
 	f.setState(t.Name, streamState{Error: "not connected yet"})
+	failing := false
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := f.read(ctx, t)
+		err := f.read(ctx, t, func() {
+			if failing {
+				f.log.Info("console: hystrix stream back", "source", t.Name)
+				failing = false
+			}
+		})
 		f.agg.dropHost(t.Name)
 		if ctx.Err() != nil {
 			return
@@ -278,7 +286,12 @@ func (f *follower) run(ctx context.Context, t Target) {
 		}
 		d := b.Next()
 		f.setState(t.Name, streamState{Error: err.Error()})
-		f.log.Warn("console: hystrix stream lost; retrying", "service", t.Name, "error", err, "retry_in", d.String())
+		lvl := slog.LevelWarn
+		if failing {
+			lvl = slog.LevelDebug
+		}
+		failing = true
+		f.log.Log(ctx, lvl, "console: hystrix stream lost; retrying", "source", t.Name, "url", t.URL, "error", err, "retry_in", d.String())
 		if backoff.Sleep(ctx, d) != nil {
 			return
 		}
@@ -288,7 +301,7 @@ func (f *follower) run(ctx context.Context, t Target) {
 var errStreamIdle = errors.New("stream idle")
 
 // read reads one connection to t's stream until it fails or ends.
-func (f *follower) read(ctx context.Context, t Target) error {
+func (f *follower) read(ctx context.Context, t Target, first func()) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// Connected once the service took the connection: it answers (headers
@@ -325,9 +338,13 @@ func (f *follower) read(ctx context.Context, t Target) error {
 		var ev event
 		if err := json.Unmarshal(bytes.TrimSpace(data), &ev); err != nil || !f.agg.put(t.Name, ev) {
 			if n, ok := f.badLine.allow(); ok {
-				f.log.Warn("console: hystrix event ignored", "service", t.Name, "suppressed", n)
+				f.log.Warn("console: hystrix event ignored", "source", t.Name, "suppressed", n)
 			}
 			continue
+		}
+		if first != nil {
+			first()
+			first = nil
 		}
 		watchdog.Reset(f.idle)
 	}
@@ -375,6 +392,12 @@ func (h *hub) publish(frame []byte) {
 			h.dropped++
 		}
 	}
+}
+
+func (h *hub) droppedFrames() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dropped
 }
 
 func (h *hub) count() int {
