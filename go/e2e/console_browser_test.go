@@ -579,30 +579,6 @@ func TestConsoleBrowserHotSet(t *testing.T) {
 	p.MustNoScriptErrors()
 }
 
-// consoleCPUSeconds reads the console process's CPU time from its own
-// /metrics (the Prometheus process collector: utime + stime of
-// /proc/self/stat).
-func consoleCPUSeconds(tb testing.TB) float64 {
-	tb.Helper()
-	resp, err := client.Get(consoleURL(shared) + "/metrics")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return f
-		}
-	}
-	tb.Fatalf("no process_cpu_seconds_total in the console's /metrics (%v)", sc.Err())
-	return 0
-}
-
 // processCPU is the CPU time of every thread of pid in nanoseconds, from
 // /proc/<pid>/task/*/schedstat (the scheduler's own count, in ns: the
 // process collector's utime + stime move in 10 ms ticks, too coarse for
@@ -631,16 +607,16 @@ func processCPU(pid int) (time.Duration, error) {
 	return sum, nil
 }
 
-// consoleCPU measures the console's CPU time over d, by the scheduler
+// measureConsoleCPU measures the console's CPU time over d, by the scheduler
 // (ns) and by its process_cpu_seconds_total.
-func consoleCPU(tb testing.TB, d time.Duration) (sched, metric time.Duration) {
+func measureConsoleCPU(tb testing.TB, d time.Duration) (sched, metric time.Duration) {
 	tb.Helper()
 	pid := shared.Component(topology.Console).Pid()
 	s0, err := processCPU(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m0, start := consoleCPUSeconds(tb), time.Now()
+	m0, start := consoleCPU(tb, shared), time.Now()
 	select { // a measuring interval, not a synchronization
 	case <-time.After(d):
 	case <-tb.Context().Done():
@@ -650,7 +626,7 @@ func consoleCPU(tb testing.TB, d time.Duration) (sched, metric time.Duration) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m1, took := consoleCPUSeconds(tb), time.Since(start)
+	m1, took := consoleCPU(tb, shared), time.Since(start)
 	if pid != shared.Component(topology.Console).Pid() {
 		tb.Fatal("the console restarted while measuring")
 	}
@@ -665,13 +641,13 @@ func TestConsoleBrowserCPUWithFiveTabs(t *testing.T) {
 		tabs   = 5
 		period = 10 * time.Second
 	)
-	idle, idleMetric := consoleCPU(t, period)
+	idle, idleMetric := measureConsoleCPU(t, period)
 	b := testutil.MustBrowser(t)
 	pages := make([]*testutil.Page, tabs)
 	for i := range pages {
 		pages[i] = MustConsolePage(t, b, testutil.Desktop)
 	}
-	streaming, streamingMetric := consoleCPU(t, period)
+	streaming, streamingMetric := measureConsoleCPU(t, period)
 	for i, p := range pages {
 		if conn := testutil.MustEval[string](p, `document.getElementById("conn").dataset.conn`); conn != "live" {
 			t.Errorf("tab %d: stream %s at the end of the measurement", i+1, conn)
