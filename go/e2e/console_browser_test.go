@@ -236,6 +236,27 @@ func TestConsoleBrowserLoginShowsEverything(t *testing.T) {
 	}
 	fullShot(p, "overview")
 	p.MustNoScriptErrors()
+
+	// On a phone: the same, one column, nothing sticking out sideways.
+	phone := MustConsolePage(t, b, testutil.Phone)
+	waitPage(t, phone, 5*time.Second, "tiles on the phone", fmt.Sprintf(`document.querySelectorAll("#command-tiles .tile").length >= %d`, len(want)))
+	type layout struct {
+		ScrollWidth, InnerWidth float64
+		Out                     []string
+	}
+	l := testutil.MustEval[layout](phone, `(function () {
+	  var w = window.innerWidth, out = [];
+	  document.querySelectorAll("main *").forEach(function (e) {
+	    var r = e.getBoundingClientRect();
+	    if (r.width > 0 && r.height > 0 && (r.left < -0.5 || r.right > w + 0.5)) { out.push(e.tagName.toLowerCase() + "." + e.className); }
+	  });
+	  return { ScrollWidth: document.scrollingElement.scrollWidth, InnerWidth: w, Out: out.slice(0, 10) };
+	})()`)
+	if l.ScrollWidth > l.InnerWidth || len(l.Out) > 0 {
+		t.Errorf("on a phone the page is wider than the screen (%v > %v): %v", l.ScrollWidth, l.InnerWidth, l.Out)
+	}
+	phone.MustScreenshot("overview-phone", false)
+	phone.MustNoScriptErrors()
 }
 
 func sortedKeys[V any](m map[string]V) []string {
