@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp/kb"
+
 	"github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -330,6 +332,11 @@ func TestPageRendersSnapshotAndControls(t *testing.T) {
 	p.MustScreenshot("confirm-degrade", false)
 	p.MustClick("#confirm-cancel")
 	waitTrue(t, p, "the dialog closed", `!document.getElementById("confirm-dialog").open`)
+	// Escape cancels too.
+	p.MustClick("#degrade-direct-force-normal")
+	waitTrue(t, p, "the confirmation", `document.getElementById("confirm-dialog").open`)
+	p.MustType("#confirm-cancel", kb.Escape)
+	waitTrue(t, p, "the dialog closed by Escape", `!document.getElementById("confirm-dialog").open`)
 	if posts := f.recorded(); len(posts) != 0 {
 		t.Fatalf("cancel sent %v", posts)
 	}
