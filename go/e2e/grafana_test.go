@@ -28,8 +28,15 @@ import (
 var goServices = []string{topology.Source, topology.Sync, topology.Sync2, topology.Direct, topology.Hot, topology.One, "console"}
 
 type grafanaPanel struct {
+	ID      int    `json:"id"`
 	Title   string `json:"title"`
 	Type    string `json:"type"`
+	GridPos *struct {
+		H, W, X, Y int
+	} `json:"gridPos"`
+	Datasource *struct {
+		UID string `json:"uid"`
+	} `json:"datasource"`
 	Targets []struct {
 		RefID string `json:"refId"`
 		Expr  string `json:"expr"`
@@ -176,6 +183,21 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	d, queries := mustDashboard(t)
 	if d.UID == "" || d.Title == "" || len(queries) == 0 {
 		t.Fatalf("dashboard %q (uid %q) with %d queries", d.Title, d.UID, len(queries))
+	}
+	// Grafana imports it: unique panel ids, every panel placed on the
+	// 24-column grid, every query panel on the $datasource variable.
+	ids := map[int]string{}
+	for _, p := range d.Panels {
+		if other, dup := ids[p.ID]; dup || p.ID == 0 {
+			t.Errorf("panel %q: id %d (also %q)", p.Title, p.ID, other)
+		}
+		ids[p.ID] = p.Title
+		if g := p.GridPos; g == nil || g.W < 1 || g.H < 1 || g.X < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v", p.Title, p.GridPos)
+		}
+		if len(p.Targets) > 0 && (p.Datasource == nil || p.Datasource.UID != "${datasource}") {
+			t.Errorf("panel %q: datasource %+v, want the ${datasource} variable", p.Title, p.Datasource)
+		}
 	}
 	// A little traffic first, so that the metrics with labels the services
 	// create on first use (lookups by level, answers by code, parts by
