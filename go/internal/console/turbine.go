@@ -38,16 +38,21 @@ type hostEvent struct {
 
 // aggregator keeps the latest event of every (type, name) per host and
 // merges them the way Turbine does. A host's events go when its stream
-// drops (dropHost) or when they are older than stale (a frozen source).
+// drops (dropHost) or when the host has sent nothing for stale (a frozen
+// source). Staleness is the host's, not each event's: hystrix-go's stream
+// gives each client a buffer of 10 events and drops the rest of a tick's
+// burst (two events per command), so a service with many commands shows
+// each of them only every few seconds.
 type aggregator struct {
 	mu     sync.Mutex
 	latest map[eventKey]map[string]hostEvent // → host → latest
+	seen   map[string]time.Time              // host → its latest event
 	now    func() time.Time
 	stale  time.Duration
 }
 
 func newAggregator(now func() time.Time, stale time.Duration) *aggregator {
-	return &aggregator{latest: map[eventKey]map[string]hostEvent{}, now: now, stale: stale}
+	return &aggregator{latest: map[eventKey]map[string]hostEvent{}, seen: map[string]time.Time{}, now: now, stale: stale}
 }
 
 // put records ev from host; events without a type or name are ignored
@@ -66,7 +71,9 @@ func (a *aggregator) put(host string, ev event) bool {
 		hosts = map[string]hostEvent{}
 		a.latest[k] = hosts
 	}
-	hosts[host] = hostEvent{at: a.now(), data: ev}
+	at := a.now()
+	hosts[host] = hostEvent{at: at, data: ev}
+	a.seen[host] = at
 	return true
 }
 
@@ -74,6 +81,7 @@ func (a *aggregator) put(host string, ev event) bool {
 func (a *aggregator) dropHost(host string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	delete(a.seen, host)
 	for k, hosts := range a.latest {
 		delete(hosts, host)
 		if len(hosts) == 0 {
@@ -91,8 +99,8 @@ func (a *aggregator) instances() []instanceSet {
 	out := make([]instanceSet, 0, len(a.latest))
 	for k, hosts := range a.latest {
 		set := instanceSet{typ: k.typ, name: k.name}
-		for h, he := range hosts {
-			if now.Sub(he.at) > a.stale {
+		for h := range hosts {
+			if now.Sub(a.seen[h]) > a.stale {
 				delete(hosts, h)
 				continue
 			}

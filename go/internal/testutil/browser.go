@@ -373,6 +373,25 @@ func (p *Page) MustSelect(selector, value string) {
 	}
 }
 
+// MustClick clicks, as a mouse does, the element the CSS selector matches
+// once it is visible (the click lands on whatever is on top at its centre,
+// so a covered element does not get it).
+func (p *Page) MustClick(selector string) {
+	p.tb.Helper()
+	if err := p.do(10*time.Second, chromedp.Click(chromedp.CSS(selector))); err != nil {
+		p.tb.Fatalf("testutil: click %s: %v", selector, err)
+	}
+}
+
+// MustType focuses the element the CSS selector matches and types text
+// into it with key events, as a person does.
+func (p *Page) MustType(selector, text string) {
+	p.tb.Helper()
+	if err := p.do(10*time.Second, chromedp.SendKeys(chromedp.CSS(selector), text)); err != nil {
+		p.tb.Fatalf("testutil: type into %s: %v", selector, err)
+	}
+}
+
 // ScreenshotDir is where this test's screenshots go ($DETAILPAGE_SCREENSHOTS,
 // or os.TempDir()/detailpage-screenshots/<test name>); it is created on
 // first use and kept after the test.
