@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/detailpage/detailpage/go/internal/lograte"
 )
 
 // CookieName is the session cookie.
@@ -119,7 +121,7 @@ type auth struct {
 	token    string
 	sessions *sessions
 	log      *slog.Logger
-	failLog  *logLimiter
+	failLog  *lograte.Limiter
 }
 
 // Keys of the gin context.
@@ -180,7 +182,7 @@ func (a *auth) unauthorized(c *gin.Context) {
 // logFailure logs a refused request, never the token, at most a few lines
 // a second.
 func (a *auth) logFailure(c *gin.Context, why string) {
-	if n, ok := a.failLog.allow(); ok {
+	if n, ok := a.failLog.Allow(); ok {
 		a.log.Warn("console: request refused", "why", why, "path", c.Request.URL.Path, "remote", c.ClientIP(), "suppressed", n)
 	}
 }
@@ -254,36 +256,4 @@ func (a *auth) logout(c *gin.Context) {
 // the caller's session (none with a bearer token).
 func (a *auth) session(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"csrf": c.GetString(keyCSRF)})
-}
-
-// logLimiter lets through at most burst log lines per interval and counts
-// the others, so a flood of bad requests cannot flood the log.
-type logLimiter struct {
-	mu         sync.Mutex
-	burst      int
-	interval   time.Duration
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-func newLogLimiter(burst int, interval time.Duration) *logLimiter {
-	return &logLimiter{burst: burst, interval: interval}
-}
-
-func (l *logLimiter) allow() (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if now.Sub(l.start) >= l.interval {
-		l.start, l.n = now, 0
-	}
-	if l.n >= l.burst {
-		l.suppressed++
-		return 0, false
-	}
-	l.n++
-	n := l.suppressed
-	l.suppressed = 0
-	return n, true
 }

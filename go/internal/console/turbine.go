@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/detailpage/detailpage/go/internal/backoff"
+	"github.com/detailpage/detailpage/go/internal/lograte"
 )
 
 // Event types of the Hystrix stream.
@@ -231,7 +232,7 @@ type follower struct {
 	idle    time.Duration // a stream that sent data and then nothing this long is reconnected
 	mu      sync.Mutex
 	states  map[string]streamState
-	badLine *logLimiter
+	badLine *lograte.Limiter
 }
 
 // followRetry is the backoff between reconnects of one source.
@@ -246,7 +247,7 @@ func newFollower(agg *aggregator, log *slog.Logger, dial time.Duration) *followe
 	return &follower{
 		agg: agg, log: log, policy: followRetry, idle: 10 * time.Second,
 		client: &http.Client{Transport: tr}, // no overall timeout: a stream never ends
-		states: map[string]streamState{}, badLine: newLogLimiter(5, time.Second),
+		states: map[string]streamState{}, badLine: lograte.New(5, time.Second),
 	}
 }
 
@@ -337,7 +338,7 @@ func (f *follower) read(ctx context.Context, t Target, first func()) error {
 		}
 		var ev event
 		if err := json.Unmarshal(bytes.TrimSpace(data), &ev); err != nil || !f.agg.put(t.Name, ev) {
-			if n, ok := f.badLine.allow(); ok {
+			if n, ok := f.badLine.Allow(); ok {
 				f.log.Warn("console: hystrix event ignored", "source", t.Name, "suppressed", n)
 			}
 			continue

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/lograte"
 )
 
 // Config is the hot service's configuration.
@@ -57,7 +58,7 @@ type Service struct {
 	det   *Detector
 	stats *Stats
 
-	rejectLog *logLimiter
+	rejectLog *lograte.Limiter
 	saveMu    sync.Mutex // one state write at a time
 
 	reports  *prometheus.CounterVec
@@ -78,7 +79,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	if tel.Registry == nil {
 		tel.Registry = prometheus.NewRegistry()
 	}
-	s := &Service{cfg: cfg, log: log, tel: tel, now: now, stats: NewStats(now()), rejectLog: newLogLimiter(5, time.Second)}
+	s := &Service{cfg: cfg, log: log, tel: tel, now: now, stats: NewStats(now()), rejectLog: lograte.New(5, time.Second)}
 	det, err := NewDetector(cfg.Rule, now, s.stats, log)
 	if err != nil {
 		return nil, err
@@ -219,7 +220,7 @@ func (s *Service) postReport(c *gin.Context) {
 	rep, err := ParseReport(body)
 	if err != nil {
 		s.reports.WithLabelValues("rejected").Inc()
-		if n, ok := s.rejectLog.allow(); ok {
+		if n, ok := s.rejectLog.Allow(); ok {
 			s.log.Warn("hot: report rejected", "remote", c.ClientIP(), "error", err, "suppressed", n)
 		}
 		httpapi.Error(c, err)
@@ -297,38 +298,4 @@ func (s *Service) snapshotHas(id int64) (Entry, bool) {
 		}
 	}
 	return Entry{}, false
-}
-
-// logLimiter lets through at most burst log lines per interval and counts
-// the others, so a flood of bad reports cannot flood the log.
-type logLimiter struct {
-	mu         sync.Mutex
-	burst      int
-	interval   time.Duration
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-func newLogLimiter(burst int, interval time.Duration) *logLimiter {
-	return &logLimiter{burst: burst, interval: interval}
-}
-
-// allow reports whether a line may be logged now and how many were
-// suppressed since the last one that was.
-func (l *logLimiter) allow() (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if now.Sub(l.start) >= l.interval {
-		l.start, l.n = now, 0
-	}
-	if l.n >= l.burst {
-		l.suppressed++
-		return 0, false
-	}
-	l.n++
-	n := l.suppressed
-	l.suppressed = 0
-	return n, true
 }
