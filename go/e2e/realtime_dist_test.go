@@ -61,9 +61,12 @@ type realtimeAnswer struct {
 	took         time.Duration
 }
 
-func getRealtime(url string) (realtimeAnswer, error) {
+func getRealtime(url string) (realtimeAnswer, error) { return getRealtimeWith(client, url) }
+
+// getRealtimeWith is getRealtime with client c.
+func getRealtimeWith(c *http.Client, url string) (realtimeAnswer, error) {
 	start := time.Now()
-	resp, err := client.Get(url)
+	resp, err := c.Get(url)
 	if err != nil {
 		return realtimeAnswer{}, err
 	}

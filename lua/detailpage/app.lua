@@ -479,6 +479,11 @@ end
 -- the next level when the Lua renderer fails on a document. Returns the
 -- HTML, or nil and an error.
 local function direct_html(id)
+    if ngx.get_phase() == "timer" then
+        -- the warm-up: no subrequest outside a request; the page is
+        -- loaded when a request asks for it
+        return nil, "no direct-data page outside a request"
+    end
     bump("direct_calls")
     local res = capture("/_direct/item/" .. id .. ".html")
     if res.status == 200 then
