@@ -189,14 +189,24 @@ func TestStaleAndXFetchRefreshOncePerID(t *testing.T) {
 			t.Fatalf("level %q err %v, want the local entry while it refreshes", level, err)
 		}
 	}
-	testutil.Eventually(t, 5*time.Second, func() error {
+	// A refresh that failed (a starved -race process's Redis or source call
+	// timing out) is tried again after refreshRetry of the service's clock,
+	// which this test holds still: the retry is let through by hand, and
+	// counted.
+	retries := 0
+	testutil.Eventually(t, 10*time.Second, func() error {
 		if e2, _ := h.svc.items.Peek(id); e2 == e {
+			if e.retryAt.Load() != 0 {
+				retries++
+				e.retryAt.Store(0)
+				h.svc.Item(t.Context(), id)
+			}
 			return errors.New("entry not refreshed yet")
 		}
 		return nil
 	})
-	if n := counterValue(t, h.svc.refreshes.WithLabelValues("early")); n < 1 || n > 2 {
-		t.Errorf("early refreshes = %v, want 1 (2 if the first finished in between)", n)
+	if n := counterValue(t, h.svc.refreshes.WithLabelValues("early")); n < 1 || n > float64(2+retries) {
+		t.Errorf("early refreshes = %v after %d failed, want %d (one more if the first finished in between)", n, retries, 1+retries)
 	}
 	if n := h.sourceStats(t, http.MethodGet)["stock"]["lookups"]; n != 1 {
 		t.Errorf("stock lookups = %d, want still 1: refreshes read Redis", n)
