@@ -279,6 +279,7 @@ func TestScriptFailuresKeepCachedPage(t *testing.T) {
 		{"not JSON", jsonAnswer(`<html>oops`), time.Second},
 		{"truncated JSON", jsonAnswer(`{"id":7,"price":"1.00"`), time.Second},
 		{"another item", jsonAnswer(strings.Replace(liveAnswer("1.00", "east", false), `"id":7`, `"id":8`, 1)), time.Second},
+		{"an id this one is a prefix of", jsonAnswer(strings.Replace(liveAnswer("1.00", "east", false), `"id":7`, `"id":77`, 1)), time.Second},
 		{"null", jsonAnswer(`null`), time.Second},
 		{"wrong types", jsonAnswer(`{"id":7,"price":5,"stock":"x","promotion":[],"shipping":7,"stale":false}`), -1},
 		{"slow (2.5 s)", func(w http.ResponseWriter, r *http.Request) {
