@@ -160,7 +160,9 @@ func (s *Service) live(ctx context.Context, ids []int64, res []Result, need *[nu
 			}
 			v, err := decodePart(p, id, raw)
 			if err != nil {
-				s.log.Warn("realtime: source record ignored", "part", partNames[p], "id", id, "error", err)
+				if n, ok := s.recordLog.Allow(); ok {
+					s.log.Warn("realtime: source record ignored", "part", partNames[p], "id", id, "error", err, "suppressed", n)
+				}
 				continue // last good
 			}
 			s.keep(k, &entry{val: v, fetched: now, gen: gen})
@@ -266,7 +268,9 @@ func (s *Service) lastGood(ids []int64, res []Result, stored map[int64]map[catal
 			}
 			v, err := decodePart(p, id, rv.Record)
 			if err != nil {
-				s.log.Warn("realtime: redis value ignored", "part", partNames[p], "id", id, "error", err)
+				if n, ok := s.recordLog.Allow(); ok {
+					s.log.Warn("realtime: redis value ignored", "part", partNames[p], "id", id, "error", err, "suppressed", n)
+				}
 				continue
 			}
 			*r = resolved{val: v, level: levelLastGood, at: rv.At}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/lograte"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
@@ -163,7 +164,10 @@ type Service struct {
 	release   func()
 
 	badLog rate.Sometimes
-	now    func() time.Time
+	// recordLog bounds the lines about records that do not decode (a
+	// corrupt value would otherwise log on every answer that reads it).
+	recordLog *lograte.Limiter
+	now       func() time.Time
 
 	answers    *prometheus.CounterVec
 	ok200      prometheus.Counter
@@ -192,7 +196,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 		return nil, fmt.Errorf("realtime: %w", err)
 	}
 	s := &Service{cfg: cfg, log: log, tel: tel, src: src, release: release,
-		badLog: rate.Sometimes{First: 5, Interval: time.Second}, now: time.Now}
+		badLog: rate.Sometimes{First: 5, Interval: time.Second}, recordLog: lograte.New(5, time.Second), now: time.Now}
 	if s.cache, err = lru.New[key, *entry](cfg.CacheSize); err != nil {
 		release()
 		return nil, fmt.Errorf("realtime: %w", err)
