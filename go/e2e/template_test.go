@@ -1,9 +1,17 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/detailpage/detailpage/go/internal/testutil"
+	"github.com/detailpage/detailpage/go/internal/topology"
 )
 
 // An empty JSON list where the template expects an object fails in pongo2
@@ -24,6 +32,7 @@ func TestRenderEmptyListWhereObjectIs503(t *testing.T) {
 		i++
 		t.Run(name, func(t *testing.T) {
 			doc := strings.ReplaceAll(doc, "ID", id)
+			t.Cleanup(func() { restoreProduct(t, id) })
 			if err := redisClient(t, shared.Config().Ports.RedisMain).Set(t.Context(), "item:{"+id+"}", doc, 0).Err(); err != nil {
 				t.Fatal(err)
 			}
@@ -33,5 +42,36 @@ func TestRenderEmptyListWhereObjectIs503(t *testing.T) {
 				t.Fatalf("status %d, X-Cache %q: want the 503 page (both renderers refuse the document)", got.status, got.cache)
 			}
 		})
+	}
+}
+
+// restoreProduct puts back the real page document of id after a test wrote
+// a broken one into Redis: the key goes, the direct-data service rebuilds
+// it from the source (writing it back to main), and the app nodes drop
+// their copies. Later tests (the warm-up's top pages) read it again.
+func restoreProduct(tb testing.TB, id string) {
+	tb.Helper()
+	key := "item:{" + id + "}"
+	if err := redisClient(tb, shared.Config().Ports.RedisMain).Del(context.Background(), key).Err(); err != nil {
+		tb.Fatal(err)
+	}
+	url := topology.URL(shared.Config().Ports.Direct) + "/api/item/" + id
+	testutil.Eventually(tb, 10*time.Second, func() error {
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(b), `"version":999999999`) || strings.TrimSpace(string(b)) == "[]" {
+			return fmt.Errorf("direct-data %s: %d %.100s", id, resp.StatusCode, b)
+		}
+		return nil
+	})
+	n, _ := strconv.Atoi(id)
+	for _, node := range []string{topology.App1, topology.App2} {
+		if code, body := admin(tb, shared, node, http.MethodPost, "/_admin/purge", token, map[string]any{"ids": []int{n}}); code != http.StatusOK {
+			tb.Fatalf("purge %s on %s: %d %s", id, node, code, body)
+		}
 	}
 }
