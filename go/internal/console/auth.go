@@ -87,6 +87,15 @@ func (s *sessions) get(id string) (string, bool) {
 	return ss.csrf, true
 }
 
+// alive reports whether a session is live without marking it used (an
+// open stream checks it on every frame: streaming is not using).
+func (s *sessions) alive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.m[id]
+	return ok && s.now().Sub(ss.last) <= s.idle
+}
+
 func (s *sessions) drop(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -219,7 +219,7 @@ func (s *Service) Handler() http.Handler {
 	api.GET("/session", s.auth.session)
 	api.GET("/overview", func(c *gin.Context) { c.JSON(http.StatusOK, s.Snapshot(c.Request.Context())) })
 	api.GET("/stream", func(c *gin.Context) {
-		serveSSE(c.Writer, c.Request, s.done, s.overview, overviewFrame(s.Snapshot(c.Request.Context())))
+		serveSSE(c.Writer, c.Request, s.done, s.overview, overviewFrame(s.Snapshot(c.Request.Context())), s.streamAlive(c))
 	})
 	apps := func() []Target { return s.cfg.Apps }
 	hots := func() []Target { return s.cfg.Hot }
@@ -227,7 +227,18 @@ func (s *Service) Handler() http.Handler {
 	api.POST("/hot", control[hotRequest](s, hots, "/_admin/hot"))
 	api.POST("/purge", control[purgeRequest](s, apps, "/_admin/purge"))
 	e.GET("/turbine.stream", req, func(c *gin.Context) {
-		serveSSE(c.Writer, c.Request, s.done, s.turbine, nil)
+		serveSSE(c.Writer, c.Request, s.done, s.turbine, nil, s.streamAlive(c))
 	})
 	return e
+}
+
+// streamAlive is what an open stream checks before each frame: a stream
+// opened with a session ends when the session does (logout, idle); one
+// opened with the bearer token has nothing to check (nil).
+func (s *Service) streamAlive(c *gin.Context) func() bool {
+	id := c.GetString(keySession)
+	if id == "" {
+		return nil
+	}
+	return func() bool { return s.auth.sessions.alive(id) }
 }

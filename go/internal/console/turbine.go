@@ -408,9 +408,10 @@ func (h *hub) count() int {
 }
 
 // serveSSE streams the hub's frames to one client, first (if not nil)
-// the frame first, until the client or the service goes. A write that
-// cannot finish in writeTimeout ends the stream.
-func serveSSE(w http.ResponseWriter, r *http.Request, done <-chan struct{}, h *hub, first []byte) {
+// the frame first, until the client or the service goes, or alive (if
+// not nil; checked before every frame) says the client's session is
+// gone. A write that cannot finish in writeTimeout ends the stream.
+func serveSSE(w http.ResponseWriter, r *http.Request, done <-chan struct{}, h *hub, first []byte, alive func() bool) {
 	const writeTimeout = 10 * time.Second
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -439,6 +440,9 @@ func serveSSE(w http.ResponseWriter, r *http.Request, done <-chan struct{}, h *h
 		case <-done:
 			return
 		case f := <-ch:
+			if alive != nil && !alive() {
+				return
+			}
 			if !write(f) {
 				return
 			}
