@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/detailpage/detailpage/go/internal/lograte"
 )
@@ -34,17 +35,30 @@ type session struct {
 	last time.Time
 }
 
+// maxSessions bounds the session store: a login past it ends the least
+// recently used session.
+const maxSessions = 1024
+
 // sessions is the in-memory session store: random ids, each with its own
-// random CSRF token, dropped after idle without use.
+// random CSRF token, dropped after idle without use, at most maxSessions
+// (an LRU: hashicorp/golang-lru's, under the store's own lock).
 type sessions struct {
 	mu   sync.Mutex
-	m    map[string]*session
+	m    *simplelru.LRU[string, *session]
 	idle time.Duration
 	now  func() time.Time
 }
 
 func newSessions(idle time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[string]*session{}, idle: idle, now: now}
+	return newSessionsCap(maxSessions, idle, now)
+}
+
+func newSessionsCap(size int, idle time.Duration, now func() time.Time) *sessions {
+	m, err := simplelru.NewLRU[string, *session](size, nil)
+	if err != nil {
+		panic(err) // only for a size < 1
+	}
+	return &sessions{m: m, idle: idle, now: now}
 }
 
 // randomToken is 32 bytes from crypto/rand, hex-encoded.
@@ -56,7 +70,8 @@ func randomToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// create starts a session and returns its id and CSRF token.
+// create starts a session and returns its id and CSRF token; the least
+// recently used session goes when the store is full.
 func (s *sessions) create() (id, csrf string, err error) {
 	if id, err = randomToken(); err != nil {
 		return "", "", err
@@ -66,7 +81,7 @@ func (s *sessions) create() (id, csrf string, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m[id] = &session{csrf: csrf, last: s.now()}
+	s.m.Add(id, &session{csrf: csrf, last: s.now()})
 	return id, csrf, nil
 }
 
@@ -74,13 +89,13 @@ func (s *sessions) create() (id, csrf string, err error) {
 func (s *sessions) get(id string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ss, ok := s.m[id]
+	ss, ok := s.m.Get(id)
 	if !ok {
 		return "", false
 	}
 	now := s.now()
 	if now.Sub(ss.last) > s.idle {
-		delete(s.m, id)
+		s.m.Remove(id)
 		return "", false
 	}
 	ss.last = now
@@ -92,14 +107,14 @@ func (s *sessions) get(id string) (string, bool) {
 func (s *sessions) alive(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ss, ok := s.m[id]
+	ss, ok := s.m.Peek(id)
 	return ok && s.now().Sub(ss.last) <= s.idle
 }
 
 func (s *sessions) drop(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, id)
+	s.m.Remove(id)
 }
 
 // sweep drops every idle session.
@@ -107,9 +122,9 @@ func (s *sessions) sweep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	for id, ss := range s.m {
-		if now.Sub(ss.last) > s.idle {
-			delete(s.m, id)
+	for _, id := range s.m.Keys() {
+		if ss, ok := s.m.Peek(id); ok && now.Sub(ss.last) > s.idle {
+			s.m.Remove(id)
 		}
 	}
 }
@@ -117,7 +132,7 @@ func (s *sessions) sweep() {
 func (s *sessions) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m)
+	return s.m.Len()
 }
 
 // tokenEqual compares in constant time (length aside).
@@ -232,6 +247,10 @@ func (a *auth) login(c *gin.Context) {
 		a.logFailure(c, "wrong token at login")
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "wrong token"})
 		return
+	}
+	// A login from a browser that has a session replaces it.
+	if ck, err := c.Request.Cookie(CookieName); err == nil {
+		a.sessions.drop(ck.Value)
 	}
 	id, csrf, err := a.sessions.create()
 	if err != nil {
