@@ -8,15 +8,18 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/time/rate"
 
 	"github.com/detailpage/detailpage/go/internal/lograte"
 )
@@ -140,12 +143,29 @@ func tokenEqual(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
+// Failed logins, all callers together: a token bucket of loginFailBurst
+// refilled at loginFailRate a second. Past it a login answers 429
+// without the token being compared.
+const (
+	loginFailRate  = 5
+	loginFailBurst = 5
+)
+
 // auth holds the console's access rules.
 type auth struct {
 	token    string
 	sessions *sessions
 	log      *slog.Logger
 	failLog  *lograte.Limiter
+	failures *rate.Limiter // failed logins
+	now      func() time.Time
+}
+
+func newAuth(token string, idle time.Duration, now func() time.Time, log *slog.Logger) *auth {
+	return &auth{
+		token: token, sessions: newSessions(idle, now), log: log, failLog: lograte.New(5, time.Second),
+		failures: rate.NewLimiter(loginFailRate, loginFailBurst), now: now,
+	}
 }
 
 // Keys of the gin context.
@@ -243,11 +263,24 @@ func (a *auth) login(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, gin.H{"error": "login: send a form (token=) or JSON {\"token\":\"…\"}"})
 		return
 	}
+	// A failure is counted before the comparison (the reservation is
+	// given back on success), so concurrent guesses cannot overrun the
+	// bucket.
+	now := a.now()
+	res := a.failures.ReserveN(now, 1)
+	if wait := res.DelayFrom(now); !res.OK() || wait > 0 {
+		res.CancelAt(now)
+		a.logFailure(c, "too many failed logins")
+		c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+		c.AbortWithStatusJSON(http.StatusTooManyRequests, gin.H{"error": "too many failed logins; retry later"})
+		return
+	}
 	if !tokenEqual(token, a.token) {
 		a.logFailure(c, "wrong token at login")
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "wrong token"})
 		return
 	}
+	res.CancelAt(now) // not a failure
 	// A login from a browser that has a session replaces it.
 	if ck, err := c.Request.Cookie(CookieName); err == nil {
 		a.sessions.drop(ck.Value)

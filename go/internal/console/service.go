@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/detailpage/detailpage/go/internal/httpapi"
-	"github.com/detailpage/detailpage/go/internal/lograte"
 )
 
 //go:embed web
@@ -57,7 +56,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 		tel.Registry = prometheus.NewRegistry()
 	}
 	s := &Service{cfg: cfg, log: log, tel: tel, now: now, turbine: newHub(), overview: newHub(), done: make(chan struct{})}
-	s.auth = &auth{token: cfg.AdminToken, sessions: newSessions(cfg.SessionIdle, now), log: log, failLog: lograte.New(5, time.Second)}
+	s.auth = newAuth(cfg.AdminToken, cfg.SessionIdle, now, log)
 	// An event older than three of hystrix-go's 1 s ticks is from a
 	// frozen source: out of the aggregate.
 	s.agg = newAggregator(now, 3*time.Second)
