@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/lograte"
 )
 
 //go:embed web
@@ -41,6 +42,8 @@ type Service struct {
 	latest   atomic.Pointer[Snapshot]
 	done     chan struct{} // closed when Run ends: streams end
 	doneOnce sync.Once
+
+	encodeLog *lograte.Limiter // a snapshot that cannot be encoded
 }
 
 // Open builds the console and binds its listener.
@@ -55,7 +58,8 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	if tel.Registry == nil {
 		tel.Registry = prometheus.NewRegistry()
 	}
-	s := &Service{cfg: cfg, log: log, tel: tel, now: now, turbine: newHub(), overview: newHub(), done: make(chan struct{})}
+	s := &Service{cfg: cfg, log: log, tel: tel, now: now, turbine: newHub(), overview: newHub(), done: make(chan struct{}),
+		encodeLog: lograte.New(1, time.Minute)}
 	s.auth = newAuth(cfg.AdminToken, cfg.SessionIdle, now, log)
 	// An event older than three of hystrix-go's 1 s ticks is from a
 	// frozen source: out of the aggregate.
@@ -158,12 +162,27 @@ func (s *Service) refresh(ctx context.Context) {
 	snap := s.col.snapshot(ctx)
 	s.latest.Store(snap)
 	if s.overview.count() > 0 {
-		s.overview.publish(overviewFrame(snap))
+		s.overview.publish(s.overviewFrame(snap))
 	}
 }
 
-func overviewFrame(snap *Snapshot) []byte {
+// encodeSnapshot is snap as JSON. The snapshot skips what JSON cannot
+// carry (NaN, ±Inf); should encoding fail all the same, it is logged
+// (at most once a minute) and the caller answers an error.
+func (s *Service) encodeSnapshot(snap *Snapshot) ([]byte, error) {
 	data, err := json.Marshal(snap)
+	if err != nil {
+		err = fmt.Errorf("console: encode snapshot: %w", err)
+		if n, ok := s.encodeLog.Allow(); ok {
+			s.log.Error("console: snapshot not encodable", "error", err, "suppressed", n)
+		}
+		return nil, err
+	}
+	return data, nil
+}
+
+func (s *Service) overviewFrame(snap *Snapshot) []byte {
+	data, err := s.encodeSnapshot(snap)
 	if err != nil {
 		return []byte(": snapshot not encodable\n\n")
 	}
@@ -224,9 +243,16 @@ func (s *Service) Handler() http.Handler {
 	e.POST("/logout", req, s.auth.logout)
 	api := e.Group("/api", req)
 	api.GET("/session", s.auth.session)
-	api.GET("/overview", func(c *gin.Context) { c.JSON(http.StatusOK, s.Snapshot(c.Request.Context())) })
+	api.GET("/overview", func(c *gin.Context) {
+		data, err := s.encodeSnapshot(s.Snapshot(c.Request.Context()))
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "snapshot not encodable"})
+			return
+		}
+		c.Data(http.StatusOK, "application/json; charset=utf-8", data)
+	})
 	api.GET("/stream", func(c *gin.Context) {
-		serveSSE(c.Writer, c.Request, s.done, s.overview, overviewFrame(s.Snapshot(c.Request.Context())), s.streamAlive(c))
+		serveSSE(c.Writer, c.Request, s.done, s.overview, s.overviewFrame(s.Snapshot(c.Request.Context())), s.streamAlive(c))
 	})
 	apps := func() []Target { return s.cfg.Apps }
 	hots := func() []Target { return s.cfg.Hot }
