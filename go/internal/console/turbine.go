@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"sort"
 	"strings"
 	"sync"
@@ -225,14 +224,18 @@ type streamState struct {
 // each on its own goroutine; a stream that fails or ends is retried with
 // backoff and its host dropped from the aggregate meanwhile.
 type follower struct {
-	agg     *aggregator
-	client  *http.Client
-	log     *slog.Logger
-	policy  backoff.Policy
-	idle    time.Duration // a stream that sent data and then nothing this long is reconnected
-	mu      sync.Mutex
-	states  map[string]streamState
-	badLine *lograte.Limiter
+	agg    *aggregator
+	client *http.Client
+	log    *slog.Logger
+	policy backoff.Policy
+	idle   time.Duration // a stream that sent data and then nothing this long is reconnected
+	// firstIdle: a connection with no event this long after it was
+	// asked for (a target that took the TCP connection and sends
+	// nothing) is reconnected.
+	firstIdle time.Duration
+	mu        sync.Mutex
+	states    map[string]streamState
+	badLine   *lograte.Limiter
 }
 
 // followRetry is the backoff between reconnects of one source.
@@ -241,11 +244,11 @@ var followRetry = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Sec
 func newFollower(agg *aggregator, log *slog.Logger, dial time.Duration) *follower {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// No response header timeout: hystrix-go writes its headers with the
-	// first event, and a service without commands never sends one.
+	// first event; read's watchdog bounds the wait (firstIdle).
 	tr.DialContext = (&net.Dialer{Timeout: dial, KeepAlive: 15 * time.Second}).DialContext
 	tr.MaxIdleConnsPerHost = 4
 	return &follower{
-		agg: agg, log: log, policy: followRetry, idle: 10 * time.Second,
+		agg: agg, log: log, policy: followRetry, idle: 10 * time.Second, firstIdle: 30 * time.Second,
 		client: &http.Client{Transport: tr}, // no overall timeout: a stream never ends
 		states: map[string]streamState{}, badLine: lograte.New(5, time.Second),
 	}
@@ -305,15 +308,23 @@ var errStreamIdle = errors.New("stream idle")
 func (f *follower) read(ctx context.Context, t Target, first func()) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// Connected once the service took the connection: it answers (headers
-	// included) only with its first event.
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { f.setState(t.Name, streamState{Connected: true}) }}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, t.URL+"/hystrix.stream", nil)
+	// The watchdog runs from the start: a target that takes the
+	// connection and sends nothing (no headers: hystrix-go writes them
+	// with its first event; no event) for firstIdle, or nothing for idle
+	// after an event (frozen, a dead TCP peer), is reconnected. A
+	// service that has run no command yet sends nothing either: it is
+	// asked again every firstIdle.
+	watchdog := time.AfterFunc(f.firstIdle, func() { cancel(errStreamIdle) })
+	defer watchdog.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL+"/hystrix.stream", nil)
 	if err != nil {
 		return err
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errStreamIdle) {
+			return fmt.Errorf("connect: no answer within %v: %w", f.firstIdle, cause)
+		}
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer resp.Body.Close()
@@ -321,13 +332,9 @@ func (f *follower) read(ctx context.Context, t Target, first func()) error {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return fmt.Errorf("connect: %s", resp.Status)
 	}
+	// Connected once the answer's headers came (with hystrix-go: with
+	// its first event), not when the TCP connection was taken.
 	f.setState(t.Name, streamState{Connected: true})
-	// A source that sent data and then went silent (frozen, a dead TCP
-	// peer) is reconnected; one with no command never sends anything
-	// (hystrix-go writes no pings) and is left alone.
-	watchdog := time.AfterFunc(time.Hour, func() { cancel(errStreamIdle) })
-	defer watchdog.Stop()
-	watchdog.Stop()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
