@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,8 +236,22 @@ func (s *Service) Handler() http.Handler {
 	e.GET("/assets/*file", func(c *gin.Context) {
 		c.Header("Cache-Control", "no-cache")
 		c.Header("Content-Security-Policy", pagePolicy)
+		file := c.Param("file")
+		// Files only: http.FileServer would list a directory.
+		if strings.HasSuffix(file, "/") {
+			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "not found"})
+			return
+		}
+		name := strings.TrimPrefix(path.Clean(file), "/")
+		if name == "" {
+			name = "." // the directory itself
+		}
+		if fi, err := fs.Stat(web, name); err == nil && fi.IsDir() {
+			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "not found"})
+			return
+		}
 		r := c.Request.Clone(c.Request.Context())
-		r.URL.Path = c.Param("file")
+		r.URL.Path = file
 		static.ServeHTTP(c.Writer, r)
 	})
 	e.POST("/login", s.auth.login)
