@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -75,5 +77,51 @@ func TestFollowerSilentTarget(t *testing.T) {
 	st := f.state("silent")
 	if st.Connected || !strings.Contains(st.Error, "no answer within 300ms") {
 		t.Errorf("state %+v, want not connected, error naming the wait", st)
+	}
+}
+
+// TestFollowerNoCommandService: a service that answers (headers) and has
+// no command to report is connected, and asked again every first
+// watchdog period without ever showing as retrying.
+func TestFollowerNoCommandService(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer src.Close()
+	f := newFollower(newAggregator(time.Now, 3*time.Second), slog.New(slog.DiscardHandler), time.Second)
+	f.firstIdle = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.run(ctx, Target{Name: "quiet", URL: src.URL}) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if !f.state("quiet").Connected {
+			return errNotYet
+		}
+		return nil
+	})
+	retrying := false
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if !f.state("quiet").Connected {
+			retrying = true
+		}
+		mu.Lock()
+		n := asked
+		mu.Unlock()
+		if n < 4 {
+			return fmt.Errorf("asked %d times, want 4: %w", n, errNotYet)
+		}
+		return nil
+	})
+	if retrying {
+		t.Errorf("a service that answers with no command showed as retrying: %+v", f.state("quiet"))
 	}
 }

@@ -285,6 +285,13 @@ func (f *follower) run(ctx context.Context, t Target) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errNoEvent) {
+			// It answered and has no command to report: still
+			// connected, asked again at once.
+			f.log.Debug("console: hystrix stream sent no event; asking again", "source", t.Name)
+			b.Reset()
+			continue
+		}
 		if time.Since(start) > 30*time.Second {
 			b.Reset() // it was up a good while: retry soon
 		}
@@ -302,7 +309,12 @@ func (f *follower) run(ctx context.Context, t Target) {
 	}
 }
 
-var errStreamIdle = errors.New("stream idle")
+var (
+	errStreamIdle = errors.New("stream idle")
+	// errNoEvent: the stream answered (headers) and sent no event in
+	// firstIdle: a service that has run no command yet.
+	errNoEvent = errors.New("stream answered, no event")
+)
 
 // read reads one connection to t's stream until it fails or ends.
 func (f *follower) read(ctx context.Context, t Target, first func()) error {
@@ -312,8 +324,8 @@ func (f *follower) read(ctx context.Context, t Target, first func()) error {
 	// connection and sends nothing (no headers: hystrix-go writes them
 	// with its first event; no event) for firstIdle, or nothing for idle
 	// after an event (frozen, a dead TCP peer), is reconnected. A
-	// service that has run no command yet sends nothing either: it is
-	// asked again every firstIdle.
+	// service that answered (headers) and has run no command yet is
+	// asked again every firstIdle and stays connected (errNoEvent).
 	watchdog := time.AfterFunc(f.firstIdle, func() { cancel(errStreamIdle) })
 	defer watchdog.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL+"/hystrix.stream", nil)
@@ -335,6 +347,7 @@ func (f *follower) read(ctx context.Context, t Target, first func()) error {
 	// Connected once the answer's headers came (with hystrix-go: with
 	// its first event), not when the TCP connection was taken.
 	f.setState(t.Name, streamState{Connected: true})
+	events := false
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -354,9 +367,13 @@ func (f *follower) read(ctx context.Context, t Target, first func()) error {
 			first()
 			first = nil
 		}
+		events = true
 		watchdog.Reset(f.idle)
 	}
 	if cause := context.Cause(ctx); errors.Is(cause, errStreamIdle) {
+		if !events {
+			return errNoEvent
+		}
 		return cause
 	}
 	if err := sc.Err(); err != nil {
