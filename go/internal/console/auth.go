@@ -8,14 +8,18 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/time/rate"
 
 	"github.com/detailpage/detailpage/go/internal/lograte"
 )
@@ -34,17 +38,30 @@ type session struct {
 	last time.Time
 }
 
+// maxSessions bounds the session store: a login past it ends the least
+// recently used session.
+const maxSessions = 1024
+
 // sessions is the in-memory session store: random ids, each with its own
-// random CSRF token, dropped after idle without use.
+// random CSRF token, dropped after idle without use, at most maxSessions
+// (an LRU: hashicorp/golang-lru's, under the store's own lock).
 type sessions struct {
 	mu   sync.Mutex
-	m    map[string]*session
+	m    *simplelru.LRU[string, *session]
 	idle time.Duration
 	now  func() time.Time
 }
 
 func newSessions(idle time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[string]*session{}, idle: idle, now: now}
+	return newSessionsCap(maxSessions, idle, now)
+}
+
+func newSessionsCap(size int, idle time.Duration, now func() time.Time) *sessions {
+	m, err := simplelru.NewLRU[string, *session](size, nil)
+	if err != nil {
+		panic(err) // only for a size < 1
+	}
+	return &sessions{m: m, idle: idle, now: now}
 }
 
 // randomToken is 32 bytes from crypto/rand, hex-encoded.
@@ -56,7 +73,8 @@ func randomToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// create starts a session and returns its id and CSRF token.
+// create starts a session and returns its id and CSRF token; the least
+// recently used session goes when the store is full.
 func (s *sessions) create() (id, csrf string, err error) {
 	if id, err = randomToken(); err != nil {
 		return "", "", err
@@ -66,7 +84,7 @@ func (s *sessions) create() (id, csrf string, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m[id] = &session{csrf: csrf, last: s.now()}
+	s.m.Add(id, &session{csrf: csrf, last: s.now()})
 	return id, csrf, nil
 }
 
@@ -74,23 +92,32 @@ func (s *sessions) create() (id, csrf string, err error) {
 func (s *sessions) get(id string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ss, ok := s.m[id]
+	ss, ok := s.m.Get(id)
 	if !ok {
 		return "", false
 	}
 	now := s.now()
 	if now.Sub(ss.last) > s.idle {
-		delete(s.m, id)
+		s.m.Remove(id)
 		return "", false
 	}
 	ss.last = now
 	return ss.csrf, true
 }
 
+// alive reports whether a session is live without marking it used (an
+// open stream checks it on every frame: streaming is not using).
+func (s *sessions) alive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.m.Peek(id)
+	return ok && s.now().Sub(ss.last) <= s.idle
+}
+
 func (s *sessions) drop(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, id)
+	s.m.Remove(id)
 }
 
 // sweep drops every idle session.
@@ -98,9 +125,9 @@ func (s *sessions) sweep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	for id, ss := range s.m {
-		if now.Sub(ss.last) > s.idle {
-			delete(s.m, id)
+	for _, id := range s.m.Keys() {
+		if ss, ok := s.m.Peek(id); ok && now.Sub(ss.last) > s.idle {
+			s.m.Remove(id)
 		}
 	}
 }
@@ -108,7 +135,7 @@ func (s *sessions) sweep() {
 func (s *sessions) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m)
+	return s.m.Len()
 }
 
 // tokenEqual compares in constant time (length aside).
@@ -116,12 +143,29 @@ func tokenEqual(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
+// Failed logins, all callers together: a token bucket of loginFailBurst
+// refilled at loginFailRate a second. Past it a login answers 429
+// without the token being compared.
+const (
+	loginFailRate  = 5
+	loginFailBurst = 5
+)
+
 // auth holds the console's access rules.
 type auth struct {
 	token    string
 	sessions *sessions
 	log      *slog.Logger
 	failLog  *lograte.Limiter
+	failures *rate.Limiter // failed logins
+	now      func() time.Time
+}
+
+func newAuth(token string, idle time.Duration, now func() time.Time, log *slog.Logger) *auth {
+	return &auth{
+		token: token, sessions: newSessions(idle, now), log: log, failLog: lograte.New(5, time.Second),
+		failures: rate.NewLimiter(loginFailRate, loginFailBurst), now: now,
+	}
 }
 
 // Keys of the gin context.
@@ -219,10 +263,27 @@ func (a *auth) login(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, gin.H{"error": "login: send a form (token=) or JSON {\"token\":\"…\"}"})
 		return
 	}
+	// A failure is counted before the comparison (the reservation is
+	// given back on success), so concurrent guesses cannot overrun the
+	// bucket.
+	now := a.now()
+	res := a.failures.ReserveN(now, 1)
+	if wait := res.DelayFrom(now); !res.OK() || wait > 0 {
+		res.CancelAt(now)
+		a.logFailure(c, "too many failed logins")
+		c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+		c.AbortWithStatusJSON(http.StatusTooManyRequests, gin.H{"error": "too many failed logins; retry later"})
+		return
+	}
 	if !tokenEqual(token, a.token) {
 		a.logFailure(c, "wrong token at login")
 		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "wrong token"})
 		return
+	}
+	res.CancelAt(now) // not a failure
+	// A login from a browser that has a session replaces it.
+	if ck, err := c.Request.Cookie(CookieName); err == nil {
+		a.sessions.drop(ck.Value)
 	}
 	id, csrf, err := a.sessions.create()
 	if err != nil {

@@ -130,7 +130,7 @@ func (c *collector) snapshot(ctx context.Context) *Snapshot {
 			// Every sync instance reports its groups' lag (the same
 			// committed offsets): the largest reading counts.
 			for _, m := range f.GetMetric() {
-				if v := m.GetGauge().GetValue(); !math.IsNaN(v) {
+				if v := m.GetGauge().GetValue(); finite(v) {
 					g := label(m, "group")
 					s.Pipeline.ConsumerLag[g] = max(s.Pipeline.ConsumerLag[g], v)
 				}
@@ -173,13 +173,17 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// gaugeMax is the largest value of a gauge family (any labels); NaN
-// readings (a count that failed) are unknown.
+// finite is false for NaN and ±Inf: a reading the snapshot skips (a
+// count that failed; JSON cannot carry them either).
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// gaugeMax is the largest value of a gauge family (any labels);
+// non-finite readings are unknown.
 func gaugeMax(f *dto.MetricFamily) (float64, bool) {
 	v, ok := 0.0, false
 	for _, m := range f.GetMetric() {
 		x := m.GetGauge().GetValue()
-		if math.IsNaN(x) {
+		if !finite(x) {
 			continue
 		}
 		if !ok || x > v {
@@ -193,9 +197,13 @@ func commandGauges(fams map[string]*dto.MetricFamily) map[string]cmdGauges {
 	out := map[string]cmdGauges{}
 	set := func(fam string, apply func(*cmdGauges, float64)) {
 		for _, m := range fams[fam].GetMetric() {
+			v := m.GetGauge().GetValue()
+			if !finite(v) {
+				continue // unknown: left out
+			}
 			cmd := label(m, "command")
 			g := out[cmd]
-			apply(&g, m.GetGauge().GetValue())
+			apply(&g, v)
 			out[cmd] = g
 		}
 	}

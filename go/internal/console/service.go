@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +44,8 @@ type Service struct {
 	latest   atomic.Pointer[Snapshot]
 	done     chan struct{} // closed when Run ends: streams end
 	doneOnce sync.Once
+
+	encodeLog *lograte.Limiter // a snapshot that cannot be encoded
 }
 
 // Open builds the console and binds its listener.
@@ -56,8 +60,9 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 	if tel.Registry == nil {
 		tel.Registry = prometheus.NewRegistry()
 	}
-	s := &Service{cfg: cfg, log: log, tel: tel, now: now, turbine: newHub(), overview: newHub(), done: make(chan struct{})}
-	s.auth = &auth{token: cfg.AdminToken, sessions: newSessions(cfg.SessionIdle, now), log: log, failLog: lograte.New(5, time.Second)}
+	s := &Service{cfg: cfg, log: log, tel: tel, now: now, turbine: newHub(), overview: newHub(), done: make(chan struct{}),
+		encodeLog: lograte.New(1, time.Minute)}
+	s.auth = newAuth(cfg.AdminToken, cfg.SessionIdle, now, log)
 	// An event older than three of hystrix-go's 1 s ticks is from a
 	// frozen source: out of the aggregate.
 	s.agg = newAggregator(now, 3*time.Second)
@@ -159,12 +164,27 @@ func (s *Service) refresh(ctx context.Context) {
 	snap := s.col.snapshot(ctx)
 	s.latest.Store(snap)
 	if s.overview.count() > 0 {
-		s.overview.publish(overviewFrame(snap))
+		s.overview.publish(s.overviewFrame(snap))
 	}
 }
 
-func overviewFrame(snap *Snapshot) []byte {
+// encodeSnapshot is snap as JSON. The snapshot skips what JSON cannot
+// carry (NaN, ±Inf); should encoding fail all the same, it is logged
+// (at most once a minute) and the caller answers an error.
+func (s *Service) encodeSnapshot(snap *Snapshot) ([]byte, error) {
 	data, err := json.Marshal(snap)
+	if err != nil {
+		err = fmt.Errorf("console: encode snapshot: %w", err)
+		if n, ok := s.encodeLog.Allow(); ok {
+			s.log.Error("console: snapshot not encodable", "error", err, "suppressed", n)
+		}
+		return nil, err
+	}
+	return data, nil
+}
+
+func (s *Service) overviewFrame(snap *Snapshot) []byte {
+	data, err := s.encodeSnapshot(snap)
 	if err != nil {
 		return []byte(": snapshot not encodable\n\n")
 	}
@@ -186,6 +206,12 @@ func (s *Service) Snapshot(ctx context.Context) *Snapshot {
 	return snap
 }
 
+// pagePolicy is the Content-Security-Policy of the page and its assets:
+// only the console's own origin (and the empty data: favicon that keeps
+// the browser from asking for /favicon.ico); nothing inline. The page is
+// built for it (page_browser_test.go serves the page under it).
+const pagePolicy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
 // Handler returns the console's HTTP API and page.
 func (s *Service) Handler() http.Handler {
 	e := httpapi.NewEngine(s.log, s.tel, func(context.Context) error { return nil })
@@ -202,14 +228,30 @@ func (s *Service) Handler() http.Handler {
 	}
 	page := func(c *gin.Context) {
 		c.Header("Cache-Control", "no-cache")
+		c.Header("Content-Security-Policy", pagePolicy)
 		c.Data(http.StatusOK, "text/html; charset=utf-8", index)
 	}
 	e.GET("/", page)
 	e.HEAD("/", page)
 	e.GET("/assets/*file", func(c *gin.Context) {
 		c.Header("Cache-Control", "no-cache")
+		c.Header("Content-Security-Policy", pagePolicy)
+		file := c.Param("file")
+		// Files only: http.FileServer would list a directory.
+		if strings.HasSuffix(file, "/") {
+			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "not found"})
+			return
+		}
+		name := strings.TrimPrefix(path.Clean(file), "/")
+		if name == "" {
+			name = "." // the directory itself
+		}
+		if fi, err := fs.Stat(web, name); err == nil && fi.IsDir() {
+			c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "not found"})
+			return
+		}
 		r := c.Request.Clone(c.Request.Context())
-		r.URL.Path = c.Param("file")
+		r.URL.Path = file
 		static.ServeHTTP(c.Writer, r)
 	})
 	e.POST("/login", s.auth.login)
@@ -217,9 +259,16 @@ func (s *Service) Handler() http.Handler {
 	e.POST("/logout", req, s.auth.logout)
 	api := e.Group("/api", req)
 	api.GET("/session", s.auth.session)
-	api.GET("/overview", func(c *gin.Context) { c.JSON(http.StatusOK, s.Snapshot(c.Request.Context())) })
+	api.GET("/overview", func(c *gin.Context) {
+		data, err := s.encodeSnapshot(s.Snapshot(c.Request.Context()))
+		if err != nil {
+			c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "snapshot not encodable"})
+			return
+		}
+		c.Data(http.StatusOK, "application/json; charset=utf-8", data)
+	})
 	api.GET("/stream", func(c *gin.Context) {
-		serveSSE(c.Writer, c.Request, s.done, s.overview, overviewFrame(s.Snapshot(c.Request.Context())))
+		serveSSE(c.Writer, c.Request, s.done, s.overview, s.overviewFrame(s.Snapshot(c.Request.Context())), s.streamAlive(c))
 	})
 	apps := func() []Target { return s.cfg.Apps }
 	hots := func() []Target { return s.cfg.Hot }
@@ -227,7 +276,18 @@ func (s *Service) Handler() http.Handler {
 	api.POST("/hot", control[hotRequest](s, hots, "/_admin/hot"))
 	api.POST("/purge", control[purgeRequest](s, apps, "/_admin/purge"))
 	e.GET("/turbine.stream", req, func(c *gin.Context) {
-		serveSSE(c.Writer, c.Request, s.done, s.turbine, nil)
+		serveSSE(c.Writer, c.Request, s.done, s.turbine, nil, s.streamAlive(c))
 	})
 	return e
+}
+
+// streamAlive is what an open stream checks before each frame: a stream
+// opened with a session ends when the session does (logout, idle); one
+// opened with the bearer token has nothing to check (nil).
+func (s *Service) streamAlive(c *gin.Context) func() bool {
+	id := c.GetString(keySession)
+	if id == "" {
+		return nil
+	}
+	return func() bool { return s.auth.sessions.alive(id) }
 }

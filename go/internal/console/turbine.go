@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"sort"
 	"strings"
 	"sync"
@@ -225,14 +224,18 @@ type streamState struct {
 // each on its own goroutine; a stream that fails or ends is retried with
 // backoff and its host dropped from the aggregate meanwhile.
 type follower struct {
-	agg     *aggregator
-	client  *http.Client
-	log     *slog.Logger
-	policy  backoff.Policy
-	idle    time.Duration // a stream that sent data and then nothing this long is reconnected
-	mu      sync.Mutex
-	states  map[string]streamState
-	badLine *lograte.Limiter
+	agg    *aggregator
+	client *http.Client
+	log    *slog.Logger
+	policy backoff.Policy
+	idle   time.Duration // a stream that sent data and then nothing this long is reconnected
+	// firstIdle: a connection with no event this long after it was
+	// asked for (a target that took the TCP connection and sends
+	// nothing) is reconnected.
+	firstIdle time.Duration
+	mu        sync.Mutex
+	states    map[string]streamState
+	badLine   *lograte.Limiter
 }
 
 // followRetry is the backoff between reconnects of one source.
@@ -241,11 +244,11 @@ var followRetry = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Sec
 func newFollower(agg *aggregator, log *slog.Logger, dial time.Duration) *follower {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// No response header timeout: hystrix-go writes its headers with the
-	// first event, and a service without commands never sends one.
+	// first event; read's watchdog bounds the wait (firstIdle).
 	tr.DialContext = (&net.Dialer{Timeout: dial, KeepAlive: 15 * time.Second}).DialContext
 	tr.MaxIdleConnsPerHost = 4
 	return &follower{
-		agg: agg, log: log, policy: followRetry, idle: 10 * time.Second,
+		agg: agg, log: log, policy: followRetry, idle: 10 * time.Second, firstIdle: 30 * time.Second,
 		client: &http.Client{Transport: tr}, // no overall timeout: a stream never ends
 		states: map[string]streamState{}, badLine: lograte.New(5, time.Second),
 	}
@@ -282,6 +285,13 @@ func (f *follower) run(ctx context.Context, t Target) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errNoEvent) {
+			// It answered and has no command to report: still
+			// connected, asked again at once.
+			f.log.Debug("console: hystrix stream sent no event; asking again", "source", t.Name)
+			b.Reset()
+			continue
+		}
 		if time.Since(start) > 30*time.Second {
 			b.Reset() // it was up a good while: retry soon
 		}
@@ -299,21 +309,34 @@ func (f *follower) run(ctx context.Context, t Target) {
 	}
 }
 
-var errStreamIdle = errors.New("stream idle")
+var (
+	errStreamIdle = errors.New("stream idle")
+	// errNoEvent: the stream answered (headers) and sent no event in
+	// firstIdle: a service that has run no command yet.
+	errNoEvent = errors.New("stream answered, no event")
+)
 
 // read reads one connection to t's stream until it fails or ends.
 func (f *follower) read(ctx context.Context, t Target, first func()) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// Connected once the service took the connection: it answers (headers
-	// included) only with its first event.
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { f.setState(t.Name, streamState{Connected: true}) }}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, t.URL+"/hystrix.stream", nil)
+	// The watchdog runs from the start: a target that takes the
+	// connection and sends nothing (no headers: hystrix-go writes them
+	// with its first event; no event) for firstIdle, or nothing for idle
+	// after an event (frozen, a dead TCP peer), is reconnected. A
+	// service that answered (headers) and has run no command yet is
+	// asked again every firstIdle and stays connected (errNoEvent).
+	watchdog := time.AfterFunc(f.firstIdle, func() { cancel(errStreamIdle) })
+	defer watchdog.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL+"/hystrix.stream", nil)
 	if err != nil {
 		return err
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errStreamIdle) {
+			return fmt.Errorf("connect: no answer within %v: %w", f.firstIdle, cause)
+		}
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer resp.Body.Close()
@@ -321,13 +344,10 @@ func (f *follower) read(ctx context.Context, t Target, first func()) error {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return fmt.Errorf("connect: %s", resp.Status)
 	}
+	// Connected once the answer's headers came (with hystrix-go: with
+	// its first event), not when the TCP connection was taken.
 	f.setState(t.Name, streamState{Connected: true})
-	// A source that sent data and then went silent (frozen, a dead TCP
-	// peer) is reconnected; one with no command never sends anything
-	// (hystrix-go writes no pings) and is left alone.
-	watchdog := time.AfterFunc(time.Hour, func() { cancel(errStreamIdle) })
-	defer watchdog.Stop()
-	watchdog.Stop()
+	events := false
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -347,9 +367,13 @@ func (f *follower) read(ctx context.Context, t Target, first func()) error {
 			first()
 			first = nil
 		}
+		events = true
 		watchdog.Reset(f.idle)
 	}
 	if cause := context.Cause(ctx); errors.Is(cause, errStreamIdle) {
+		if !events {
+			return errNoEvent
+		}
 		return cause
 	}
 	if err := sc.Err(); err != nil {
@@ -408,9 +432,10 @@ func (h *hub) count() int {
 }
 
 // serveSSE streams the hub's frames to one client, first (if not nil)
-// the frame first, until the client or the service goes. A write that
-// cannot finish in writeTimeout ends the stream.
-func serveSSE(w http.ResponseWriter, r *http.Request, done <-chan struct{}, h *hub, first []byte) {
+// the frame first, until the client or the service goes, or alive (if
+// not nil; checked before every frame) says the client's session is
+// gone. A write that cannot finish in writeTimeout ends the stream.
+func serveSSE(w http.ResponseWriter, r *http.Request, done <-chan struct{}, h *hub, first []byte, alive func() bool) {
 	const writeTimeout = 10 * time.Second
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -439,6 +464,9 @@ func serveSSE(w http.ResponseWriter, r *http.Request, done <-chan struct{}, h *h
 		case <-done:
 			return
 		case f := <-ch:
+			if alive != nil && !alive() {
+				return
+			}
 			if !write(f) {
 				return
 			}

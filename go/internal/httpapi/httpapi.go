@@ -60,7 +60,16 @@ func NewEngine(log *slog.Logger, tel Telemetry, health func(ctx context.Context)
 		e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{Registry: tel.Registry})))
 	}
 	if tel.Stream != nil {
-		e.GET("/hystrix.stream", gin.WrapH(tel.Stream))
+		e.GET("/hystrix.stream", func(c *gin.Context) {
+			// hystrix-go writes the headers with its first event, and a
+			// process that has run no command yet sends none: they go
+			// at once, so a client (the console) sees the stream answer.
+			c.Header("Content-Type", "text/event-stream")
+			c.Header("Cache-Control", "no-cache")
+			c.Status(http.StatusOK)
+			c.Writer.Flush()
+			tel.Stream.ServeHTTP(c.Writer, c.Request)
+		})
 	}
 	return e
 }
