@@ -299,7 +299,7 @@ func getRealtimeAnswer(url string) (rtAnswer, error) {
 
 // BenchmarkRealtime: GET /api/realtime?ids= with 10 warm ids straight to
 // the OneServer: the most answers/s (wrk, closed loop), then the latency at
-// half that rate, open loop from each request's scheduled time (target:
+// half the target rate, open loop from each request's scheduled time (target:
 // ≥ 20,000/s and p99 ≤ 10 ms).
 func BenchmarkRealtime(b *testing.B) {
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -318,7 +318,10 @@ func BenchmarkRealtime(b *testing.B) {
 	}
 	b.ResetTimer()
 	rps := mustWrk(b, url)
-	rate := int(rps / 2)
+	// Half the target rate (20,000/s): half the measured rate (~27,000/s)
+	// is more than the Go load generator sends on time on these two cores
+	// beside the OneServer (most requests late, the p99 then its own).
+	const rate = 10_000
 	rep := loadgen.Run(b.Context(), loadgen.NewClient(), rate, 10*time.Second, func(int64) string { return url }, func() int64 { return 0 })
 	lat := rep.Latencies()
 	b.Logf("realtime, 10 warm ids: %.0f answers/s closed loop; at %d/s open loop: %s", rps, rate, rep.Summary())
