@@ -187,7 +187,7 @@ func TestLeaseLostDropsPartition(t *testing.T) {
 	cfg := h.cfg("lost")
 	cfg.Rate = 20 // a batch of 7 every 350ms: time to take the lease over before the first write
 	cfg.Workers = 1
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	ctx := t.Context()
 	done := make(chan struct{})
@@ -324,7 +324,7 @@ func TestNeverOverwritesNewer(t *testing.T) {
 
 func TestProgressAndUnreachableRedis(t *testing.T) {
 	h := mustHarness(t)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cfg := h.cfg("progress")
 	cfg.Progress = &out
 	cfg.Rate = 40 // ~1.25 s for 50 products: at least one progress line
@@ -390,21 +390,4 @@ func MustNoPreheatGoroutines(tb testing.TB) {
 		}
 		return nil
 	})
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

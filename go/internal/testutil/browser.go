@@ -106,7 +106,7 @@ func MustBrowser(tb testing.TB) *Browser {
 	tb.Helper()
 	path := MustChromium(tb)
 	profile := tb.TempDir()
-	var out syncBuffer
+	var out SyncBuffer // Chromium's output, for an error message
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -450,19 +450,20 @@ func (p *Page) MustScreenshot(name string, full bool) string {
 
 func ptrTo[T any](v T) *T { return &v }
 
-// syncBuffer collects Chromium's output for an error message.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (a process's
+// output, a logger's lines) and a reader.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
