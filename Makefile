@@ -23,11 +23,16 @@ test: test-deps build lint unit lua e2e
 ##        realtime service's answers/s, p99 at half that rate and collapsing; the
 ##        resilience layer's overhead per command; source lookups per 1,000
 ##        requests under cache attacks, defences on and off
+##        Every benchmark with a target records a row (go/internal/benchrow);
+##        the run ends with one table: each row's figure next to its target.
+bench: export DETAILPAGE_BENCH_RESULTS = $(CURDIR)/var/bench-results.tsv
 bench: test-deps build
+	@mkdir -p var && rm -f $(DETAILPAGE_BENCH_RESULTS)
 	./scripts/bench.sh
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./go/e2e/
 	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/ ./go/internal/hot/ ./go/internal/realtime/
 	./$(BIN) bench-protect --root $(CURDIR)
+	./scripts/bench-table.sh $(DETAILPAGE_BENCH_RESULTS)
 
 ## chaos: the chaos suite in full (docs/reliability.md): under page load and
 ##        edits, on the Sentinel layout every component frozen 10 s (SIGSTOP)

@@ -11,7 +11,8 @@ RUNTIME=(nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
 # libluajit2 that libnginx-mod-http-lua links against.
 # chromium runs the browser tests (chromedp drives it headless); the Noto CJK
 # fonts let it draw the page's Chinese text in their screenshots.
-TEST=(luajit2 lua-busted lua-check wrk ca-certificates chromium fonts-noto-cjk)
+# bsdextrautils has column(1), which prints make bench's closing table.
+TEST=(luajit2 lua-busted lua-check wrk ca-certificates chromium fonts-noto-cjk bsdextrautils)
 
 want=("${RUNTIME[@]}")
 if [[ "${1:-}" == "--test" ]]; then
