@@ -290,11 +290,16 @@ local function send(status, body, level)
     return status
 end
 
--- send_page writes the page of entry e: the gzip copy to a client that
--- accepts it, else the plain one; with its ETag, and 304 without a body
--- when If-None-Match names that tag. For /_admin/page (admin) it also says
--- which versions the page was built from.
-local function send_page(e, level, admin)
+-- gzip_copy (set below, with the local copies) returns e's gzip copy,
+-- making it first if e has none yet (nil: a page the warm-up loaded);
+-- false when it has none.
+local gzip_copy
+
+-- send_page writes the page of entry e (of product id): the gzip copy to a
+-- client that accepts it, else the plain one; with its ETag, and 304
+-- without a body when If-None-Match names that tag. For /_admin/page
+-- (admin) it also says which versions the page was built from.
+local function send_page(id, e, level, admin)
     if admin then
         ngx_header["X-Item-Version"] = e.v
         ngx_header["X-Shop-Id"] = e.shop
@@ -302,10 +307,13 @@ local function send_page(e, level, admin)
     end
     local gz = e.gz
     local tag
-    if gz and gzip_ok(ngx_var.http_accept_encoding) then
-        tag = e.gztag
+    if gz ~= false and gzip_ok(ngx_var.http_accept_encoding) then
+        if gz == nil then
+            gz = gzip_copy(id, e)
+        end
+        tag = gz and e.gztag or e.tag
     else
-        gz = nil
+        gz = false
         tag = e.tag
     end
     if tag then
@@ -329,14 +337,18 @@ end
 -- Local copies.
 
 -- An entry: { v = item version, shop = shop id, sv = shop version, html =
--- the page, gz = the page gzip-compressed (nil: none), base = the ETags'
--- common part (nil: no tags), tag / gztag = the two ETags, exp }.
+-- the page, gz = the page gzip-compressed (false: none, the page does not
+-- shrink; nil: not made yet), base = the ETags' common part (nil: no
+-- tags), tag / gztag = the two ETags, exp }.
 -- L2 values are "<expires>|<item version>|<shop id>|<shop version>|<base>|
--- <html bytes>|<html><gz>": one value, so a reader never pairs one
--- version's page with another's tag or compressed copy.
+-- <gz: 1 made, 0 none, - not yet>|<html bytes>|<html><gz>": one value, so
+-- a reader never pairs one version's page with another's tag or
+-- compressed copy.
 local function encode_entry(e)
-    return e.exp .. "|" .. e.v .. "|" .. e.shop .. "|" .. e.sv .. "|" .. (e.base or "") .. "|" .. #e.html
-        .. "|" .. e.html .. (e.gz or "")
+    local gz = e.gz
+    local state = gz == nil and "-" or (gz and "1" or "0")
+    return e.exp .. "|" .. e.v .. "|" .. e.shop .. "|" .. e.sv .. "|" .. (e.base or "") .. "|" .. state
+        .. "|" .. #e.html .. "|" .. e.html .. (gz or "")
 end
 
 -- with_tags sets e's ETags from its base and returns e.
@@ -352,15 +364,18 @@ local function with_tags(e)
 end
 
 local function decode_entry(raw)
-    local exp, v, shop, sv, base, len, pos = str_match(raw, "^([%d.]+)|(%d+)|(%d+)|(%d+)|([%w.%-]*)|(%d+)|()")
+    local exp, v, shop, sv, base, state, len, pos =
+        str_match(raw, "^([%d.]+)|(%d+)|(%d+)|(%d+)|([%w.%-]*)|([01-])|(%d+)|()")
     if not exp then
         return nil
     end
     local e = { exp = tonumber(exp), v = tonumber(v), shop = tonumber(shop), sv = tonumber(sv) }
     local stop = pos + tonumber(len)
     e.html = str_sub(raw, pos, stop - 1)
-    if #raw > stop - 1 then
+    if state == "1" then
         e.gz = str_sub(raw, stop)
+    elseif state == "0" then
+        e.gz = false
     end
     if base ~= "" then
         e.base = base
@@ -583,27 +598,56 @@ local function direct_html(id)
     return nil, "direct answered " .. tostring(res.status)
 end
 
--- compress returns html gzip-compressed; nil when zlib fails (logged: the
--- page is then served plain) or when it would not be smaller.
+-- compress returns html gzip-compressed; false when zlib fails (logged:
+-- the page is then served plain) or when it would not be smaller.
 local function compress(id, html)
     local ok, gz = pcall(function()
         return zlib.deflate(GZIP_LEVEL, 31)(html, "finish") -- 31: a gzip wrapper
     end)
     if not ok then
         log(ERR, "gzip of item ", id, " failed (serving it plain): ", gz)
-        return nil
+        return false
     end
     if #gz >= #html then
-        return nil
+        return false
+    end
+    return gz
+end
+
+-- gzip_copy makes the gzip copy of an entry that has none yet: a page the
+-- warm-up loaded (compressing takes ~18x the render's time, and 5,000 of
+-- them would hold the warm-up's worker for seconds). Once per node: the
+-- copy goes into this worker's entry (the L1 one) and back into L2 for the
+-- other workers, under id's lock (whoever stores a page holds it), and
+-- only if L2 still holds the same versions without a copy. Without the
+-- lock (a fetch under way) only this worker keeps it.
+gzip_copy = function(id, e)
+    local gz = compress(id, e.html)
+    e.gz = gz
+    with_tags(e)
+    local locks = shared.dp_locks
+    if locks:add(id, true, config.lock_ttl) then
+        local raw = shared.dp_pages:get(id)
+        local cur = raw and decode_entry(raw)
+        if cur and cur.gz == nil and cur.v == e.v and cur.shop == e.shop and cur.sv == e.sv
+            and cur.html == e.html then
+            cur.gz = gz
+            local ok, err = shared.dp_pages:set(id, encode_entry(cur), config.stale_ttl)
+            if not ok then
+                log(WARN, "L2 set (gzip copy) failed for ", id, ": ", err)
+            end
+        end
+        locks:delete(id)
     end
     return gz
 end
 
 -- build turns documents into a page entry, reusing the stale entry's HTML,
--- compressed copy and tags when it was built from the same versions.
--- Returns the entry; nil when the document says the product is gone; or
--- nil and an error.
-local function build(id, docs, stale)
+-- compressed copy and tags when it was built from the same versions; the
+-- gzip copy is made now, or with later set (the warm-up) when a client
+-- first asks for it (gzip_copy). Returns the entry; nil when the document
+-- says the product is gone; or nil and an error.
+local function build(id, docs, stale, later)
     local item, shop = docs.item, docs.shop
     if item.missing == true then
         return nil
@@ -626,7 +670,11 @@ local function build(id, docs, stale)
         html = body
         base = nil -- not known to show these versions: no ETag
     end
-    return with_tags({ v = v, shop = shop_id, sv = sv, html = html, gz = compress(id, html), base = base })
+    local gz
+    if not later then
+        gz = compress(id, html)
+    end
+    return with_tags({ v = v, shop = shop_id, sv = sv, html = html, gz = gz, base = base })
 end
 
 -- report tells the link tracker how a use of the link went. probe is the
@@ -682,7 +730,7 @@ local function serve_stale_or_503(id, stale, err, admin)
     if stale and stale.html then
         count("stale")
         log(WARN, "serving stale item ", id, ": ", err)
-        return send_page(stale, "stale", admin)
+        return send_page(id, stale, "stale", admin)
     end
     log(WARN, "no level could serve item ", id, ": ", err)
     ngx.header["Retry-After"] = "2"
@@ -703,7 +751,7 @@ local function answer_from_node(id, admin)
     if e and current(id, e) then
         l1:set(id, e, jitter(config.l1_ttl))
         count("L2")
-        return send_page(e, "L2", admin)
+        return send_page(id, e, "L2", admin)
     end
     if shared.dp_negative:get(id) then
         count("negative")
@@ -759,7 +807,7 @@ local function serve(id, admin)
     local e, stale_l1 = l1:get(id)
     if e and not outdated(e) then
         count("L1")
-        return send_page(e, "L1", admin)
+        return send_page(id, e, "L1", admin)
     end
     local stale = e or stale_l1
 
@@ -769,7 +817,7 @@ local function serve(id, admin)
         if l2 and current(id, l2) then
             l1:set(id, l2, jitter(config.l1_ttl))
             count("L2")
-            return send_page(l2, "L2", admin)
+            return send_page(id, l2, "L2", admin)
         end
         stale = stale or l2
     end
@@ -787,7 +835,7 @@ local function serve(id, admin)
     if not locks:add(id, true, config.lock_ttl) then
         if usable then
             count("stale")
-            return send_page(stale, "stale", admin)
+            return send_page(id, stale, "stale", admin)
         end
         return wait_for_holder(id, stale, admin)
     end
@@ -801,7 +849,7 @@ local function serve(id, admin)
     local answered = false
     if usable then
         count("stale")
-        send_page(stale, "stale", admin)
+        send_page(id, stale, "stale", admin)
         ngx.eof()
         answered = true
     end
@@ -814,7 +862,7 @@ local function serve(id, admin)
     end
     if entry then
         count(level)
-        return send_page(entry, level, admin)
+        return send_page(id, entry, level, admin)
     end
     if not err then
         count("negative")
@@ -830,7 +878,7 @@ local function read_for_load(id, stale)
     if not docs then
         return nil, "replica " .. (err or "miss")
     end
-    return build(id, docs, stale)
+    return build(id, docs, stale, true)
 end
 
 -- load puts id's page into L2 (and this worker's L1) through the node's

@@ -104,6 +104,7 @@ describe("app gzip and ETag", function()
             { exp = 5.5, v = 1, shop = 2, sv = 3, html = "a|b\n", gz = "\31\139xyz", base = "p1-s2.3-0badf00d" },
             { exp = 5, v = 1, shop = 0, sv = 0, html = "plain" },
             { exp = 5, v = 1, shop = 0, sv = 0, html = "", gz = "z" },
+            { exp = 5, v = 1, shop = 0, sv = 0, html = "no use", gz = false, base = "p1-s0.0-0badf00d" },
         }
         for _, e in ipairs(cases) do
             local back = w._decode_entry(w._encode_entry(e))
@@ -113,12 +114,31 @@ describe("app gzip and ETag", function()
             assert.equal(e.v, back.v)
             if e.base then
                 assert.equal('"' .. e.base .. '"', back.tag)
-                assert.equal('"' .. e.base .. '-gz"', back.gztag)
+                assert.equal(e.gz and ('"' .. e.base .. '-gz"') or nil, back.gztag)
             else
                 assert.is_nil(back.tag)
             end
         end
         assert.is_nil(w._decode_entry("1|2|3|4|<html>"), "an entry of the old format is a miss")
+    end)
+
+    it("compresses a page the warm-up loaded when a client first asks for gzip, once per node", function()
+        assert.equal("redis", w.load("7"))
+        local raw = node.shared.dp_pages:get("7")
+        assert.is_nil(w._decode_entry(raw).gz, "the warm-up leaves the gzip copy for later")
+        local plain = get(node, w, "7")
+        assert.is_nil(plain.header["Content-Encoding"])
+        local gz = get(node, w, "7", "gzip")
+        assert.equal("gzip", gz.header["Content-Encoding"])
+        assert.equal(plain.body, gunzip(gz.body))
+        assert.equal(plain.header["ETag"]:sub(1, -2) .. '-gz"', gz.header["ETag"])
+        -- back in L2 for the other workers: one compression per node
+        local e = w._decode_entry(node.shared.dp_pages:get("7"))
+        assert.equal(gz.body, e.gz)
+        local w2 = node:worker()
+        local r = get(node, w2, "7", "gzip", gz.header["ETag"])
+        assert.equal(304, r.status)
+        assert.equal("L2", r.var.dp_cache)
     end)
 
     it("gives a page the direct-data service rendered no ETag (its versions are not known here)", function()
