@@ -343,6 +343,12 @@ func TestGzipHotCopy(t *testing.T) {
 		}
 	}
 	checkNotModified(t, "dist copy, plain", MustFetch(t, http.MethodGet, url, "If-None-Match", plain.etag()), plain.etag())
+	h := MustFetch(t, http.MethodHead, url, "Accept-Encoding", "gzip")
+	if h.status != http.StatusOK || len(h.body) != 0 || h.servedBy != "dist" || h.header.Get("Content-Encoding") != "gzip" ||
+		h.header.Get("Content-Length") != strconv.Itoa(len(gz.body)) || h.etag() != gz.etag() {
+		t.Errorf("dist copy, HEAD gzip: status %d, %d body bytes, headers %v; want the GET's (%d bytes, %s)",
+			h.status, len(h.body), h.header, len(gz.body), gz.etag())
+	}
 	checkPlain(t, "dist copy, gzip;q=0", MustFetch(t, http.MethodGet, url, "Accept-Encoding", "gzip;q=0", "If-None-Match", gz.etag()))
 
 	name := fmt.Sprintf("Hot gzip <edit> %d", time.Now().UnixNano())
