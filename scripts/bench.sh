@@ -140,18 +140,40 @@ request = function()
 end
 LUA
 
-# run_wrk URL [SCRIPT] [HEADER...]: prints "rps p50 p99" of one wrk run.
+# CPU per request: the answering nginx's workers (utime + stime from
+# /proc, in clock ticks) and wrk's own (bash's time), over one run. Steadier
+# than req/s on a machine others share; reported beside the req/s rows.
+CLK_TCK=$(getconf CLK_TCK)
+workers_of() { pgrep -P "$(cat "$1")" | tr '\n' ' '; }
+ticks_of() {
+    local t=0 w f
+    for w in $1; do
+        read -r -a f < "/proc/$w/stat" || continue
+        t=$((t + f[13] + f[14]))
+    done
+    echo "$t"
+}
+
+# run_wrk PIDS URL [SCRIPT] [HEADER...]: prints "rps p50 p99 cpu" of one
+# wrk run; cpu: µs of CPU per request, PIDS' (the server's workers) and wrk's.
 run_wrk() {
-    local url=$1 script=${2:-} hdrs=()
-    shift 2 || shift $#
+    local pids=$1 url=$2 script=${3:-} hdrs=() t0 t1 n
+    shift 3 || shift $#
     for h in "$@"; do hdrs+=(-H "$h"); done
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency ${script:+-s "$script"} "${hdrs[@]}" "$url" > "$work/wrk.out"
+    t0=$(ticks_of "$pids")
+    { TIMEFORMAT='%3U %3S'; time wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency ${script:+-s "$script"} \
+        "${hdrs[@]}" "$url" > "$work/wrk.out"; } 2> "$work/wrk.time"
+    t1=$(ticks_of "$pids")
     if grep -q "Non-2xx" "$work/wrk.out"; then
         echo "bench: non-2xx answers from $url" >&2
         cat "$work/wrk.out" >&2
         exit 1
     fi
-    echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="50%" {print $2}' "$work/wrk.out") $(awk '$1=="99%" {print $2}' "$work/wrk.out")"
+    n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+    echo "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") $(awk '$1=="50%" {print $2}' "$work/wrk.out")" \
+        "$(awk '$1=="99%" {print $2}' "$work/wrk.out")" \
+        "$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" -v w="$(cat "$work/wrk.time")" \
+            'BEGIN {split(w, c, " "); printf "%.2f", (t / hz + c[1] + c[2]) * 1e6 / n}')"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -201,7 +223,12 @@ check_304() {
 }
 check_304 "before the runs"
 
-declare -A rps p50 p99
+declare -A rps p50 p99 cpu
+dist_pids=$(workers_of "$work/var/dist/nginx.pid")
+app_pids=$(workers_of "$work/var/app1/nginx.pid")
+static_pids=$(workers_of "$work/static-nginx/nginx.pid")
+pids=("$dist_pids" "$app_pids" "$static_pids" "$dist_pids" "$static_pids" "$app_pids" "$static_pids" "$static_pids"
+    "$app_pids")
 names=("dist → app, 1,000 ids (none hot)" "app node, L1 hit" "nginx static file (same bytes)"
     "dist, hot id (dist copy)" "nginx static file (hot page bytes)"
     "app node, L1 hit, gzip" "nginx gzip_static (same gzip bytes)" "nginx gzip on, level $GZIP_LEVEL"
@@ -218,17 +245,19 @@ echo "bench: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, page of $bytes
 for round in $(seq 1 "$ROUNDS"); do
     for ((i = 0; i < n; i++)); do
         IFS='|' read -r -a hs <<<"${headers[$i]}"
-        read -r r a b < <(run_wrk "${urls[$i]}" "${scripts[$i]}" "${hs[@]}")
-        rps[$i]+="$r "; p50[$i]+="$a "; p99[$i]+="$b "
+        read -r r a b c < <(run_wrk "${pids[$i]}" "${urls[$i]}" "${scripts[$i]}" "${hs[@]}")
+        rps[$i]+="$r "; p50[$i]+="$a "; p99[$i]+="$b "; cpu[$i]+="$c "
     done
     echo "  round $round done"
 done
 check_304 "after the runs"
 med() { tr ' ' '\n' <<<"${rps[$1]}" | grep . | median; }
+medcpu() { tr ' ' '\n' <<<"${cpu[$1]}" | grep . | median; }
 for ((i = 0; i < n; i++)); do
-    printf "%-40s %10s req/s (median; runs: %s)  p50 %s  p99 %s\n" "${names[$i]}" \
-        "$(med "$i")" "${rps[$i]}" "${p50[$i]}" "${p99[$i]}"
+    printf "%-40s %10s req/s (median; runs: %s)  p50 %s  p99 %s  CPU µs/req (server + wrk) %s\n" "${names[$i]}" \
+        "$(med "$i")" "${rps[$i]}" "${p50[$i]}" "${p99[$i]}" "${cpu[$i]}"
 done
+echo "(the dist → app row's CPU is the dist's and wrk's only, not the app nodes')"
 echo
 commas() { awk -v x="$1" 'BEGIN {s = sprintf("%.0f", x); o = ""; while (length(s) > 3) {o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3)}; print s o}'; }
 record "dist → app, 1,000 ids (none hot)" "$(commas "$(med 0)") req/s" "" "-"
@@ -238,3 +267,11 @@ ratio_row "hot id at the dist tier / nginx static file (bench.sh, default ports)
 ratio_row "L1 gzip hit / nginx gzip_static" "$(med 5)" "$(med 6)" 1.0
 ratio_row "L1 gzip hit / nginx on-the-fly gzip" "$(med 5)" "$(med 7)" 3
 ratio_row "304 revalidation / full gzip hit" "$(med 8)" "$(med 5)" 1.5
+# The same two comparisons by CPU per request (no target: informative,
+# steadier than req/s here): how many of the other's requests one costs.
+cpu_row() {
+    record "$1, by CPU per request (server + wrk)" \
+        "$(awk -v a="$2" -v b="$3" 'BEGIN {printf "%.2f× (%.1f vs %.1f µs)", b/a, a, b}')" "" "-"
+}
+cpu_row "L1 gzip hit / nginx gzip_static" "$(medcpu 5)" "$(medcpu 6)"
+cpu_row "304 revalidation / full gzip hit" "$(medcpu 8)" "$(medcpu 5)"
