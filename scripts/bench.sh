@@ -267,11 +267,13 @@ ratio_row "hot id at the dist tier / nginx static file (bench.sh, default ports)
 ratio_row "L1 gzip hit / nginx gzip_static" "$(med 5)" "$(med 6)" 1.0
 ratio_row "L1 gzip hit / nginx on-the-fly gzip" "$(med 5)" "$(med 7)" 3
 ratio_row "304 revalidation / full gzip hit" "$(med 8)" "$(med 5)" 1.5
-# The same two comparisons by CPU per request (no target: informative,
-# steadier than req/s here): how many of the other's requests one costs.
+# The same comparisons by CPU per request (no target: informative, steadier
+# than req/s here): how many of the other's requests one costs.
 cpu_row() {
     record "$1, by CPU per request (server + wrk)" \
         "$(awk -v a="$2" -v b="$3" 'BEGIN {printf "%.2f× (%.1f vs %.1f µs)", b/a, a, b}')" "" "-"
 }
+cpu_row "L1 hit / nginx static file, same bytes (plain)" "$(medcpu 1)" "$(medcpu 2)"
+cpu_row "hot id at the dist tier / nginx static file" "$(medcpu 3)" "$(medcpu 4)"
 cpu_row "L1 gzip hit / nginx gzip_static" "$(medcpu 5)" "$(medcpu 6)"
 cpu_row "304 revalidation / full gzip hit" "$(medcpu 8)" "$(medcpu 5)"
