@@ -1,9 +1,12 @@
 package pagedoc_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
@@ -166,5 +169,91 @@ func TestApplyReReadAsksOncePerID(t *testing.T) {
 	}
 	if vals[id].Dims[catalog.DimDescription] == nil {
 		t.Errorf("the rebuild did not write the missing description back")
+	}
+}
+
+// An edit of only the stock or only the price patches the page in Redis:
+// byte for byte the page a full rebuild from the stored dimensions makes,
+// with the version summed again; an edit that is not newer changes nothing.
+func TestApplyPatchesLikeARebuild(t *testing.T) {
+	h := MustAssembler(t)
+	at := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+	h.asm.Now = func() time.Time { return at }
+	const id = 11
+	if _, err := h.asm.Products(t.Context(), allIDs()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dim  catalog.Dimension
+		path string
+		body string
+	}{
+		{catalog.DimStock, "/api/stock/11", `{"available":7}`},
+		{catalog.DimPrice, "/api/prices/11", `{"amount":"12.50","list":"15.00","currency":"HKD"}`},
+		{catalog.DimStock, "/api/stock/11", `{"available":0}`},
+	} {
+		t.Run(string(tc.dim), func(t *testing.T) {
+			MustPut(t, h.src+tc.path, tc.body)
+			at = at.Add(time.Minute)
+			res, err := h.asm.Apply(t.Context(), map[int64][]catalog.Dimension{id: {tc.dim}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, built := res.Docs[id]; built || res.Written != 1 {
+				t.Fatalf("Apply built %v, wrote %d: want the page patched (1 page written)", built, res.Written)
+			}
+			patched := MustValue(t, h, redisstore.ItemKey(id))
+			// The same page rebuilt from the stored dimensions: drop it and
+			// apply the (now not newer) edit again.
+			if err := h.store.Client().Del(t.Context(), redisstore.ItemKey(id)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.asm.Apply(t.Context(), map[int64][]catalog.Dimension{id: {tc.dim}}); err != nil {
+				t.Fatal(err)
+			}
+			if rebuilt := MustValue(t, h, redisstore.ItemKey(id)); string(rebuilt) != string(patched) {
+				t.Fatalf("patched page differs from the rebuilt one:\n%s\n%s", patched, rebuilt)
+			}
+			var doc catalog.PageDoc
+			if err := json.Unmarshal(patched, &doc); err != nil {
+				t.Fatal(err)
+			}
+			vals, err := h.store.ProductVersions(t.Context(), []int64{id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum int64
+			for _, v := range vals[id].Dims {
+				sum += v
+			}
+			if doc.Version != sum || vals[id].Page != sum {
+				t.Fatalf("page version %d (read %d), want the sum of its dimensions' %d", doc.Version, vals[id].Page, sum)
+			}
+		})
+	}
+}
+
+func MustValue(tb testing.TB, h *harness, key string) []byte {
+	tb.Helper()
+	v, err := h.store.Get(tb.Context(), key)
+	if err != nil || v == nil {
+		tb.Fatalf("%s: %q, %v", key, v, err)
+	}
+	return v
+}
+
+func MustPut(tb testing.TB, url, body string) {
+	tb.Helper()
+	req, err := http.NewRequestWithContext(tb.Context(), http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("PUT %s: %d", url, resp.StatusCode)
 	}
 }
