@@ -84,8 +84,10 @@ func syncRounds(tb testing.TB, topic string, rounds, events int, refresh bool, d
 		}
 		start := time.Now()
 		produceChanges(tb, topic, events, refresh, dims)
+		produced := time.Since(start)
 		drained(tb, topic, 5*time.Minute)
 		spent += time.Since(start)
+		tb.Logf("%s: %d events produced in %s, applied in %s", topic, events, produced.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	}
 	if len(bump) > 0 {
 		mustRedisHasSourceVersions(tb, bump)

@@ -364,6 +364,68 @@ func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
 	return a.write(ctx, res, entries, changed)
 }
 
+// Refresh is Products for a bulk refresh: it first compares the versions
+// of each product's dimensions at the source (one cheap batch read of the
+// version columns, no documents) with those of the values in Redis (read
+// in place by a script: absent values, and split values that lost a
+// segment, count as absent), and rebuilds only the products where they
+// differ — a dimension changed, a value is gone, or the page is not the
+// sum of its dimensions. A product whose every value is current is left
+// alone: Products would have fetched it all and written nothing (the
+// compare-and-set refuses an equal version). If the comparison fails,
+// every product is rebuilt. unchanged is how many were skipped.
+func (a *Assembler) Refresh(ctx context.Context, ids []int64) (res Result, unchanged int, err error) {
+	ctx = aggregation(ctx)
+	changed := a.changedOnly(ctx, ids)
+	unchanged = len(ids) - len(changed)
+	if len(changed) == 0 {
+		return Result{Docs: map[int64][]byte{}}, unchanged, nil
+	}
+	res, err = a.Products(ctx, changed)
+	return res, unchanged, err
+}
+
+// changedOnly returns the ids whose values in Redis are not all at the
+// source's versions (Refresh); all of ids when either read fails.
+func (a *Assembler) changedOnly(ctx context.Context, ids []int64) []int64 {
+	var src map[int64][]int64
+	var stored map[int64]redisstore.StoredVersions
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		src, err = a.src.ProductVersions(gctx, ids)
+		return err
+	})
+	g.Go(func() (err error) {
+		stored, err = resilience.Do(gctx, CmdRedisRead, func(ctx context.Context) (map[int64]redisstore.StoredVersions, error) {
+			return a.store.ProductVersions(ctx, ids)
+		}, nil)
+		return err
+	})
+	if g.Wait() != nil {
+		return ids
+	}
+	return slices.DeleteFunc(slices.Clone(ids), func(id int64) bool { return current(src[id], stored[id]) })
+}
+
+// current reports whether Redis holds exactly the source's versions of a
+// product: each dimension (absent in Redis where the source has none) and
+// the page at their sum. A product not at the source is never current.
+func current(src []int64, stored redisstore.StoredVersions) bool {
+	if len(src) == 0 || len(src) != len(stored.Dims) {
+		return false
+	}
+	var sum int64
+	for i, v := range src {
+		switch {
+		case v == 0 && stored.Dims[i] == -1:
+		case v <= 0 || stored.Dims[i] != v:
+			return false
+		}
+		sum += v
+	}
+	return stored.Page == sum
+}
+
 func missingEntry(id int64) redisstore.Entry {
 	return redisstore.Entry{Key: redisstore.ItemKey(id), Version: 0, Value: catalog.MissingJSON, TTL: redisstore.NegativeTTL}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -255,5 +256,72 @@ func MustPut(tb testing.TB, url, body string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		tb.Fatalf("PUT %s: %d", url, resp.StatusCode)
+	}
+}
+
+// A refresh skips the products whose every value in Redis is at the
+// source's version, and rebuilds those where a dimension changed at the
+// source, a value is gone, a split value lost a segment, or the page is
+// not the sum of its dimensions.
+func TestRefreshSkipsOnlyCurrentProducts(t *testing.T) {
+	h := MustAssembler(t)
+	ctx := t.Context()
+	if _, err := h.asm.Products(ctx, allIDs()); err != nil {
+		t.Fatal(err)
+	}
+	h.lookups(t, http.MethodDelete)
+	res, unchanged, err := h.asm.Refresh(ctx, allIDs())
+	if err != nil || unchanged != len(allIDs()) || len(res.Docs) != 0 {
+		t.Fatalf("refresh of an unchanged catalog: %d unchanged of %d, %d rebuilt, %v", unchanged, len(allIDs()), len(res.Docs), err)
+	}
+	for name, n := range h.lookups(t, http.MethodGet) {
+		if n != 0 {
+			t.Errorf("%s: %d records fetched for an unchanged catalog", name, n)
+		}
+	}
+	// A large description is split: drop one of its segments.
+	const split = 21
+	MustPut(t, h.src+"/api/descriptions/21", `{"html":"<p>`+strings.Repeat("long text ", 10_000)+`</p>"}`)
+	if _, err := h.asm.Products(ctx, []int64{split}); err != nil {
+		t.Fatal(err)
+	}
+	rdb := h.store.Client()
+	head := MustValue(t, h, redisstore.DimKey(split, catalog.DimDescription))
+	segs, err := rdb.Keys(ctx, redisstore.DimKey(split, catalog.DimDescription)+":*").Result()
+	if err != nil || len(segs) < 2 {
+		t.Fatalf("description of %d not split (%d bytes): %v %v", split, len(head), segs, err)
+	}
+	const (
+		gone    = 3 // a dimension evicted
+		edited  = 4 // a newer price at the source
+		badPage = 5 // the page replaced by an older build
+		flushed = 6 // the page gone
+	)
+	MustPut(t, h.src+"/api/prices/4", `{"amount":"9.99","list":"","currency":"CNY"}`)
+	for _, k := range []string{segs[1], redisstore.DimKey(gone, catalog.DimSpec), redisstore.ItemKey(flushed)} {
+		if err := rdb.Del(ctx, k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page := MustValue(t, h, redisstore.ItemKey(badPage))
+	v := redisstore.VersionOf(page)
+	older := strings.Replace(string(page), `{"version":`+strconv.FormatInt(v, 10), `{"version":`+strconv.FormatInt(v-1, 10), 1)
+	if err := rdb.Set(ctx, redisstore.ItemKey(badPage), older, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, unchanged, err = h.asm.Refresh(ctx, allIDs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilt []int64
+	for id := range res.Docs {
+		rebuilt = append(rebuilt, id)
+	}
+	slices.Sort(rebuilt)
+	if want := []int64{gone, edited, badPage, flushed, split}; !slices.Equal(rebuilt, want) || unchanged != len(allIDs())-len(want) {
+		t.Fatalf("rebuilt %v (%d unchanged), want %v", rebuilt, unchanged, want)
+	}
+	if _, unchanged, err = h.asm.Refresh(ctx, allIDs()); err != nil || unchanged != len(allIDs()) {
+		t.Fatalf("after the rebuild: %d unchanged of %d, %v", unchanged, len(allIDs()), err)
 	}
 }
