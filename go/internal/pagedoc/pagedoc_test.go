@@ -190,6 +190,7 @@ func TestApplyPatchesLikeARebuild(t *testing.T) {
 		body string
 	}{
 		{catalog.DimStock, "/api/stock/11", `{"available":7}`},
+		{catalog.DimStock, "/api/stock/11", `{"available":8}`}, // the same length: patched in place
 		{catalog.DimPrice, "/api/prices/11", `{"amount":"12.50","list":"15.00","currency":"HKD"}`},
 		{catalog.DimStock, "/api/stock/11", `{"available":0}`},
 	} {
@@ -204,6 +205,12 @@ func TestApplyPatchesLikeARebuild(t *testing.T) {
 				t.Fatalf("Apply built %v, wrote %d: want the page patched (1 page written)", built, res.Written)
 			}
 			patched := MustValue(t, h, redisstore.ItemKey(id))
+			if strings.Contains(tc.body, `8}`) {
+				stats, err := h.store.Client().Info(t.Context(), "commandstats").Result()
+				if err != nil || !strings.Contains(stats, "cmdstat_setrange:calls=3,") {
+					t.Errorf("an edit keeping the page's length was not patched in place (3 SETRANGE): %v", err)
+				}
+			}
 			// The same page rebuilt from the stored dimensions: drop it and
 			// apply the (now not newer) edit again.
 			if err := h.store.Client().Del(t.Context(), redisstore.ItemKey(id)).Err(); err != nil {
@@ -323,5 +330,46 @@ func TestRefreshSkipsOnlyCurrentProducts(t *testing.T) {
 	}
 	if _, unchanged, err = h.asm.Refresh(ctx, allIDs()); err != nil || unchanged != len(allIDs()) {
 		t.Fatalf("after the rebuild: %d unchanged of %d, %v", unchanged, len(allIDs()), err)
+	}
+}
+
+// BenchmarkPatchPages: one price/stock edit patched into a seeded page, in
+// pipelines of 100; reports the script's own time in Redis per call.
+func BenchmarkPatchPages(b *testing.B) {
+	h := MustAssembler(b)
+	ctx := b.Context()
+	if _, err := h.asm.Products(ctx, allIDs()); err != nil {
+		b.Fatal(err)
+	}
+	page := MustValue(b, h, redisstore.ItemKey(11))
+	stock := MustValue(b, h, redisstore.DimKey(11, catalog.DimStock))
+	var st catalog.Stock
+	if err := json.Unmarshal(stock, &st); err != nil {
+		b.Fatal(err)
+	}
+	rdb := h.store.Client()
+	rdb.ConfigResetStat(ctx)
+	v := st.Version
+	b.ResetTimer()
+	for b.Loop() {
+		patches := make([]redisstore.Patch, 0, 100)
+		for range 100 {
+			v++
+			st.Version = v
+			val, _ := json.Marshal(st)
+			patches = append(patches, redisstore.Patch{ID: 11, Dim: catalog.DimStock, Version: v, Value: val,
+				Member: []byte(`{"available":5,"status":"low_stock","label":"x"}`), UpdatedAt: []byte(`"2026-11-24T02:00:00Z"`)})
+		}
+		res, err := h.store.PatchPages(ctx, patches)
+		if err != nil || res[99].Outcome != redisstore.PatchPatched {
+			b.Fatalf("%+v %v", res[99], err)
+		}
+	}
+	b.StopTimer()
+	info, _ := rdb.Info(ctx, "commandstats").Result()
+	for _, l := range strings.Split(info, "\n") {
+		if strings.HasPrefix(l, "cmdstat_evalsha") {
+			b.Logf("page %d bytes; %s", len(page), l)
+		}
 	}
 }

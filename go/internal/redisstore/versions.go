@@ -89,8 +89,11 @@ func (s *Store) ProductVersions(ctx context.Context, ids []int64) (map[int64]Sto
 // mean equal versions, dimension by dimension. The patch replaces the page
 // member ARGV[3] (its old value must have the exact shape the page builder
 // writes) with ARGV[4], updated_at with ARGV[5], and the version with the
-// sum after the write. ARGV[1], ARGV[2]: the dimension's version and value;
-// ARGV[6]: the largest unsplit value.
+// sum after the write. When the page keeps its length (the usual edit: as
+// many digits, the same status) the three places are overwritten in place
+// with SETRANGE, reading only the page's head and tail: the whole page is
+// neither copied nor replicated nor appended to the AOF. ARGV[1], ARGV[2]:
+// the dimension's version and value; ARGV[6]: the largest unsplit value.
 //
 // Returns {0, 0}: not written (Redis had this version or a newer one);
 // {1, 0}: written, the page must be rebuilt (absent, split, built from
@@ -113,25 +116,46 @@ for i = 3, #KEYS do
   if not v then return {1, 0} end
   sum = sum + v
 end
-local page = redis.call('GET', KEYS[2])
-local pv = version(page)
-if not pv or pv ~= sum or string.find(page, '^{"version":%d+,"segments":') then return {1, 0} end
 local shapes = {
   stock = '^{"available":%d+,"status":"[%w_]+","label":"[^"\\]*"}',
   price = '^{"amount":"[%d.]*","list":"[%d.]*","currency":"[^"\\]*","symbol":"[^"\\]*"}',
 }
 local shape = shapes[ARGV[3]]
 if not shape then return {1, 0} end
-local _, at = string.find(page, ',"' .. ARGV[3] .. '":', 1, true)
+local newpv = sum - oldv + newv
+local newpvs = string.format('%d', newpv)
+local ua = ',"updated_at":'
+-- Most edits keep the page's length (same digits, same status): then the
+-- three places are overwritten in place (SETRANGE), and neither the page
+-- nor its replication and AOF entry carry the whole page.
+local len = redis.call('STRLEN', KEYS[2])
+local head = redis.call('GETRANGE', KEYS[2], 0, 4095)
+local pvs = string.match(head, '^{"version":(%d+),')
+if not pvs or tonumber(pvs) ~= sum or string.find(head, '^"segments":', #pvs + 13) then return {1, 0} end
+local _, at = string.find(head, ',"' .. ARGV[3] .. '":', 1, true)
+local s, e
+if at then s, e = string.find(head, shape, at + 1) end
+if s and #newpvs == #pvs and e - at == #ARGV[4] then
+  local t0 = math.max(0, len - 64)
+  local tail = redis.call('GETRANGE', KEYS[2], t0, len - 1)
+  local us = string.find(tail, ua .. '"[^"\\]*"}$')
+  if us and t0 + us - 1 > e and #tail - us - #ua == #ARGV[5] then
+    redis.call('SETRANGE', KEYS[2], 11, newpvs)
+    redis.call('SETRANGE', KEYS[2], at, ARGV[4])
+    redis.call('SETRANGE', KEYS[2], t0 + us - 1 + #ua, ARGV[5])
+    return {2, newpv}
+  end
+end
+local page = redis.call('GET', KEYS[2])
+_, at = string.find(page, ',"' .. ARGV[3] .. '":', 1, true)
 if not at then return {1, 0} end
-local s, e = string.find(page, shape, at + 1)
+s, e = string.find(page, shape, at + 1)
 if not s then return {1, 0} end
-local us = string.find(page, ',"updated_at":"[^"\\]*"}$', e + 1)
+-- updated_at is the last member: looked for in the tail only
+local us = string.find(page, ua .. '"[^"\\]*"}$', math.max(e + 1, #page - 63))
 if not us then return {1, 0} end
-local head = '{"version":' .. string.match(page, '^{"version":(%d+)')
-local newpv = pv - oldv + newv
-local out = '{"version":' .. string.format('%d', newpv) .. string.sub(page, #head + 1, at) ..
-  ARGV[4] .. string.sub(page, e + 1, us - 1) .. ',"updated_at":' .. ARGV[5] .. '}'
+local out = '{"version":' .. newpvs .. string.sub(page, #pvs + 12, at) ..
+  ARGV[4] .. string.sub(page, e + 1, us - 1) .. ua .. ARGV[5] .. '}'
 if #out > tonumber(ARGV[6]) then return {1, 0} end
 redis.call('SET', KEYS[2], out)
 return {2, newpv}
