@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	_ "modernc.org/sqlite" // the source's catalog file, to bump versions in place
 
 	"github.com/detailpage/detailpage/go/internal/benchrow"
@@ -82,12 +85,21 @@ func syncRounds(tb testing.TB, topic string, rounds, events int, refresh bool, d
 		if len(bump) > 0 {
 			mustBumpSource(tb, bump)
 		}
+		before := syncEvents(tb, topic)
 		start := time.Now()
 		produceChanges(tb, topic, events, refresh, dims)
 		produced := time.Since(start)
-		drained(tb, topic, 5*time.Minute)
+		// The group's commits, polled every 20 ms: the figure is at most
+		// that much low per round. (Polling much faster loads the broker,
+		// and the sync service's /metrics the service, on two cores.)
+		err := testutil.PollEvery(5*time.Minute, 20*time.Millisecond, func() error { return lagOf(topic) })
+		if err != nil {
+			tb.Fatal(err)
+		}
+		drained(tb, catalog.TopicRetry, 5*time.Minute) // a failed batch counts once it is applied
 		spent += time.Since(start)
-		tb.Logf("%s: %d events produced in %s, applied in %s", topic, events, produced.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		tb.Logf("%s: %d events produced in %s, applied in %s (%.0f handed to the retry topic)", topic, events,
+			produced.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), syncEvents(tb, topic).retried-before.retried)
 	}
 	if len(bump) > 0 {
 		mustRedisHasSourceVersions(tb, bump)
@@ -95,24 +107,66 @@ func syncRounds(tb testing.TB, topic string, rounds, events int, refresh bool, d
 	return float64(rounds*events) / spent.Seconds()
 }
 
-// drained waits until the sync group of topic has committed everything,
-// polling every 5 ms (the wait is part of the figure).
+// drained waits until the sync group of topic has committed everything.
 func drained(tb testing.TB, topic string, limit time.Duration) {
 	tb.Helper()
+	if err := testutil.Poll(limit, func() error { return lagOf(topic) }); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// lagOf is nil when the sync group of topic has committed everything.
+func lagOf(topic string) error {
 	brokers := []string{topology.Addr(shared.Config().Ports.Kafka)}
-	err := testutil.PollEvery(limit, 5*time.Millisecond, func() error {
-		lag, err := kafka.GroupLag(context.Background(), brokers, syncer.GroupFor(topology.SyncGroup, topic), topic)
-		if err != nil {
-			return err
-		}
-		if lag != 0 {
-			return fmt.Errorf("%s: lag %d", topic, lag)
-		}
-		return nil
-	})
+	lag, err := kafka.GroupLag(context.Background(), brokers, syncer.GroupFor(topology.SyncGroup, topic), topic)
+	if err != nil {
+		return err
+	}
+	if lag != 0 {
+		return fmt.Errorf("%s: lag %d", topic, lag)
+	}
+	return nil
+}
+
+// outcomes are the sync service's counts of one topic's events
+// (detailpage_sync_events_total).
+type outcomes struct{ applied, retried, deadLettered float64 }
+
+// handled counts the events done with, one way or the other.
+func (o outcomes) handled() float64 { return o.applied + o.retried + o.deadLettered }
+
+// syncEvents reads the sync service's counts of topic's events.
+func syncEvents(tb testing.TB, topic string) outcomes {
+	tb.Helper()
+	resp, err := http.Get(topology.URL(shared.Config().Ports.Sync) + "/metrics")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var o outcomes
+	for _, m := range fams["detailpage_sync_events_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["topic"] != topic {
+			continue
+		}
+		switch v := m.GetCounter().GetValue(); labels["outcome"] {
+		case "applied":
+			o.applied += v
+		case "retried":
+			o.retried += v
+		case "dead_lettered":
+			o.deadLettered += v
+		}
+	}
+	return o
 }
 
 // sourceDB opens the shared topology's source catalog beside the running
