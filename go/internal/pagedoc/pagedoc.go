@@ -386,22 +386,27 @@ func (a *Assembler) Refresh(ctx context.Context, ids []int64) (res Result, uncha
 }
 
 // changedOnly returns the ids whose values in Redis are not all at the
-// source's versions (Refresh); all of ids when either read fails.
+// source's versions (Refresh); all of ids when either read fails. Redis is
+// read first: a product without a page there (a cold or flushed main) is
+// rebuilt without asking the source for its versions.
 func (a *Assembler) changedOnly(ctx context.Context, ids []int64) []int64 {
-	var src map[int64][]int64
-	var stored map[int64]redisstore.StoredVersions
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		src, err = a.src.ProductVersions(gctx, ids)
-		return err
-	})
-	g.Go(func() (err error) {
-		stored, err = resilience.Do(gctx, CmdRedisRead, func(ctx context.Context) (map[int64]redisstore.StoredVersions, error) {
-			return a.store.ProductVersions(ctx, ids)
-		}, nil)
-		return err
-	})
-	if g.Wait() != nil {
+	stored, err := resilience.Do(ctx, CmdRedisRead, func(ctx context.Context) (map[int64]redisstore.StoredVersions, error) {
+		return a.store.ProductVersions(ctx, ids)
+	}, nil)
+	if err != nil {
+		return ids
+	}
+	var ask []int64
+	for _, id := range ids {
+		if stored[id].Page >= 0 {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 {
+		return ids
+	}
+	src, err := a.src.ProductVersions(ctx, ask)
+	if err != nil {
 		return ids
 	}
 	return slices.DeleteFunc(slices.Clone(ids), func(id int64) bool { return current(src[id], stored[id]) })
