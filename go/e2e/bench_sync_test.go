@@ -90,8 +90,8 @@ func syncRounds(tb testing.TB, topic string, rounds, events int, refresh bool, d
 		produceChanges(tb, topic, events, refresh, dims)
 		produced := time.Since(start)
 		// The group's commits, polled every 20 ms: the figure is at most
-		// that much low per round. (Polling much faster loads the broker,
-		// and the sync service's /metrics the service, on two cores.)
+		// that much low per round. (Each poll costs the broker about half
+		// a millisecond of CPU, on the two cores the measured path shares.)
 		err := testutil.PollEvery(5*time.Minute, 20*time.Millisecond, func() error { return lagOf(topic) })
 		if err != nil {
 			tb.Fatal(err)
