@@ -73,6 +73,7 @@ import (
 	"time"
 
 	"github.com/afex/hystrix-go/hystrix"
+	metricCollector "github.com/afex/hystrix-go/hystrix/metric_collector"
 )
 
 // Command is the configuration of one dependency operation, e.g.
@@ -245,7 +246,8 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 	var zero T
 	c := commands.get(name)
 	if err := ctx.Err(); err != nil {
-		c.count(outcomeCancelled)
+		c.outcomes[outcomeCancelled].Inc()
+		c.counts[countCancelledEarly].Add(1)
 		return zero, err
 	}
 	s := c.settings.Load()
@@ -278,7 +280,7 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 		// The caller went away: not the dependency's fault.
 		c.breaker.result(probe, outcomeCancelled, end, s)
 		c.count(outcomeCancelled)
-		c.report(outcomeCancelled, fbNone, took)
+		c.report(took)
 		return zero, ctx.Err()
 	case took >= s.Timeout:
 		oc, reason = outcomeTimeout, &Error{Command: name, Reason: ErrTimeout, Err: orDeadline(err)}
@@ -291,11 +293,11 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 	switch oc {
 	case outcomeSuccess:
 		c.count(oc)
-		c.report(oc, fbNone, took)
+		c.report(took)
 		return v, nil
 	case outcomeBadRequest:
 		c.count(oc)
-		c.report(oc, fbNone, took)
+		c.report(took)
 		return zero, err
 	}
 	return finish(ctx, c, s, oc, took, reason, fallback)
@@ -337,27 +339,27 @@ func finish[T any](ctx context.Context, c *command, s *Command, oc outcome, took
 	c.count(oc)
 	var zero T
 	if fallback == nil {
-		c.report(oc, fbNone, took)
+		c.report(took)
 		return zero, reason
 	}
 	if n := c.fallbackInFlight.Add(1); n > int64(s.FallbackMaxConcurrent) {
 		c.fallbackInFlight.Add(-1)
 		c.count(outcomeFallbackRejected)
-		c.report(oc, fbFailure, took)
+		c.report(took)
 		return zero, &Error{Command: c.name, Reason: ErrFallbackRejected, Err: reason}
 	}
 	v, err := call(ctx, func(ctx context.Context) (T, error) { return fallback(ctx, reason) })
 	c.fallbackInFlight.Add(-1)
 	if err != nil {
 		c.count(outcomeFallbackFailure)
-		c.report(oc, fbFailure, took)
+		c.report(took)
 		if isPanic(err) {
 			return zero, &Error{Command: c.name, Reason: ErrPanic, Err: err}
 		}
 		return v, err
 	}
 	c.count(outcomeFallbackSuccess)
-	c.report(oc, fbSuccess, took)
+	c.report(took)
 	return v, nil
 }
 
@@ -371,8 +373,14 @@ type command struct {
 	circuit          *hystrix.CircuitBreaker
 	outcomes         [numOutcomes]counter
 	latency          observer
-	streamPause      atomic.Int64 // unix nanos until which dashboard events are dropped
-	holders          int          // Configure calls not released yet; guarded by registry.mu
+	holders          int // Configure calls not released yet; guarded by registry.mu
+
+	// The dashboard feed (metrics.go): outcome counts, latency samples,
+	// hystrix-go's collector, and the counts passed on so far (feedMu).
+	counts    [numCounts]atomic.Uint64
+	samples   sampleRing
+	collector *metricCollector.DefaultMetricCollector
+	fed       [numCounts]uint64
 }
 
 // registry holds the commands: lock-free reads of a copy-on-write map.
@@ -485,6 +493,8 @@ func newCommand(s Command) *command {
 	// hystrix-go sizes a circuit's pool from the settings at its creation.
 	configureHystrix(s)
 	c.circuit, _, _ = hystrix.GetCircuit(s.Name)
+	c.collector = hystrixCollector(c.circuit)
+	startFeeder()
 	for oc := range numOutcomes {
 		c.outcomes[oc] = commandTotal.WithLabelValues(s.Name, outcome(oc).String())
 	}
@@ -502,4 +512,7 @@ func configureHystrix(s Command) {
 	})
 }
 
-func (c *command) count(oc outcome) { c.outcomes[oc].Inc() }
+func (c *command) count(oc outcome) {
+	c.outcomes[oc].Inc()
+	c.counts[oc].Add(1)
+}
