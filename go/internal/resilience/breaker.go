@@ -24,12 +24,13 @@ const windowBuckets = 10
 // closes it, its failure opens it for another SleepWindow. Results of calls
 // that started before the circuit opened do not change its state.
 //
-// Time comes from the caller (time.Now), so testing/synctest drives it.
+// Time comes from the caller (monoNow, in nanoseconds; negative in a
+// testing/synctest bubble), so testing/synctest drives it.
 type breaker struct {
 	state atomic.Int32
 
 	mu       sync.Mutex
-	openedAt time.Time
+	openedAt int64
 	buckets  [windowBuckets]bucket
 }
 
@@ -41,7 +42,7 @@ type bucket struct {
 
 // allow says whether a call may run now, and whether it is the probe of a
 // half-open circuit.
-func (b *breaker) allow(now time.Time, s *Command) (probe, ok bool) {
+func (b *breaker) allow(now int64, s *Command) (probe, ok bool) {
 	switch b.state.Load() {
 	case StateClosed:
 		return false, true
@@ -50,7 +51,7 @@ func (b *breaker) allow(now time.Time, s *Command) (probe, ok bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.state.Load() != StateOpen || now.Sub(b.openedAt) < s.SleepWindow {
+	if b.state.Load() != StateOpen || time.Duration(now-b.openedAt) < s.SleepWindow {
 		return false, false
 	}
 	b.state.Store(StateHalfOpen)
@@ -58,7 +59,7 @@ func (b *breaker) allow(now time.Time, s *Command) (probe, ok bool) {
 }
 
 // result records the outcome of a call allowed by allow.
-func (b *breaker) result(probe bool, oc outcome, now time.Time, s *Command) {
+func (b *breaker) result(probe bool, oc outcome, now int64, s *Command) {
 	failed := oc.failed()
 	if probe {
 		b.mu.Lock()
@@ -88,8 +89,8 @@ func (b *breaker) result(probe bool, oc outcome, now time.Time, s *Command) {
 	if width <= 0 {
 		width = 1
 	}
-	slot := now.UnixNano() / width
-	bk := &b.buckets[slot%windowBuckets]
+	slot := floorDiv(now, width)
+	bk := &b.buckets[slot-floorDiv(slot, windowBuckets)*windowBuckets]
 	if bk.slot != slot {
 		*bk = bucket{slot: slot}
 	}
@@ -112,3 +113,12 @@ func (b *breaker) result(probe bool, oc outcome, now time.Time, s *Command) {
 }
 
 func (b *breaker) reset() { b.buckets = [windowBuckets]bucket{} }
+
+// floorDiv is a / b rounded down (b > 0), for negative times too.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}

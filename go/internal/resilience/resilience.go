@@ -251,7 +251,7 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 		return zero, err
 	}
 	s := c.settings.Load()
-	start := time.Now()
+	start := monoNow()
 	probe, ok := c.breaker.allow(start, s)
 	if !ok {
 		return finish(ctx, c, s, outcomeShortCircuited, 0, &Error{Command: name, Reason: ErrCircuitOpen}, fallback)
@@ -261,10 +261,10 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 		c.breaker.result(probe, outcomeRejected, start, s)
 		return finish(ctx, c, s, outcomeRejected, 0, &Error{Command: name, Reason: ErrRejected}, fallback)
 	}
-	rctx := runCtx{parent: ctx, deadline: start.Add(s.Timeout)}
+	rctx := runCtx{parent: ctx, deadline: clockBase.Add(time.Duration(start) + s.Timeout)}
 	v, err := call(&rctx, run)
-	took := time.Since(start) // monotonic clock only: cheaper than time.Now
-	end := start.Add(took)
+	end := monoNow()
+	took := time.Duration(end - start)
 	rctx.finish()
 	c.inFlight.Add(-1)
 	c.latency.Observe(took.Seconds())
@@ -302,6 +302,14 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 	}
 	return finish(ctx, c, s, oc, took, reason, fallback)
 }
+
+// clockBase is the origin of monoNow.
+var clockBase = time.Now()
+
+// monoNow is the time in nanoseconds since clockBase: one read of the
+// monotonic clock (time.Now reads the wall clock too). In a
+// testing/synctest bubble it is the bubble's clock, as time.Now is.
+func monoNow() int64 { return int64(time.Since(clockBase)) }
 
 func orDeadline(err error) error {
 	if err == nil {
