@@ -11,3 +11,6 @@ func FlushStream() { flushStream() }
 func StreamCollector(name string) *metricCollector.DefaultMetricCollector {
 	return commands.get(name).collector
 }
+
+// ShareWithin is how close calls must start to share a run context.
+const ShareWithin = shareWithin

@@ -296,7 +296,9 @@ func flushStream() bool {
 	feedMu.Lock()
 	defer feedMu.Unlock()
 	worked := false
+	now := monoNow()
 	for _, c := range *commands.m.Load() {
+		c.forget(now)
 		if c.flush() {
 			worked = true
 		}

@@ -261,11 +261,11 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 		c.breaker.result(probe, outcomeRejected, start, s)
 		return finish(ctx, c, s, outcomeRejected, 0, &Error{Command: name, Reason: ErrRejected}, fallback)
 	}
-	rctx := runCtx{parent: ctx, deadline: clockBase.Add(time.Duration(start) + s.Timeout)}
-	v, err := call(&rctx, run)
+	rctx := c.runCtxFor(ctx, start, s.Timeout)
+	v, err := call(rctx, run)
 	end := monoNow()
 	took := time.Duration(end - start)
-	rctx.finish()
+	rctx.leave(c, end)
 	c.inFlight.Add(-1)
 	c.latency.Observe(took.Seconds())
 
@@ -385,6 +385,7 @@ type command struct {
 
 	// The dashboard feed (metrics.go): outcome counts, latency samples,
 	// hystrix-go's collector, and the counts passed on so far (feedMu).
+	shared    atomic.Pointer[runCtx] // the run context calls may join (runctx.go)
 	counts    [numCounts]atomic.Uint64
 	samples   sampleRing
 	collector *metricCollector.DefaultMetricCollector
