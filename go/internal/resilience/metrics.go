@@ -3,6 +3,7 @@ package resilience
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -55,16 +56,78 @@ type (
 	observer = prometheus.Observer
 )
 
+// Command counts and durations live in each command's atomics (one add
+// per call for the outcome, shared with the dashboard feed; two for the
+// duration: its bucket and the sum) and are read at scrape time by
+// commandCollector. client_golang's CounterVec and HistogramVec did the
+// same with two more atomic adds and a compare-and-swap loop per call
+// (about a fifth of a command's time in the profile).
 var (
-	commandTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "detailpage_resilience_command_total",
-		Help: "Command calls by outcome: success, failure, timeout, short_circuited, rejected, panic, bad_request, cancelled; fallback_success, fallback_failure, fallback_rejected count fallbacks.",
-	}, []string{"command", "outcome"})
-	commandDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "detailpage_resilience_command_duration_seconds",
-		Help:    "Time a command's run took (bulkhead slot held), by command.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	}, []string{"command"})
+	commandTotalDesc = prometheus.NewDesc("detailpage_resilience_command_total",
+		"Command calls by outcome: success, failure, timeout, short_circuited, rejected, panic, bad_request, cancelled; fallback_success, fallback_failure, fallback_rejected count fallbacks.",
+		[]string{"command", "outcome"}, nil)
+	commandDurationDesc = prometheus.NewDesc("detailpage_resilience_command_duration_seconds",
+		"Time a command's run took (bulkhead slot held), by command.", []string{"command"}, nil)
+	// durationBuckets are the histogram's upper bounds, in seconds and in
+	// nanoseconds (a duration d is in bucket i when d <= bound i, as
+	// client_golang's le).
+	durationBuckets   = [...]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	durationBucketsNs = func() (ns [len(durationBuckets)]int64) {
+		for i, b := range durationBuckets {
+			ns[i] = int64(math.Round(b * 1e9))
+		}
+		return ns
+	}()
+)
+
+// durations is a command's latency histogram: counts per bucket (the last
+// is +Inf) and the sum in nanoseconds.
+type durations struct {
+	buckets [len(durationBuckets) + 1]atomic.Uint64
+	sumNs   atomic.Int64
+}
+
+func (h *durations) observe(d time.Duration) {
+	i := 0
+	for i < len(durationBucketsNs) && int64(d) > durationBucketsNs[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sumNs.Add(int64(d))
+}
+
+// commandCollector reports, at scrape time, every command's outcome counts
+// and latency histogram.
+type commandCollector struct{}
+
+func (commandCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- commandTotalDesc
+	ch <- commandDurationDesc
+}
+
+func (commandCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, c := range *commands.m.Load() {
+		for oc := range numOutcomes {
+			n := c.counts[oc].Load()
+			if oc == outcomeCancelled {
+				n += c.counts[countCancelledEarly].Load()
+			}
+			ch <- prometheus.MustNewConstMetric(commandTotalDesc, prometheus.CounterValue, float64(n), name, oc.String())
+		}
+		cum := make(map[float64]uint64, len(durationBuckets))
+		var count uint64
+		for i := range c.latency.buckets {
+			count += c.latency.buckets[i].Load()
+			if i < len(durationBuckets) {
+				cum[durationBuckets[i]] = count
+			}
+		}
+		sum := float64(c.latency.sumNs.Load()) / 1e9
+		ch <- prometheus.MustNewConstHistogram(commandDurationDesc, count, sum, cum, name)
+	}
+}
+
+var (
 	collapserBatchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "detailpage_resilience_collapser_batch_size",
 		Help:    "Distinct keys per batch call a request collapser made.",
@@ -125,7 +188,7 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 // to a registry.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
-		commandTotal, commandDuration, collapserBatchSize, collapserLookups,
+		commandCollector{}, collapserBatchSize, collapserLookups,
 		chainServed, requestCacheTotal, streamDropped, stateCollector{},
 	}
 }

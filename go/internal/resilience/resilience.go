@@ -246,7 +246,6 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 	var zero T
 	c := commands.get(name)
 	if err := ctx.Err(); err != nil {
-		c.outcomes[outcomeCancelled].Inc()
 		c.counts[countCancelledEarly].Add(1)
 		return zero, err
 	}
@@ -267,7 +266,7 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 	took := time.Duration(end - start)
 	rctx.leave(c, end)
 	c.inFlight.Add(-1)
-	c.latency.Observe(took.Seconds())
+	c.latency.observe(took)
 
 	var oc outcome
 	var reason error
@@ -379,12 +378,12 @@ type command struct {
 	fallbackInFlight atomic.Int64
 	breaker          breaker
 	circuit          *hystrix.CircuitBreaker
-	outcomes         [numOutcomes]counter
-	latency          observer
-	holders          int // Configure calls not released yet; guarded by registry.mu
+	latency          durations // for Prometheus (commandCollector)
+	holders          int       // Configure calls not released yet; guarded by registry.mu
 
-	// The dashboard feed (metrics.go): outcome counts, latency samples,
-	// hystrix-go's collector, and the counts passed on so far (feedMu).
+	// Outcome counts (for Prometheus and the dashboard feed), latency
+	// samples, hystrix-go's collector, and the counts passed on to it so
+	// far (feedMu): metrics.go.
 	shared    atomic.Pointer[runCtx] // the run context calls may join (runctx.go)
 	counts    [numCounts]atomic.Uint64
 	samples   sampleRing
@@ -504,10 +503,6 @@ func newCommand(s Command) *command {
 	c.circuit, _, _ = hystrix.GetCircuit(s.Name)
 	c.collector = hystrixCollector(c.circuit)
 	startFeeder()
-	for oc := range numOutcomes {
-		c.outcomes[oc] = commandTotal.WithLabelValues(s.Name, outcome(oc).String())
-	}
-	c.latency = commandDuration.WithLabelValues(s.Name)
 	return c
 }
 
@@ -521,7 +516,4 @@ func configureHystrix(s Command) {
 	})
 }
 
-func (c *command) count(oc outcome) {
-	c.outcomes[oc].Inc()
-	c.counts[oc].Add(1)
-}
+func (c *command) count(oc outcome) { c.counts[oc].Add(1) }
