@@ -212,3 +212,49 @@ func dropped(t *testing.T) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestCommandMetricsExact: the outcome counts and the duration histogram
+// Prometheus scrapes add up exactly to the calls made, 8 goroutines at
+// once (run with -race).
+func TestCommandMetricsExact(t *testing.T) {
+	reg := MustRegistry(t)
+	name := MustCommand(t, func(c *resilience.Command) {
+		c.MaxConcurrent = 1 << 20
+		c.RequestVolumeThreshold = 1 << 30
+	})
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	const goroutines, calls = 8, 1000
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for i := range calls {
+				switch i % 4 {
+				case 0:
+					resilience.Do(t.Context(), name, func(context.Context) (int, error) { return 1, nil }, nil)
+				case 1:
+					resilience.Do(t.Context(), name, func(context.Context) (int, error) { return 0, errBoom }, nil)
+				case 2:
+					resilience.Do(t.Context(), name, func(context.Context) (int, error) {
+						return 0, resilience.Permanent{Err: catalog.ErrNotFound}
+					}, nil)
+				case 3:
+					resilience.Do(cancelled, name, func(context.Context) (int, error) { return 1, nil }, nil)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	each := goroutines * calls / 4
+	want := map[string]int{"success": each, "failure": each, "bad_request": each, "cancelled": each}
+	if got := Outcomes(t, reg, name); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", got, want)
+	}
+	h := metric(t, reg, "detailpage_resilience_command_duration_seconds", map[string]string{"command": name}).GetHistogram()
+	if h.GetSampleCount() != uint64(3*each) { // the cancelled callers never ran
+		t.Fatalf("duration histogram counts %d runs, want %d", h.GetSampleCount(), 3*each)
+	}
+	if b := h.GetBucket(); b[len(b)-1].GetCumulativeCount() != h.GetSampleCount() || h.GetSampleSum() <= 0 {
+		t.Fatalf("duration histogram: buckets %v, sum %v", b, h.GetSampleSum())
+	}
+}
