@@ -258,6 +258,9 @@ type sampleRing struct {
 }
 
 func (r *sampleRing) put(d time.Duration) bool {
+	if r.slots[r.head.Load()%streamSamples].Load() != 0 {
+		return false // full: no need to take an index
+	}
 	i := r.head.Add(1) - 1
 	return r.slots[i%streamSamples].CompareAndSwap(0, int64(d)+1)
 }

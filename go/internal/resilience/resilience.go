@@ -66,6 +66,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -498,6 +499,7 @@ func (r *registry) getLocked(s Command) *command {
 func newCommand(s Command) *command {
 	c := &command{name: s.Name}
 	c.settings.Store(&s)
+	c.breaker.lastError.Store(math.MinInt64 / 2) // long before any call
 	// hystrix-go sizes a circuit's pool from the settings at its creation.
 	configureHystrix(s)
 	c.circuit, _, _ = hystrix.GetCircuit(s.Name)
