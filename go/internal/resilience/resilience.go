@@ -35,10 +35,13 @@
 // a separate bound for fallbacks. Every outcome is still reported to
 // hystrix-go's circuit of the same name with CircuitBreaker.ReportEvent, so
 // the dashboard stream shows real counts, latencies and error percentages.
-// Reporting is asynchronous and bounded (see metrics.go): the caller only
-// queues a small value; under overload the dashboard drops events (counted
-// in detailpage_resilience_stream_dropped_total) while the Prometheus
-// metrics, updated inline, stay exact. The "circuit open" flag the stream
+// Reporting costs the caller a few atomic adds (see metrics.go): the
+// outcome count, which Prometheus reads too, the duration histogram, and a
+// ring of latency samples; a feeder passes the counts to hystrix-go in bulk
+// every 10 ms, so the stream's counts are exact at any rate, and its
+// latencies are every call's up to 512 per pass and command (beyond, the
+// dropped samples are counted in detailpage_resilience_stream_dropped_total).
+// The "circuit open" flag the stream
 // shows is hystrix-go's own reading of the same events with the same
 // thresholds; the authoritative state is the Prometheus gauge
 // detailpage_resilience_circuit_state.
@@ -59,7 +62,10 @@
 //
 // run must honour its context: the caller waits for run to return (that is
 // what makes the bulkhead a real bound), and run's context is cancelled at
-// the timeout, so an HTTP or Redis call underneath returns at once.
+// the timeout, so an HTTP or Redis call underneath returns at once. Calls
+// of a command with the same parent context that start within 100 µs of
+// each other share one run context (runctx.go): its deadline is at most
+// 100 µs after a call's own, never before.
 package resilience
 
 import (
