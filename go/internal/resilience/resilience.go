@@ -35,10 +35,13 @@
 // a separate bound for fallbacks. Every outcome is still reported to
 // hystrix-go's circuit of the same name with CircuitBreaker.ReportEvent, so
 // the dashboard stream shows real counts, latencies and error percentages.
-// Reporting is asynchronous and bounded (see metrics.go): the caller only
-// queues a small value; under overload the dashboard drops events (counted
-// in detailpage_resilience_stream_dropped_total) while the Prometheus
-// metrics, updated inline, stay exact. The "circuit open" flag the stream
+// Reporting costs the caller a few atomic adds (see metrics.go): the
+// outcome count, which Prometheus reads too, the duration histogram, and a
+// ring of latency samples; a feeder passes the counts to hystrix-go in bulk
+// every 10 ms, so the stream's counts are exact at any rate, and its
+// latencies are every call's up to 512 per pass and command (beyond, the
+// dropped samples are counted in detailpage_resilience_stream_dropped_total).
+// The "circuit open" flag the stream
 // shows is hystrix-go's own reading of the same events with the same
 // thresholds; the authoritative state is the Prometheus gauge
 // detailpage_resilience_circuit_state.
@@ -59,13 +62,17 @@
 //
 // run must honour its context: the caller waits for run to return (that is
 // what makes the bulkhead a real bound), and run's context is cancelled at
-// the timeout, so an HTTP or Redis call underneath returns at once.
+// the timeout, so an HTTP or Redis call underneath returns at once. Calls
+// of a command with the same parent context that start within 100 µs of
+// each other share one run context (runctx.go): its deadline is at most
+// 100 µs after a call's own, never before.
 package resilience
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -73,6 +80,7 @@ import (
 	"time"
 
 	"github.com/afex/hystrix-go/hystrix"
+	metricCollector "github.com/afex/hystrix-go/hystrix/metric_collector"
 )
 
 // Command is the configuration of one dependency operation, e.g.
@@ -245,11 +253,11 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 	var zero T
 	c := commands.get(name)
 	if err := ctx.Err(); err != nil {
-		c.count(outcomeCancelled)
+		c.counts[countCancelledEarly].Add(1)
 		return zero, err
 	}
 	s := c.settings.Load()
-	start := time.Now()
+	start := monoNow()
 	probe, ok := c.breaker.allow(start, s)
 	if !ok {
 		return finish(ctx, c, s, outcomeShortCircuited, 0, &Error{Command: name, Reason: ErrCircuitOpen}, fallback)
@@ -259,13 +267,13 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 		c.breaker.result(probe, outcomeRejected, start, s)
 		return finish(ctx, c, s, outcomeRejected, 0, &Error{Command: name, Reason: ErrRejected}, fallback)
 	}
-	rctx := runCtx{parent: ctx, deadline: start.Add(s.Timeout)}
-	v, err := call(&rctx, run)
-	took := time.Since(start) // monotonic clock only: cheaper than time.Now
-	end := start.Add(took)
-	rctx.finish()
+	rctx := c.runCtxFor(ctx, start, s.Timeout)
+	v, err := call(rctx, run)
+	end := monoNow()
+	took := time.Duration(end - start)
+	rctx.leave(c, end)
 	c.inFlight.Add(-1)
-	c.latency.Observe(took.Seconds())
+	c.latency.observe(took)
 
 	var oc outcome
 	var reason error
@@ -278,7 +286,7 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 		// The caller went away: not the dependency's fault.
 		c.breaker.result(probe, outcomeCancelled, end, s)
 		c.count(outcomeCancelled)
-		c.report(outcomeCancelled, fbNone, took)
+		c.report(took)
 		return zero, ctx.Err()
 	case took >= s.Timeout:
 		oc, reason = outcomeTimeout, &Error{Command: name, Reason: ErrTimeout, Err: orDeadline(err)}
@@ -291,15 +299,23 @@ func Do[T any](ctx context.Context, name string, run func(context.Context) (T, e
 	switch oc {
 	case outcomeSuccess:
 		c.count(oc)
-		c.report(oc, fbNone, took)
+		c.report(took)
 		return v, nil
 	case outcomeBadRequest:
 		c.count(oc)
-		c.report(oc, fbNone, took)
+		c.report(took)
 		return zero, err
 	}
 	return finish(ctx, c, s, oc, took, reason, fallback)
 }
+
+// clockBase is the origin of monoNow.
+var clockBase = time.Now()
+
+// monoNow is the time in nanoseconds since clockBase: one read of the
+// monotonic clock (time.Now reads the wall clock too). In a
+// testing/synctest bubble it is the bubble's clock, as time.Now is.
+func monoNow() int64 { return int64(time.Since(clockBase)) }
 
 func orDeadline(err error) error {
 	if err == nil {
@@ -337,27 +353,27 @@ func finish[T any](ctx context.Context, c *command, s *Command, oc outcome, took
 	c.count(oc)
 	var zero T
 	if fallback == nil {
-		c.report(oc, fbNone, took)
+		c.report(took)
 		return zero, reason
 	}
 	if n := c.fallbackInFlight.Add(1); n > int64(s.FallbackMaxConcurrent) {
 		c.fallbackInFlight.Add(-1)
 		c.count(outcomeFallbackRejected)
-		c.report(oc, fbFailure, took)
+		c.report(took)
 		return zero, &Error{Command: c.name, Reason: ErrFallbackRejected, Err: reason}
 	}
 	v, err := call(ctx, func(ctx context.Context) (T, error) { return fallback(ctx, reason) })
 	c.fallbackInFlight.Add(-1)
 	if err != nil {
 		c.count(outcomeFallbackFailure)
-		c.report(oc, fbFailure, took)
+		c.report(took)
 		if isPanic(err) {
 			return zero, &Error{Command: c.name, Reason: ErrPanic, Err: err}
 		}
 		return v, err
 	}
 	c.count(outcomeFallbackSuccess)
-	c.report(oc, fbSuccess, took)
+	c.report(took)
 	return v, nil
 }
 
@@ -369,10 +385,17 @@ type command struct {
 	fallbackInFlight atomic.Int64
 	breaker          breaker
 	circuit          *hystrix.CircuitBreaker
-	outcomes         [numOutcomes]counter
-	latency          observer
-	streamPause      atomic.Int64 // unix nanos until which dashboard events are dropped
-	holders          int          // Configure calls not released yet; guarded by registry.mu
+	latency          durations // for Prometheus (commandCollector)
+	holders          int       // Configure calls not released yet; guarded by registry.mu
+
+	// Outcome counts (for Prometheus and the dashboard feed), latency
+	// samples, hystrix-go's collector, and the counts passed on to it so
+	// far (feedMu): metrics.go.
+	shared    atomic.Pointer[runCtx] // the run context calls may join (runctx.go)
+	counts    [numCounts]atomic.Uint64
+	samples   sampleRing
+	collector *metricCollector.DefaultMetricCollector
+	fed       [numCounts]uint64
 }
 
 // registry holds the commands: lock-free reads of a copy-on-write map.
@@ -482,13 +505,12 @@ func (r *registry) getLocked(s Command) *command {
 func newCommand(s Command) *command {
 	c := &command{name: s.Name}
 	c.settings.Store(&s)
+	c.breaker.lastError.Store(math.MinInt64 / 2) // long before any call
 	// hystrix-go sizes a circuit's pool from the settings at its creation.
 	configureHystrix(s)
 	c.circuit, _, _ = hystrix.GetCircuit(s.Name)
-	for oc := range numOutcomes {
-		c.outcomes[oc] = commandTotal.WithLabelValues(s.Name, outcome(oc).String())
-	}
-	c.latency = commandDuration.WithLabelValues(s.Name)
+	c.collector = hystrixCollector(c.circuit)
+	startFeeder()
 	return c
 }
 
@@ -502,4 +524,4 @@ func configureHystrix(s Command) {
 	})
 }
 
-func (c *command) count(oc outcome) { c.outcomes[oc].Inc() }
+func (c *command) count(oc outcome) { c.counts[oc].Add(1) }

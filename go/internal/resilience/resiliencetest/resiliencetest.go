@@ -28,12 +28,14 @@ func MustConfigure(tb testing.TB, cmds ...resilience.Command) {
 // LeakOptions are the goleak options for a process that uses resilience:
 // hystrix-go starts two goroutines per command name that never end (its
 // metric monitors, bounded by the number of names, not of calls) and the
-// dashboard stream's loop.
+// dashboard stream's loop; resilience has one feeder of the dashboard per
+// process, parked while there are no calls.
 func LeakOptions() []goleak.Option {
 	return []goleak.Option{
 		goleak.IgnoreAnyFunction("github.com/afex/hystrix-go/hystrix.(*metricExchange).Monitor"),
 		goleak.IgnoreAnyFunction("github.com/afex/hystrix-go/hystrix.(*poolMetrics).Monitor"),
 		goleak.IgnoreAnyFunction("github.com/afex/hystrix-go/hystrix.(*StreamHandler).loop"),
+		goleak.IgnoreAnyFunction("github.com/detailpage/detailpage/go/internal/resilience.feedStream"),
 	}
 }
 
