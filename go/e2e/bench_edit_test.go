@@ -318,9 +318,15 @@ func BenchmarkEditBehindRefreshBacklog(b *testing.B) {
 		b.Fatal(err)
 	}
 	slices.Sort(lat)
+	worst := lat[len(lat)-1]
 	b.ReportMetric(float64(loadgen.Percentile(lat, 0.5).Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
+	b.ReportMetric(float64(worst.Milliseconds()), "max-ms")
 	b.ReportMetric(float64(backlog), "backlog-left")
 	b.ReportMetric(0, "ns/op")
+	benchrow.Record(b, benchrow.Row{
+		What:   "edit → Redis main behind a 100,000-event refresh backlog, slowest of 20",
+		Figure: fmt.Sprintf("%d ms (p50 %d ms; %d of 20 edits; %d refresh events still queued after them)", worst.Milliseconds(), loadgen.Percentile(lat, 0.5).Milliseconds(), len(lat), backlog),
+		Target: "≤ 1 s", Met: worst <= time.Second && len(lat) == 20,
+	})
 	waitDrained(b, catalog.TopicLow, 10*time.Minute)
 }
