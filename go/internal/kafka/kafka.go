@@ -70,6 +70,18 @@ const writerBatchTimeout = 50 * time.Microsecond
 
 // ReaderConfig returns a consumer-group reader configuration with explicit
 // commits (CommitInterval 0: CommitMessages commits synchronously).
+//
+// Fetch waits: with MinBytes 1 the broker answers a fetch as soon as one
+// message is there, so MaxWait bounds only an empty fetch and costs an
+// edit nothing. kafka-go asks the broker to wait 3/4 of MaxWait and gives
+// up on the connection at MaxWait; an answer later than that (a busy
+// machine) is an error that closes the connection and sleeps
+// ReadBackoffMin before dialling again, and meanwhile that partition's
+// edits wait. At 100 ms (a 25 ms margin) this happened about ten times a
+// minute per topic on the loaded two-core machine, each costing the edits
+// of one partition 50 ms or more. Hence a longer MaxWait (a 125 ms
+// margin, and fewer empty fetches), a per-message read deadline that a
+// stalled scheduler does not hit, and a short first backoff.
 func ReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
 	return kafkago.ReaderConfig{
 		Brokers:           brokers,
@@ -77,8 +89,8 @@ func ReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
 		Topic:             topic,
 		MinBytes:          1,
 		MaxBytes:          8 << 20,
-		MaxWait:           100 * time.Millisecond,
-		ReadBatchTimeout:  100 * time.Millisecond,
+		MaxWait:           500 * time.Millisecond,
+		ReadBatchTimeout:  time.Second,
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    6 * time.Second,
 		RebalanceTimeout:  6 * time.Second,
@@ -86,7 +98,7 @@ func ReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
 		StartOffset:       kafkago.FirstOffset,
 		CommitInterval:    0,
 		MaxAttempts:       3,
-		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMin:    5 * time.Millisecond, // grows with the square of the attempt, to ReadBackoffMax
 		ReadBackoffMax:    500 * time.Millisecond,
 	}
 }
