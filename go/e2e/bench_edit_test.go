@@ -163,7 +163,7 @@ func startHopWatch(tb testing.TB, t *topology.Topology) *hopWatch {
 			tb.Fatalf("hop watch: partition %d: %v", p.ID, err)
 		}
 		r := kafkago.NewReader(kafkago.ReaderConfig{
-			Brokers: []string{addr}, Topic: catalog.TopicHigh, Partition: p.ID, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: time.Second,
+			Brokers: []string{addr}, Topic: catalog.TopicHigh, Partition: p.ID, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 500 * time.Millisecond, // not 1 s: kafka-go would ask the broker to wait 0
 		})
 		if err := r.SetOffset(last); err != nil {
 			tb.Fatalf("hop watch: partition %d: %v", p.ID, err)
