@@ -19,6 +19,14 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go build -trimpath -ldflags="-s -w" -o /out/detailpage ./go/cmd/detailpage
 
 FROM openresty/openresty:1.27.1.2-bookworm
+# lua-zlib (Debian's, as scripts/install-deps.sh installs it): the app tier
+# keeps every page also gzip-compressed. OpenResty's LuaJIT does not search
+# Debian's Lua 5.1 module directory, so the module is linked into its
+# site/lualib (the path differs per architecture: dpkg names it).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends lua-zlib \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s "$(dpkg -L lua-zlib | grep '/lua/5\.1/zlib\.so$')" /usr/local/openresty/site/lualib/zlib.so
 # Run unprivileged: the pages listen on ports above 1024, every temp path
 # lives under the --prefix, and the nginx logs go to the container's stderr.
 RUN groupadd --system --gid 10001 detailpage \

@@ -5,8 +5,9 @@
 # already present are skipped without touching apt.
 set -euo pipefail
 
+# lua-zlib: the app tier keeps every page also gzip-compressed (lua/detailpage/app.lua).
 RUNTIME=(nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
-         lua-resty-lrucache lua-cjson lua-nginx-redis redis-server redis-sentinel)
+         lua-resty-lrucache lua-cjson lua-nginx-redis lua-zlib redis-server redis-sentinel)
 # luajit2 is OpenResty's LuaJIT: Debian's plain luajit conflicts with the
 # libluajit2 that libnginx-mod-http-lua links against.
 # chromium runs the browser tests (chromedp drives it headless); the Noto CJK

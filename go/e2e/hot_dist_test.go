@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"github.com/detailpage/detailpage/go/internal/benchrow"
 	"net"
 	"net/http"
 	"os"
@@ -327,6 +328,7 @@ func BenchmarkHotIDVsStatic(b *testing.B) {
 	b.ReportMetric(h, "hot-req/s")
 	b.ReportMetric(st, "static-req/s")
 	b.ReportMetric(h/st, "hot/static")
+	benchrow.Record(b, benchrow.Row{What: "hot id at the dist tier / nginx static file (Go bench, e2e ports)", Figure: benchrow.Ratio(h, st), Target: "≥ 0.9×", Met: h/st >= 0.9})
 	b.ReportMetric(0, "ns/op")
 }
 

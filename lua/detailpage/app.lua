@@ -16,6 +16,21 @@
 -- below (replica, direct) is skipped while detailpage.degrade says it is
 -- degraded. detailpage.invalidate drops local copies when the sync service
 -- writes a new version.
+--
+-- Bytes per view (issue 15): a page is compressed once, when it is rendered
+-- (lua-zlib, gzip at GZIP_LEVEL), and both copies live side by side in L1
+-- and L2. A client whose Accept-Encoding allows gzip (detailpage.conneg)
+-- gets the compressed copy with Content-Encoding: gzip; others the plain
+-- one; either with its Content-Length, and Vary: Accept-Encoding (from the
+-- nginx config). Each copy has a strong ETag naming what its bytes come
+-- from: '"p<item version>-s<shop id>.<shop version>-<render>"', plus "-gz"
+-- for the compressed one, where <render> is a CRC-32 of the template, the
+-- renderer's source, the zlib version and level (a node on another template
+-- or renderer never gives other bytes the same tag). The tag is made when
+-- the page is rendered and kept with it. If-None-Match naming the copy the
+-- client would get answers 304 without a body. A page that came from the
+-- direct-data service's HTML (the Lua renderer failed on the document) has
+-- no tag: its versions are not known here.
 
 local lrucache = require "resty.lrucache"
 local template = require "detailpage.template"
@@ -23,6 +38,12 @@ local degrade = require "detailpage.degrade"
 local sentinel = require "detailpage.sentinel"
 local hotcount = require "detailpage.hotcount"
 local redisconn = require "detailpage.redisconn"
+local conneg = require "detailpage.conneg"
+-- lua-zlib (Debian's lua-zlib; scripts/install-deps.sh): a C binding to the
+-- system's zlib, chosen over LuaJIT FFI declarations written by hand: a
+-- kept library, one call per page (compressing is once per version, never
+-- on the request path, so FFI's lower call cost buys nothing).
+local ok_zlib, zlib = pcall(require, "zlib")
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -45,6 +66,9 @@ local str_match = string.match
 local str_sub = string.sub
 local unpack = unpack
 local traceback = debug.traceback
+local str_format = string.format
+local gzip_ok = conneg.gzip_ok
+local not_modified = conneg.not_modified
 local hot_count = hotcount.count
 local hot_missing = hotcount.missing
 
@@ -55,6 +79,10 @@ local INFO = ngx.INFO
 local REPLICA = "replica"
 local DIRECT = "direct"
 local LEVELS = { "L1", "L2", "redis", "direct", "stale", "negative" }
+-- zlib's default level: the seed's 28.6 KB page in 0.5 ms to 9.2 KB (3.1x);
+-- 9 saves under 0.1% more, 1 gives 10.3 KB. scripts/bench.sh's on-the-fly
+-- nginx gzip uses the same level.
+local GZIP_LEVEL = 6
 
 -- DEFAULTS is the one place the app tier's settings have values. init's
 -- caller (nginx/app.conf.tmpl, rendered by `detailpage nginx`) passes only
@@ -95,6 +123,7 @@ local config
 local render
 local not_found_page = "Not found"
 local unavailable_page = "Unavailable"
+local render_tag         -- "<render>" of the ETags: see the top of the file
 local l1
 local links
 local hits = {}          -- this worker's hit counts, flushed to dp_state
@@ -172,6 +201,16 @@ function _M.init(opts)
         error("template " .. cerr)
     end
     render = fn
+    if not ok_zlib then
+        error("lua-zlib is missing (require \"zlib\": " .. tostring(zlib) ..
+            "); install Debian's lua-zlib (scripts/install-deps.sh)")
+    end
+    local renderer = package.searchpath("detailpage.template", package.path)
+    local rsrc = renderer and read_file(renderer)
+    if not rsrc then
+        error("cannot read the renderer's source (detailpage.template) for the ETags")
+    end
+    render_tag = str_format("%08x", zlib.crc32()(src .. "\0" .. rsrc .. "\0" .. zlib.version() .. "\0" .. GZIP_LEVEL))
     sentinel.configure(config)
     local replica = redisconn.replica({
         host = config.replica_host,
@@ -251,13 +290,45 @@ local function send(status, body, level)
     return status
 end
 
--- send_page writes the page of entry e. For /_admin/page (admin) it also
--- says which versions the page was built from.
-local function send_page(e, level, admin)
+-- gzip_copy (set below, with the local copies) returns e's gzip copy,
+-- making it first if e has none yet (nil: a page the warm-up loaded);
+-- false when it has none.
+local gzip_copy
+
+-- send_page writes the page of entry e (of product id): the gzip copy to a
+-- client that accepts it, else the plain one; with its ETag, and 304
+-- without a body when If-None-Match names that tag. For /_admin/page
+-- (admin) it also says which versions the page was built from.
+local function send_page(id, e, level, admin)
     if admin then
         ngx_header["X-Item-Version"] = e.v
         ngx_header["X-Shop-Id"] = e.shop
         ngx_header["X-Shop-Version"] = e.sv
+    end
+    local gz = e.gz
+    local tag
+    if gz ~= false and gzip_ok(ngx_var.http_accept_encoding) then
+        if gz == nil then
+            gz = gzip_copy(id, e)
+        end
+        tag = gz and e.gztag or e.tag
+    else
+        gz = false
+        tag = e.tag
+    end
+    if tag then
+        ngx_header["ETag"] = tag
+        if not_modified(ngx_var.http_if_none_match, tag) then
+            ngx.status = 304
+            if level then
+                ngx_var.dp_cache = level
+            end
+            return 304
+        end
+    end
+    if gz then
+        ngx_header["Content-Encoding"] = "gzip"
+        return send(200, gz, level)
     end
     return send(200, e.html, level)
 end
@@ -265,18 +336,53 @@ end
 ----------------------------------------------------------------------------
 -- Local copies.
 
--- L2 values are "<expires>|<item version>|<shop id>|<shop version>|<html>".
+-- An entry: { v = item version, shop = shop id, sv = shop version, html =
+-- the page, gz = the page gzip-compressed (false: none, the page does not
+-- shrink; nil: not made yet), base = the ETags' common part (nil: no
+-- tags), tag / gztag = the two ETags, exp }.
+-- L2 values are "<expires>|<item version>|<shop id>|<shop version>|<base>|
+-- <gz: 1 made, 0 none, - not yet>|<html bytes>|<html><gz>": one value, so
+-- a reader never pairs one version's page with another's tag or
+-- compressed copy.
 local function encode_entry(e)
-    return e.exp .. "|" .. e.v .. "|" .. e.shop .. "|" .. e.sv .. "|" .. e.html
+    local gz = e.gz
+    local state = gz == nil and "-" or (gz and "1" or "0")
+    return e.exp .. "|" .. e.v .. "|" .. e.shop .. "|" .. e.sv .. "|" .. (e.base or "") .. "|" .. state
+        .. "|" .. #e.html .. "|" .. e.html .. (gz or "")
+end
+
+-- with_tags sets e's ETags from its base and returns e.
+local function with_tags(e)
+    local base = e.base
+    if base then
+        e.tag = '"' .. base .. '"'
+        if e.gz then
+            e.gztag = '"' .. base .. '-gz"'
+        end
+    end
+    return e
 end
 
 local function decode_entry(raw)
-    local exp, v, shop, sv, pos = str_match(raw, "^([%d.]+)|(%d+)|(%d+)|(%d+)|()")
+    local exp, v, shop, sv, base, state, len, pos =
+        str_match(raw, "^([%d.]+)|(%d+)|(%d+)|(%d+)|([%w.%-]*)|([01-])|(%d+)|()")
     if not exp then
         return nil
     end
-    return { exp = tonumber(exp), v = tonumber(v), shop = tonumber(shop), sv = tonumber(sv), html = str_sub(raw, pos) }
+    local e = { exp = tonumber(exp), v = tonumber(v), shop = tonumber(shop), sv = tonumber(sv) }
+    local stop = pos + tonumber(len)
+    e.html = str_sub(raw, pos, stop - 1)
+    if state == "1" then
+        e.gz = str_sub(raw, stop)
+    elseif state == "0" then
+        e.gz = false
+    end
+    if base ~= "" then
+        e.base = base
+    end
+    return with_tags(e)
 end
+_M._encode_entry, _M._decode_entry = encode_entry, decode_entry -- for tests
 
 -- outdated reports whether an entry was built from an older shop than one
 -- this worker has been told of.
@@ -492,10 +598,56 @@ local function direct_html(id)
     return nil, "direct answered " .. tostring(res.status)
 end
 
--- build turns documents into a page entry, reusing the stale entry's HTML
--- when it was built from the same versions. Returns the entry; nil when
--- the document says the product is gone; or nil and an error.
-local function build(id, docs, stale)
+-- compress returns html gzip-compressed; false when zlib fails (logged:
+-- the page is then served plain) or when it would not be smaller.
+local function compress(id, html)
+    local ok, gz = pcall(function()
+        return zlib.deflate(GZIP_LEVEL, 31)(html, "finish") -- 31: a gzip wrapper
+    end)
+    if not ok then
+        log(ERR, "gzip of item ", id, " failed (serving it plain): ", gz)
+        return false
+    end
+    if #gz >= #html then
+        return false
+    end
+    return gz
+end
+
+-- gzip_copy makes the gzip copy of an entry that has none yet: a page the
+-- warm-up loaded (compressing takes ~18x the render's time, and 5,000 of
+-- them would hold the warm-up's worker for seconds). Once per node: the
+-- copy goes into this worker's entry (the L1 one) and back into L2 for the
+-- other workers, under id's lock (whoever stores a page holds it), and
+-- only if L2 still holds the same versions without a copy. Without the
+-- lock (a fetch under way) only this worker keeps it.
+gzip_copy = function(id, e)
+    local gz = compress(id, e.html)
+    e.gz = gz
+    with_tags(e)
+    local locks = shared.dp_locks
+    if locks:add(id, true, config.lock_ttl) then
+        local raw = shared.dp_pages:get(id)
+        local cur = raw and decode_entry(raw)
+        if cur and cur.gz == nil and cur.v == e.v and cur.shop == e.shop and cur.sv == e.sv
+            and cur.html == e.html then
+            cur.gz = gz
+            local ok, err = shared.dp_pages:set(id, encode_entry(cur), config.stale_ttl)
+            if not ok then
+                log(WARN, "L2 set (gzip copy) failed for ", id, ": ", err)
+            end
+        end
+        locks:delete(id)
+    end
+    return gz
+end
+
+-- build turns documents into a page entry, reusing the stale entry's HTML,
+-- compressed copy and tags when it was built from the same versions; the
+-- gzip copy is made now, or with later set (the warm-up) when a client
+-- first asks for it (gzip_copy). Returns the entry; nil when the document
+-- says the product is gone; or nil and an error.
+local function build(id, docs, stale, later)
     local item, shop = docs.item, docs.shop
     if item.missing == true then
         return nil
@@ -504,8 +656,10 @@ local function build(id, docs, stale)
     local shop_id = tonumber(item.shop_id) or 0
     local sv = shop and tonumber(shop.version) or 0
     if stale and stale.v == v and stale.shop == shop_id and stale.sv == sv then
-        return { v = v, shop = shop_id, sv = sv, html = stale.html }
+        return { v = v, shop = shop_id, sv = sv, html = stale.html, gz = stale.gz,
+            base = stale.base, tag = stale.tag, gztag = stale.gztag }
     end
+    local base = "p" .. v .. "-s" .. shop_id .. "." .. sv .. "-" .. render_tag
     local html, err = render({ item = item, shop = shop })
     if not html then
         log(ERR, "render failed for item ", id, " (falling back to direct): ", err)
@@ -514,8 +668,13 @@ local function build(id, docs, stale)
             return nil, "render failed and " .. derr
         end
         html = body
+        base = nil -- not known to show these versions: no ETag
     end
-    return { v = v, shop = shop_id, sv = sv, html = html }
+    local gz
+    if not later then
+        gz = compress(id, html)
+    end
+    return with_tags({ v = v, shop = shop_id, sv = sv, html = html, gz = gz, base = base })
 end
 
 -- report tells the link tracker how a use of the link went. probe is the
@@ -571,7 +730,7 @@ local function serve_stale_or_503(id, stale, err, admin)
     if stale and stale.html then
         count("stale")
         log(WARN, "serving stale item ", id, ": ", err)
-        return send_page(stale, "stale", admin)
+        return send_page(id, stale, "stale", admin)
     end
     log(WARN, "no level could serve item ", id, ": ", err)
     ngx.header["Retry-After"] = "2"
@@ -592,7 +751,7 @@ local function answer_from_node(id, admin)
     if e and current(id, e) then
         l1:set(id, e, jitter(config.l1_ttl))
         count("L2")
-        return send_page(e, "L2", admin)
+        return send_page(id, e, "L2", admin)
     end
     if shared.dp_negative:get(id) then
         count("negative")
@@ -648,7 +807,7 @@ local function serve(id, admin)
     local e, stale_l1 = l1:get(id)
     if e and not outdated(e) then
         count("L1")
-        return send_page(e, "L1", admin)
+        return send_page(id, e, "L1", admin)
     end
     local stale = e or stale_l1
 
@@ -658,7 +817,7 @@ local function serve(id, admin)
         if l2 and current(id, l2) then
             l1:set(id, l2, jitter(config.l1_ttl))
             count("L2")
-            return send_page(l2, "L2", admin)
+            return send_page(id, l2, "L2", admin)
         end
         stale = stale or l2
     end
@@ -676,7 +835,7 @@ local function serve(id, admin)
     if not locks:add(id, true, config.lock_ttl) then
         if usable then
             count("stale")
-            return send_page(stale, "stale", admin)
+            return send_page(id, stale, "stale", admin)
         end
         return wait_for_holder(id, stale, admin)
     end
@@ -690,7 +849,7 @@ local function serve(id, admin)
     local answered = false
     if usable then
         count("stale")
-        send_page(stale, "stale", admin)
+        send_page(id, stale, "stale", admin)
         ngx.eof()
         answered = true
     end
@@ -703,7 +862,7 @@ local function serve(id, admin)
     end
     if entry then
         count(level)
-        return send_page(entry, level, admin)
+        return send_page(id, entry, level, admin)
     end
     if not err then
         count("negative")
@@ -719,7 +878,7 @@ local function read_for_load(id, stale)
     if not docs then
         return nil, "replica " .. (err or "miss")
     end
-    return build(id, docs, stale)
+    return build(id, docs, stale, true)
 end
 
 -- load puts id's page into L2 (and this worker's L1) through the node's
@@ -782,7 +941,7 @@ function _M.serve_item(id)
         return send(503, unavailable_page)
     end
     if hot_on then
-        if status == 200 then
+        if status == 200 or status == 304 then
             hot_count(id)
         elseif status == 404 then
             hot_missing(id)

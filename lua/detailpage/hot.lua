@@ -55,6 +55,7 @@ local invalidate = require "detailpage.invalidate"
 local sentinel = require "detailpage.sentinel"
 local hotcount = require "detailpage.hotcount"
 local redisconn = require "detailpage.redisconn"
+local conneg = require "detailpage.conneg"
 local httpc = require "detailpage.httpc"
 local cjson = require "cjson.safe"
 
@@ -64,6 +65,9 @@ local ngx_now = ngx.now
 local ngx_print = ngx.print
 local ngx_exit = ngx.exit
 local ngx_header = ngx.header
+local ngx_var = ngx.var
+local gzip_ok = conneg.gzip_ok
+local not_modified = conneg.not_modified
 local shared = ngx.shared
 local hot_count = hotcount.count
 local spawn = ngx.thread.spawn
@@ -124,6 +128,7 @@ local config
 local enabled = false
 local instances = {}     -- { host, port, name } of the hot service
 local admin_headers      -- of GET /_admin/page/<id>: User-Agent and the admin token
+local admin_headers_gz   -- the same with Accept-Encoding: gzip
 local view               -- this worker's detailpage.hotset view of dp_hot
 local healthy_nodes      -- function() -> { { name, host, port }, ... }
 local follower
@@ -167,6 +172,10 @@ function _M.init(opts)
     admin_headers = { ["User-Agent"] = USER_AGENT }
     if token then
         admin_headers["Authorization"] = "Bearer " .. token
+    end
+    admin_headers_gz = { ["Accept-Encoding"] = "gzip" }
+    for k, v in pairs(admin_headers) do
+        admin_headers_gz[k] = v
     end
     sentinel.configure(config)
     -- as the app tier reads: the fixed replica, or with Sentinels the first
@@ -339,17 +348,23 @@ local function fetch_ids()
     return nil, concat(errs, "; ")
 end
 
--- fetch_copy asks one node for id's page: the copy head and body, or nil,
--- the status (404 counts) and why.
-local function fetch_copy(node, id)
-    local status, headers, body = httpc.request({
+-- ask_page sends one GET /_admin/page/<id> to node, plain or gzip.
+local function ask_page(node, id, gzip)
+    return httpc.request({
         host = node.host,
         port = node.port,
         path = "/_admin/page/" .. id,
-        headers = admin_headers,
+        headers = gzip and admin_headers_gz or admin_headers,
         timeout = config.warm_timeout,
         max_body = config.max_body,
     })
+end
+
+-- fetch_copy asks one node for id's page, plain and then gzip (the dist
+-- keeps both encodings as the node answers them, ETags included): the
+-- copy, or nil, the status (404 counts) and why.
+local function fetch_copy(node, id)
+    local status, headers, body = ask_page(node, id, false)
     if not status then
         return nil, nil, node.name .. ": " .. tostring(headers)
     end
@@ -365,6 +380,10 @@ local function fetch_copy(node, id)
         return nil, status, node.name .. ": " .. why
     end
     c.body = body
+    local ok, gwhy = hotset.add_gzip(c, ask_page(node, id, true))
+    if not ok then
+        return nil, status, node.name .. ": " .. gwhy
+    end
     return c, status
 end
 
@@ -735,14 +754,41 @@ function _M.lookup(id)
     return view:lookup(id)
 end
 
--- serve answers from the dist copy c and ends the request.
+-- serve answers from the dist copy c and ends the request: the gzip body
+-- to a client that accepts it, else the plain one, each with the ETag the
+-- app node gave it; 304 without a body when If-None-Match names that tag
+-- (as the app tier answers, detailpage.app).
 function _M.serve(id, c)
     hot_count(id)
+    local gz = c.gz
+    local tag
+    if gz and gzip_ok(ngx_var.http_accept_encoding) then
+        tag = c.gztag
+    else
+        gz = nil
+        tag = c.tag
+    end
     ngx_header["Content-Type"] = c.ctype
-    ngx_header["Content-Length"] = c.len
+    ngx_header["Vary"] = "Accept-Encoding"
     ngx_header["X-Served-By"] = "dist"
     ngx_header["X-Cache"] = "hot"
-    ngx_print(c.body)
+    if tag then
+        ngx_header["ETag"] = tag
+        if not_modified(ngx_var.http_if_none_match, tag) then
+            -- ngx.exit(304) would make nginx's own 304 (no ETag, no Vary)
+            ngx.status = 304
+            ngx.send_headers()
+            return ngx_exit(200)
+        end
+    end
+    if gz then
+        ngx_header["Content-Encoding"] = "gzip"
+        ngx_header["Content-Length"] = c.gzlen
+        ngx_print(gz)
+    else
+        ngx_header["Content-Length"] = c.len
+        ngx_print(c.body)
+    end
     return ngx_exit(200)
 end
 
@@ -761,11 +807,12 @@ function _M.status()
     local list = hotset.decode_list(d:get("set"))
     local ids = {}
     for _, id in ipairs(list) do
-        local c = hotset.decode_copy(d:get("copy:" .. id))
+        local c = hotset.decode_copy(d:get("copy:" .. id), true)
         ids[id] = {
             copy = c and {
                 item_version = c.iv, shop_id = c.shop, shop_version = c.sv,
-                bytes = c.len, age_ms = age(c.at), content_type = c.ctype,
+                bytes = c.len, gzip_bytes = c.gzlen, age_ms = age(c.at), content_type = c.ctype,
+                etag = c.tag or cjson.null, gzip_etag = c.gztag or cjson.null,
             } or cjson.null,
             required_version = d:get("req:" .. id) or cjson.null,
         }

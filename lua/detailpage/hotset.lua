@@ -7,7 +7,10 @@
 --   set            the spread set: hot ids that were warmed, "\n"-separated
 --   ids            the last hot list polled (a superset of set)
 --   polled_at      time of the last good poll
---   copy:<id>      the dist copy: "<item v>|<shop id>|<shop v>|<at>|<content type>\n<body>"
+--   copy:<id>      the dist copy: "<item v>|<shop id>|<shop v>|<at>|<content type>|
+--                  <ETag>|<gzip ETag>|<body bytes>\n<body><gzip body>" (both
+--                  encodings as the app node answered them; a tag or the
+--                  gzip body may be empty: none)
 --   req:<id>       lowest item version a copy of id may have (invalidation)
 --   sreq:<shop>    lowest shop version a copy built from that shop may have
 --   follow:*       the invalidation follower's last entry id and last good read
@@ -105,32 +108,61 @@ end
 
 -- encode_copy and decode_copy: one dict value per copy.
 --   c = { iv = item version, shop = shop id, sv = shop version,
---         at = when it was fetched, ctype = Content-Type, body = page }
+--         at = when it was fetched, ctype = Content-Type, body = page,
+--         tag = its ETag (nil: none), gz = the gzip-compressed page (nil:
+--         none), gztag = its ETag (nil: none) }
 function _M.encode_copy(c)
-    return c.iv .. "|" .. c.shop .. "|" .. c.sv .. "|" .. c.at .. "|" .. c.ctype .. "\n" .. c.body
+    return c.iv .. "|" .. c.shop .. "|" .. c.sv .. "|" .. c.at .. "|" .. c.ctype .. "|" .. (c.tag or "")
+        .. "|" .. (c.gztag or "") .. "|" .. #c.body .. "\n" .. c.body .. (c.gz or "")
 end
 
--- decode_copy returns the copy; with head_only the body is left out (no
--- copy of the page is made). nil for anything malformed.
+local function maybe(s)
+    if s == "" then
+        return nil
+    end
+    return s
+end
+
+-- decode_copy returns the copy (with len = #body, gzlen = #gz); with
+-- head_only the bodies are left out (no copy of the page is made). nil for
+-- anything malformed.
 function _M.decode_copy(raw, head_only)
     if type(raw) ~= "string" then
         return nil
     end
-    local iv, shop, sv, at, ctype, pos = str_match(raw, "^(%d+)|(%d+)|(%d+)|([%d.]+)|([^\n]*)\n()")
+    local iv, shop, sv, at, ctype, tag, gztag, len, pos =
+        str_match(raw, '^(%d+)|(%d+)|(%d+)|([%d.]+)|([^|\n]*)|([^|\n]*)|([^|\n]*)|(%d+)\n()')
     if not iv then
         return nil
     end
-    local c = { iv = tonumber(iv), shop = tonumber(shop), sv = tonumber(sv), at = tonumber(at), ctype = ctype }
+    len = tonumber(len)
+    local stop = pos + len
+    if stop - 1 > #raw then
+        return nil
+    end
+    local c = { iv = tonumber(iv), shop = tonumber(shop), sv = tonumber(sv), at = tonumber(at), ctype = ctype,
+        tag = maybe(tag), gztag = maybe(gztag), len = len, gzlen = #raw - stop + 1 }
     if not head_only then
-        c.body = str_sub(raw, pos)
-        c.len = #c.body
+        c.body = str_sub(raw, pos, stop - 1)
+        c.gz = maybe(str_sub(raw, stop))
     end
     return c
 end
 
+-- etag returns an answer's ETag when it is one a copy can keep (a quoted
+-- strong tag of at most 200 bytes, nothing the copy's format uses); nil
+-- otherwise: the copy is then served without one.
+local function etag(v)
+    if type(v) == "string" and #v <= 200 and str_find(v, '^"[^"|\r\n]*"$') then
+        return v
+    end
+    return nil
+end
+
 -- copy_from reads an app node's answer to GET /_admin/page/<id>: status
 -- and headers (lower-case names). Returns the copy's head ({ iv, shop,
--- sv, ctype }) for a 200 with usable version headers, else nil and why.
+-- sv, ctype, tag }) for a 200 with usable version headers, else nil and
+-- why.
 function _M.copy_from(status, headers)
     if status ~= 200 then
         return nil, "status " .. tostring(status)
@@ -145,7 +177,34 @@ function _M.copy_from(status, headers)
     if str_find(ctype, "[\r\n|]") then
         return nil, "bad Content-Type"
     end
-    return { iv = iv, shop = shop, sv = sv, ctype = ctype }
+    return { iv = iv, shop = shop, sv = sv, ctype = ctype, tag = etag(headers["etag"]) }
+end
+
+-- add_gzip completes copy c (its head and plain body) with the node's
+-- answer to the same request made with Accept-Encoding: gzip (status,
+-- headers, body; status nil: no answer, headers the error). The two must
+-- name the same versions (an edit between them: no copy now, the next tick
+-- tries again). A node that answered plain has no gzip copy: c keeps the
+-- plain one only. Returns true, or false and why.
+function _M.add_gzip(c, status, headers, body)
+    if not status then
+        return false, "gzip copy: " .. tostring(headers)
+    end
+    local g, why = _M.copy_from(status, headers)
+    if not g then
+        return false, "gzip copy: " .. why
+    end
+    if g.iv ~= c.iv or g.shop ~= c.shop or g.sv ~= c.sv then
+        return false, "the versions changed between the plain and the gzip copy"
+    end
+    if headers["content-encoding"] ~= "gzip" then
+        return true
+    end
+    if g.tag and g.tag == c.tag then
+        return false, "the gzip copy has the plain copy's ETag"
+    end
+    c.gz, c.gztag = body, g.tag
+    return true
 end
 
 -- version_of reads the version at the head of a value from Redis

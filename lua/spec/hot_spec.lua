@@ -108,6 +108,75 @@ describe("hotset copies", function()
         assert.is_nil(hotset.decode_copy(nil))
     end)
 
+    it("round-trips both encodings and their ETags", function()
+        local c = { iv = 12, shop = 3, sv = 7, at = 5, ctype = "text/html", body = "<p>a|b\n</p>",
+            tag = '"p12-s3.7-0a0b0c0d"', gz = "\31\139|\n\0zz", gztag = '"p12-s3.7-0a0b0c0d-gz"' }
+        local back = hotset.decode_copy(hotset.encode_copy(c))
+        assert.equal(c.body, back.body)
+        assert.equal(c.gz, back.gz)
+        assert.equal(c.tag, back.tag)
+        assert.equal(c.gztag, back.gztag)
+        assert.equal(#c.body, back.len)
+        assert.equal(#c.gz, back.gzlen)
+        local head = hotset.decode_copy(hotset.encode_copy(c), true)
+        assert.is_nil(head.gz)
+        assert.equal(#c.gz, head.gzlen)
+        -- none of either
+        c.tag, c.gz, c.gztag = nil, nil, nil
+        back = hotset.decode_copy(hotset.encode_copy(c))
+        assert.is_nil(back.tag)
+        assert.is_nil(back.gz)
+        assert.is_nil(back.gztag)
+        assert.equal(0, back.gzlen)
+        -- a body shorter than its length says: malformed
+        assert.is_nil(hotset.decode_copy("1|2|3|4|t|||99\nshort"))
+        -- the format before issue 15: malformed, never half read
+        assert.is_nil(hotset.decode_copy("1|2|3|4|text/html\n<p>"))
+    end)
+
+    it("adds the gzip answer of the same versions, and nothing else", function()
+        local h = { ["x-item-version"] = "42", ["x-shop-id"] = "3", ["x-shop-version"] = "9",
+            etag = '"p42-s3.9-x"' }
+        local function plain()
+            local c = hotset.copy_from(200, h)
+            c.body = "page"
+            return c
+        end
+        local gh = { ["x-item-version"] = "42", ["x-shop-id"] = "3", ["x-shop-version"] = "9",
+            etag = '"p42-s3.9-x-gz"', ["content-encoding"] = "gzip" }
+        local c = plain()
+        assert.equal('"p42-s3.9-x"', c.tag)
+        assert.is_true(hotset.add_gzip(c, 200, gh, "GZ"))
+        assert.equal("GZ", c.gz)
+        assert.equal('"p42-s3.9-x-gz"', c.gztag)
+        -- another version: no copy now
+        c = plain()
+        local ok, why = hotset.add_gzip(c, 200, { ["x-item-version"] = "43", ["x-shop-id"] = "3",
+            ["x-shop-version"] = "9", ["content-encoding"] = "gzip" }, "GZ")
+        assert.is_false(ok)
+        assert.truthy(why:find("versions changed", 1, true))
+        -- no answer, or not a page
+        assert.is_false((hotset.add_gzip(plain(), nil, "timeout")))
+        assert.is_false((hotset.add_gzip(plain(), 503, {})))
+        -- answered plain: the copy keeps the plain body only
+        c = plain()
+        assert.is_true(hotset.add_gzip(c, 200, h, "page"))
+        assert.is_nil(c.gz)
+        -- one tag for two bodies: refused
+        c = plain()
+        local same = {}
+        for k, v in pairs(gh) do
+            same[k] = v
+        end
+        same.etag = h.etag
+        assert.is_false((hotset.add_gzip(c, 200, same, "GZ")))
+        -- a tag the copy cannot keep is dropped, the page kept
+        c = hotset.copy_from(200, { ["x-item-version"] = "1", etag = 'W/"weak"' })
+        assert.is_nil(c.tag)
+        c = hotset.copy_from(200, { ["x-item-version"] = "1", etag = '"a|b"' })
+        assert.is_nil(c.tag)
+    end)
+
     it("reads an app node's page answer", function()
         local c = hotset.copy_from(200, { ["x-item-version"] = "42", ["x-shop-id"] = "3",
             ["x-shop-version"] = "9", ["content-type"] = "text/html; charset=utf-8" })

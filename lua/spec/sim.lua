@@ -152,6 +152,7 @@ function M.new(seed)
         end,
         print = function(s) local b = resp().body; b[#b + 1] = s end,
         eof = function() resp().eof = true end,
+        get_phase = function() return node.current and "content" or "init_worker" end,
         location = {
             capture = function(uri)
                 node:io()

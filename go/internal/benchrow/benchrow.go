@@ -50,7 +50,11 @@ func (r Row) Line() string {
 // not reported.
 func Record(tb testing.TB, r Row) {
 	tb.Helper()
-	tb.Logf("bench row: %s: %s (target %s: %s)", r.What, r.Figure, r.Target, r.Verdict())
+	if r.Target == "" {
+		tb.Logf("bench row: %s: %s (no target)", r.What, r.Figure)
+	} else {
+		tb.Logf("bench row: %s: %s (target %s: %s)", r.What, r.Figure, r.Target, r.Verdict())
+	}
 	if err := Append(os.Getenv(EnvFile), r); err != nil {
 		tb.Errorf("bench row %q: %v", r.What, err)
 	}

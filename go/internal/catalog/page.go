@@ -140,6 +140,21 @@ func BuildPage(p Parts, now time.Time) PageDoc {
 	return doc
 }
 
+// PageMember is the page document member that a price or stock record
+// alone decides ("price" or "stock") and its value as BuildPage sets it;
+// ok is false for the other dimensions, whose part of the page depends on
+// more than the record. An edit of a price or stock can then patch that
+// member of a page built from the same other dimensions.
+func PageMember(r Record) (name string, value any, ok bool) {
+	switch r := r.(type) {
+	case *Price:
+		return "price", pagePrice(*r), true
+	case *Stock:
+		return "stock", pageStock(r.Available), true
+	}
+	return "", nil, false
+}
+
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}

@@ -41,6 +41,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/detailpage/detailpage/go/internal/benchrow"
 	"github.com/detailpage/detailpage/go/internal/loadgen"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
 	"github.com/detailpage/detailpage/go/internal/topology"
@@ -120,6 +121,11 @@ func benchProtect(ctx context.Context, o benchOptions, stdout io.Writer) error {
 	for _, a := range attacks {
 		on, off := results["on"][a], results["off"][a]
 		fmt.Fprintf(w, "%s\t%.1f  [%s]\t%.1f  [%s]\t\n", a, on.perThousand(), on, off.perThousand(), off)
+		row := benchrow.Row{What: "cache attack, " + a + ": source lookups per 1,000 requests",
+			Figure: fmt.Sprintf("on %.1f (%d 5xx), off %.1f (%d 5xx)", on.perThousand(), on.fails, off.perThousand(), off.fails)}
+		if err := benchrow.Append(os.Getenv(benchrow.EnvFile), row); err != nil {
+			return err
+		}
 	}
 	return w.Flush()
 }

@@ -364,6 +364,73 @@ func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
 	return a.write(ctx, res, entries, changed)
 }
 
+// Refresh is Products for a bulk refresh: it first compares the versions
+// of each product's dimensions at the source (one cheap batch read of the
+// version columns, no documents) with those of the values in Redis (read
+// in place by a script: absent values, and split values that lost a
+// segment, count as absent), and rebuilds only the products where they
+// differ — a dimension changed, a value is gone, or the page is not the
+// sum of its dimensions. A product whose every value is current is left
+// alone: Products would have fetched it all and written nothing (the
+// compare-and-set refuses an equal version). If the comparison fails,
+// every product is rebuilt. unchanged is how many were skipped.
+func (a *Assembler) Refresh(ctx context.Context, ids []int64) (res Result, unchanged int, err error) {
+	ctx = aggregation(ctx)
+	changed := a.changedOnly(ctx, ids)
+	unchanged = len(ids) - len(changed)
+	if len(changed) == 0 {
+		return Result{Docs: map[int64][]byte{}}, unchanged, nil
+	}
+	res, err = a.Products(ctx, changed)
+	return res, unchanged, err
+}
+
+// changedOnly returns the ids whose values in Redis are not all at the
+// source's versions (Refresh); all of ids when either read fails. Redis is
+// read first: a product without a page there (a cold or flushed main) is
+// rebuilt without asking the source for its versions.
+func (a *Assembler) changedOnly(ctx context.Context, ids []int64) []int64 {
+	stored, err := resilience.Do(ctx, CmdRedisRead, func(ctx context.Context) (map[int64]redisstore.StoredVersions, error) {
+		return a.store.ProductVersions(ctx, ids)
+	}, nil)
+	if err != nil {
+		return ids
+	}
+	var ask []int64
+	for _, id := range ids {
+		if stored[id].Page >= 0 {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 {
+		return ids
+	}
+	src, err := a.src.ProductVersions(ctx, ask)
+	if err != nil {
+		return ids
+	}
+	return slices.DeleteFunc(slices.Clone(ids), func(id int64) bool { return current(src[id], stored[id]) })
+}
+
+// current reports whether Redis holds exactly the source's versions of a
+// product: each dimension (absent in Redis where the source has none) and
+// the page at their sum. A product not at the source is never current.
+func current(src []int64, stored redisstore.StoredVersions) bool {
+	if len(src) == 0 || len(src) != len(stored.Dims) {
+		return false
+	}
+	var sum int64
+	for i, v := range src {
+		switch {
+		case v == 0 && stored.Dims[i] == -1:
+		case v <= 0 || stored.Dims[i] != v:
+			return false
+		}
+		sum += v
+	}
+	return stored.Page == sum
+}
+
 func missingEntry(id int64) redisstore.Entry {
 	return redisstore.Entry{Key: redisstore.ItemKey(id), Version: 0, Value: catalog.MissingJSON, TTL: redisstore.NegativeTTL}
 }
@@ -387,6 +454,12 @@ func (a *Assembler) write(ctx context.Context, res Result, entries []redisstore.
 // hash-tagged keys — so a dimension written meanwhile by another writer is
 // never lost. Dimensions Redis does not have yet are fetched from the
 // source; recommendations are re-resolved only when they changed.
+//
+// An edit of only the price or only the stock goes the short way: one
+// script call writes the dimension and patches its member of the page in
+// Redis (redisstore.PatchPages), when that page is exactly the one built
+// from the other stored dimensions; otherwise the page is rebuilt as
+// above. Result.Docs has only the pages built here, not the patched ones.
 func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimension) (Result, error) {
 	ctx = aggregation(ctx)
 	want := map[catalog.Dimension]bool{}
@@ -408,11 +481,23 @@ func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimen
 		return Result{}, err
 	}
 	var entries []redisstore.Entry
+	var patches []redisstore.Patch
+	updated, err := json.Marshal(a.Now().UTC().Format(time.RFC3339))
+	if err != nil {
+		return Result{}, err
+	}
 	for _, id := range ids {
 		// Only what this id changed: the batch fetched the union of every
 		// id's dimensions, and rewriting another id's unchanged (possibly
 		// large) dimension at its current version is wasted work.
-		de, err := dimEntries(id, d.fetchedParts(id, changes[id]))
+		parts := d.fetchedParts(id, changes[id])
+		if p, ok, err := patchOf(id, changes[id], parts, updated); err != nil {
+			return Result{}, err
+		} else if ok && a.store.Patches() {
+			patches = append(patches, p)
+			continue
+		}
+		de, err := dimEntries(id, parts)
 		if err != nil {
 			return Result{}, err
 		}
@@ -421,7 +506,60 @@ func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimen
 	if _, err := a.put(ctx, entries); err != nil {
 		return Result{}, fmt.Errorf("pagedoc: %w", err)
 	}
-	return a.aggregate(ctx, ids, d, changes)
+	rebuild := ids
+	var patched []redisstore.Changed
+	if len(patches) > 0 {
+		got, err := resilience.Do(ctx, CmdRedisWrite, func(ctx context.Context) ([]redisstore.PatchResult, error) {
+			return a.store.PatchPages(ctx, patches)
+		}, nil)
+		if err != nil {
+			return Result{}, fmt.Errorf("pagedoc: %w", err)
+		}
+		done := map[int64]bool{}
+		for i, r := range got {
+			if r.Outcome == redisstore.PatchPatched {
+				done[patches[i].ID] = true
+				patched = append(patched, redisstore.Changed{ID: patches[i].ID, Version: r.PageVersion})
+			}
+		}
+		rebuild = slices.DeleteFunc(slices.Clone(ids), func(id int64) bool { return done[id] })
+		if err := a.invalidate(ctx, len(patched), patched); err != nil {
+			return Result{}, err
+		}
+	}
+	res, err := a.aggregate(ctx, rebuild, d, changes)
+	res.Written += len(patched)
+	return res, err
+}
+
+// patchOf is the patch of an edit of only the price or only the stock of
+// id whose record the source answered; ok is false for any other edit.
+func patchOf(id int64, changed []catalog.Dimension, parts catalog.Parts, updatedAt []byte) (redisstore.Patch, bool, error) {
+	if len(changed) != 1 {
+		return redisstore.Patch{}, false, nil
+	}
+	k, ok := catalog.KindOf(changed[0])
+	if !ok {
+		return redisstore.Patch{}, false, nil
+	}
+	r := k.Part(&parts)
+	if r == nil {
+		return redisstore.Patch{}, false, nil // not at the source: the rebuild writes the marker
+	}
+	name, member, ok := catalog.PageMember(r)
+	if !ok || name != string(k.Dim) {
+		return redisstore.Patch{}, false, nil
+	}
+	_, version := r.Stamped()
+	value, err := encode(r)
+	if err != nil {
+		return redisstore.Patch{}, false, fmt.Errorf("pagedoc: encode %d %s: %w", id, k.Dim, err)
+	}
+	m, err := encode(member)
+	if err != nil {
+		return redisstore.Patch{}, false, fmt.Errorf("pagedoc: encode %d %s: %w", id, name, err)
+	}
+	return redisstore.Patch{ID: id, Dim: k.Dim, Version: version, Value: value, Member: m, UpdatedAt: updatedAt}, true, nil
 }
 
 // aggregate rebuilds page documents from Redis after dimensions were

@@ -1,9 +1,13 @@
 package pagedoc_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
 	"github.com/detailpage/detailpage/go/internal/pagedoc"
@@ -166,5 +170,206 @@ func TestApplyReReadAsksOncePerID(t *testing.T) {
 	}
 	if vals[id].Dims[catalog.DimDescription] == nil {
 		t.Errorf("the rebuild did not write the missing description back")
+	}
+}
+
+// An edit of only the stock or only the price patches the page in Redis:
+// byte for byte the page a full rebuild from the stored dimensions makes,
+// with the version summed again; an edit that is not newer changes nothing.
+func TestApplyPatchesLikeARebuild(t *testing.T) {
+	h := MustAssembler(t)
+	at := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+	h.asm.Now = func() time.Time { return at }
+	const id = 11
+	if _, err := h.asm.Products(t.Context(), allIDs()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dim  catalog.Dimension
+		path string
+		body string
+	}{
+		{catalog.DimStock, "/api/stock/11", `{"available":7}`},
+		{catalog.DimStock, "/api/stock/11", `{"available":8}`}, // the same length: patched in place
+		{catalog.DimPrice, "/api/prices/11", `{"amount":"12.50","list":"15.00","currency":"HKD"}`},
+		{catalog.DimStock, "/api/stock/11", `{"available":0}`},
+	} {
+		t.Run(string(tc.dim), func(t *testing.T) {
+			MustPut(t, h.src+tc.path, tc.body)
+			at = at.Add(time.Minute)
+			res, err := h.asm.Apply(t.Context(), map[int64][]catalog.Dimension{id: {tc.dim}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, built := res.Docs[id]; built || res.Written != 1 {
+				t.Fatalf("Apply built %v, wrote %d: want the page patched (1 page written)", built, res.Written)
+			}
+			patched := MustValue(t, h, redisstore.ItemKey(id))
+			if strings.Contains(tc.body, `8}`) {
+				stats, err := h.store.Client().Info(t.Context(), "commandstats").Result()
+				if err != nil || !strings.Contains(stats, "cmdstat_setrange:calls=3,") {
+					t.Errorf("an edit keeping the page's length was not patched in place (3 SETRANGE): %v", err)
+				}
+			}
+			// The same page rebuilt from the stored dimensions: drop it and
+			// apply the (now not newer) edit again.
+			if err := h.store.Client().Del(t.Context(), redisstore.ItemKey(id)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.asm.Apply(t.Context(), map[int64][]catalog.Dimension{id: {tc.dim}}); err != nil {
+				t.Fatal(err)
+			}
+			if rebuilt := MustValue(t, h, redisstore.ItemKey(id)); string(rebuilt) != string(patched) {
+				t.Fatalf("patched page differs from the rebuilt one:\n%s\n%s", patched, rebuilt)
+			}
+			var doc catalog.PageDoc
+			if err := json.Unmarshal(patched, &doc); err != nil {
+				t.Fatal(err)
+			}
+			vals, err := h.store.ProductVersions(t.Context(), []int64{id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum int64
+			for _, v := range vals[id].Dims {
+				sum += v
+			}
+			if doc.Version != sum || vals[id].Page != sum {
+				t.Fatalf("page version %d (read %d), want the sum of its dimensions' %d", doc.Version, vals[id].Page, sum)
+			}
+		})
+	}
+}
+
+func MustValue(tb testing.TB, h *harness, key string) []byte {
+	tb.Helper()
+	v, err := h.store.Get(tb.Context(), key)
+	if err != nil || v == nil {
+		tb.Fatalf("%s: %q, %v", key, v, err)
+	}
+	return v
+}
+
+func MustPut(tb testing.TB, url, body string) {
+	tb.Helper()
+	req, err := http.NewRequestWithContext(tb.Context(), http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("PUT %s: %d", url, resp.StatusCode)
+	}
+}
+
+// A refresh skips the products whose every value in Redis is at the
+// source's version, and rebuilds those where a dimension changed at the
+// source, a value is gone, a split value lost a segment, or the page is
+// not the sum of its dimensions.
+func TestRefreshSkipsOnlyCurrentProducts(t *testing.T) {
+	h := MustAssembler(t)
+	ctx := t.Context()
+	if _, err := h.asm.Products(ctx, allIDs()); err != nil {
+		t.Fatal(err)
+	}
+	h.lookups(t, http.MethodDelete)
+	res, unchanged, err := h.asm.Refresh(ctx, allIDs())
+	if err != nil || unchanged != len(allIDs()) || len(res.Docs) != 0 {
+		t.Fatalf("refresh of an unchanged catalog: %d unchanged of %d, %d rebuilt, %v", unchanged, len(allIDs()), len(res.Docs), err)
+	}
+	for name, n := range h.lookups(t, http.MethodGet) {
+		if n != 0 {
+			t.Errorf("%s: %d records fetched for an unchanged catalog", name, n)
+		}
+	}
+	// A large description is split: drop one of its segments.
+	const split = 21
+	MustPut(t, h.src+"/api/descriptions/21", `{"html":"<p>`+strings.Repeat("long text ", 10_000)+`</p>"}`)
+	if _, err := h.asm.Products(ctx, []int64{split}); err != nil {
+		t.Fatal(err)
+	}
+	rdb := h.store.Client()
+	head := MustValue(t, h, redisstore.DimKey(split, catalog.DimDescription))
+	segs, err := rdb.Keys(ctx, redisstore.DimKey(split, catalog.DimDescription)+":*").Result()
+	if err != nil || len(segs) < 2 {
+		t.Fatalf("description of %d not split (%d bytes): %v %v", split, len(head), segs, err)
+	}
+	const (
+		gone    = 3 // a dimension evicted
+		edited  = 4 // a newer price at the source
+		badPage = 5 // the page replaced by an older build
+		flushed = 6 // the page gone
+	)
+	MustPut(t, h.src+"/api/prices/4", `{"amount":"9.99","list":"","currency":"CNY"}`)
+	for _, k := range []string{segs[1], redisstore.DimKey(gone, catalog.DimSpec), redisstore.ItemKey(flushed)} {
+		if err := rdb.Del(ctx, k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page := MustValue(t, h, redisstore.ItemKey(badPage))
+	v := redisstore.VersionOf(page)
+	older := strings.Replace(string(page), `{"version":`+strconv.FormatInt(v, 10), `{"version":`+strconv.FormatInt(v-1, 10), 1)
+	if err := rdb.Set(ctx, redisstore.ItemKey(badPage), older, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, unchanged, err = h.asm.Refresh(ctx, allIDs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilt []int64
+	for id := range res.Docs {
+		rebuilt = append(rebuilt, id)
+	}
+	slices.Sort(rebuilt)
+	if want := []int64{gone, edited, badPage, flushed, split}; !slices.Equal(rebuilt, want) || unchanged != len(allIDs())-len(want) {
+		t.Fatalf("rebuilt %v (%d unchanged), want %v", rebuilt, unchanged, want)
+	}
+	if _, unchanged, err = h.asm.Refresh(ctx, allIDs()); err != nil || unchanged != len(allIDs()) {
+		t.Fatalf("after the rebuild: %d unchanged of %d, %v", unchanged, len(allIDs()), err)
+	}
+}
+
+// BenchmarkPatchPages: one price/stock edit patched into a seeded page, in
+// pipelines of 100; reports the script's own time in Redis per call.
+func BenchmarkPatchPages(b *testing.B) {
+	h := MustAssembler(b)
+	ctx := b.Context()
+	if _, err := h.asm.Products(ctx, allIDs()); err != nil {
+		b.Fatal(err)
+	}
+	page := MustValue(b, h, redisstore.ItemKey(11))
+	stock := MustValue(b, h, redisstore.DimKey(11, catalog.DimStock))
+	var st catalog.Stock
+	if err := json.Unmarshal(stock, &st); err != nil {
+		b.Fatal(err)
+	}
+	rdb := h.store.Client()
+	rdb.ConfigResetStat(ctx)
+	v := st.Version
+	b.ResetTimer()
+	for b.Loop() {
+		patches := make([]redisstore.Patch, 0, 100)
+		for range 100 {
+			v++
+			st.Version = v
+			val, _ := json.Marshal(st)
+			patches = append(patches, redisstore.Patch{ID: 11, Dim: catalog.DimStock, Version: v, Value: val,
+				Member: []byte(`{"available":5,"status":"low_stock","label":"x"}`), UpdatedAt: []byte(`"2026-11-24T02:00:00Z"`)})
+		}
+		res, err := h.store.PatchPages(ctx, patches)
+		if err != nil || res[99].Outcome != redisstore.PatchPatched {
+			b.Fatalf("%+v %v", res[99], err)
+		}
+	}
+	b.StopTimer()
+	info, _ := rdb.Info(ctx, "commandstats").Result()
+	for _, l := range strings.Split(info, "\n") {
+		if strings.HasPrefix(l, "cmdstat_evalsha") {
+			b.Logf("page %d bytes; %s", len(page), l)
+		}
 	}
 }

@@ -218,3 +218,58 @@ func TestClusterCASAndMGet(t *testing.T) {
 		t.Errorf("invalidation stream on the cluster: %v", err)
 	}
 }
+
+// The refresh's version read and the edit's page patch run as one script
+// per product on a real Cluster too: each product's keys share a slot.
+func TestClusterVersionsAndPatch(t *testing.T) {
+	addrs := MustCluster(t)
+	store, err := redisstore.Open(strings.Join(addrs, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := t.Context()
+	ids := []int64{1, 2, 3, 42, 777, 9999}
+	page := func(id, version int64, available int) []byte {
+		return fmt.Appendf(nil, `{"version":%d,"id":%d,"price":{"amount":"1.00","list":"","currency":"CNY","symbol":"¥"},"stock":{"available":%d,"status":"in_stock","label":"有货 In stock"},"description_html":"","updated_at":"2026-11-24T02:00:00Z"}`, version, id, available)
+	}
+	var entries []redisstore.Entry
+	for _, id := range ids {
+		entries = append(entries, redisstore.Entry{Key: redisstore.ItemKey(id), Version: 30, Value: page(id, 30, 50)})
+		for _, d := range catalog.ProductDimensions {
+			entries = append(entries, redisstore.Entry{Key: redisstore.DimKey(id, d), Version: 5, Value: fmt.Appendf(nil, `{"version":5,"dim":%q}`, d)})
+		}
+	}
+	if n, err := store.Put(ctx, entries...); err != nil || n != len(entries) {
+		t.Fatalf("Put on the cluster: %d written, %v", n, err)
+	}
+	vs, err := store.ProductVersions(ctx, append(ids, 12345))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if vs[id].Page != 30 || len(vs[id].Dims) != len(catalog.ProductDimensions) || slices.ContainsFunc(vs[id].Dims, func(v int64) bool { return v != 5 }) {
+			t.Errorf("versions of %d: %+v", id, vs[id])
+		}
+	}
+	if vs[12345].Page != -1 {
+		t.Errorf("versions of an id with no keys: %+v", vs[12345])
+	}
+	var patches []redisstore.Patch
+	for _, id := range ids {
+		patches = append(patches, redisstore.Patch{ID: id, Dim: catalog.DimStock, Version: 9, Value: []byte(`{"version":9,"dim":"stock"}`),
+			Member: []byte(`{"available":60,"status":"in_stock","label":"有货 In stock"}`), UpdatedAt: []byte(`"2026-11-24T02:01:00Z"`)})
+	}
+	res, err := store.PatchPages(ctx, patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		want := strings.Replace(string(page(id, 34, 60)), "02:00:00Z", "02:01:00Z", 1)
+		if res[i].Outcome != redisstore.PatchPatched || res[i].PageVersion != 34 {
+			t.Errorf("patch of %d: %+v", id, res[i])
+		} else if got := MustGet(t, store, redisstore.ItemKey(id)); string(got) != want {
+			t.Errorf("patched page of %d:\n%s\nwant\n%s", id, got, want)
+		}
+	}
+}

@@ -46,7 +46,9 @@ const NegativeTTL = 60 * time.Second
 // they follow as ARGV[5..] and are stored at KEYS[1]:<version>:<i> only
 // when the write is accepted, after the segments of the value it replaces
 // are deleted. A refused write touches nothing, so a replay at the same
-// version cannot disturb the segments the live head points to. Segment keys
+// version cannot disturb the segments the live head points to — unless one
+// of them is gone (evicted): a head no reader can put together is replaced
+// by a write of the same version, so a refresh repairs it. Segment keys
 // share KEYS[1]'s hash tag, so they live in its slot on a Cluster.
 //
 // Fenced writes (Store.Fenced) pass a second key, the fence, and its
@@ -62,8 +64,15 @@ local cur = redis.call('GET', KEYS[1])
 local newv = tonumber(ARGV[1])
 if cur then
   local v = tonumber(string.match(cur, '^{"version":(%d+)'))
-  if v and v >= newv then return 0 end
   local oldv, oldn = string.match(cur, '^{"version":(%d+),"segments":(%d+)')
+  if v and v >= newv then
+    if v > newv or not oldv then return 0 end
+    local whole = true
+    for i = 0, tonumber(oldn) - 1 do
+      if redis.call('EXISTS', KEYS[1] .. ':' .. oldv .. ':' .. i) == 0 then whole = false break end
+    end
+    if whole then return 0 end
+  end
   if oldv then
     for i = 0, tonumber(oldn) - 1 do redis.call('DEL', KEYS[1] .. ':' .. oldv .. ':' .. i) end
   end

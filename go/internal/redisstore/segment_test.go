@@ -126,6 +126,31 @@ func TestSameVersionReplayKeepsSegments(t *testing.T) {
 	}
 }
 
+// A split value that lost a segment (evicted) is written again at the
+// same version, so a refresh repairs it; a whole one is not.
+func TestSameVersionRepairsLostSegment(t *testing.T) {
+	st := MustStore(t)
+	key := redisstore.ItemKey(10)
+	v := bigValue(30, 150<<10, "页")
+	MustPut(t, st, 1, redisstore.Entry{Key: key, Version: 30, Value: v})
+	MustPut(t, st, 0, redisstore.Entry{Key: key, Version: 30, Value: v})
+	if err := st.Client().Del(t.Context(), redisstore.SegmentKey(key, 30, 1)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := st.ProductVersions(t.Context(), []int64{10})
+	if err != nil || vs[10].Page != -1 {
+		t.Fatalf("versions with a segment gone: %+v, %v; want the page absent (-1)", vs[10], err)
+	}
+	MustPut(t, st, 1, redisstore.Entry{Key: key, Version: 30, Value: v})
+	if got := MustGet(t, st, key); !bytes.Equal(got, v) {
+		t.Fatalf("after the repair: %d bytes, want the %d written", len(got), len(v))
+	}
+	MustPut(t, st, 0, redisstore.Entry{Key: key, Version: 29, Value: v})
+	if vs, err = st.ProductVersions(t.Context(), []int64{10}); err != nil || vs[10].Page != 30 {
+		t.Fatalf("versions after the repair: %+v, %v; want the page at 30", vs[10], err)
+	}
+}
+
 // failSegmentReads makes every MGET of segment keys fail on the client (the
 // server stays real): the read of a split value's segments breaks after its
 // head was read.

@@ -202,6 +202,7 @@ func (s *Service) Handler() http.Handler {
 	})
 	api := e.Group("/api")
 	api.GET("/products/ids", s.productIDs)
+	api.GET("/products/versions", s.productVersions)
 	for _, k := range catalog.Kinds {
 		api.GET("/"+k.Segment, s.batch(k))
 		api.GET("/"+k.Segment+"/:id", s.get(k))
@@ -353,6 +354,73 @@ func (s *Service) productIDs(c *gin.Context) {
 		next = ids[len(ids)-1]
 	}
 	c.JSON(http.StatusOK, gin.H{"ids": ids, "next": next})
+}
+
+// productVersions answers GET /api/products/versions?ids=1,2,3 (at most
+// catalog.MaxBatch ids) with the version of each dimension of each product
+// that exists, read from the version columns without the documents:
+//
+//	{"dims":["base","desc",...],"items":[[1,v_base,v_desc,...],...],"missing":[3]}
+//
+// 0 stands for a dimension the product has none of. The sync service
+// compares them with what Redis holds and skips the products of a bulk
+// refresh that did not change (docs/sync.md). It goes through the product
+// service's faults and request count.
+func (s *Service) productVersions(c *gin.Context) {
+	ids, err := catalog.ParseIDList(c.Query("ids"))
+	if err != nil {
+		httpapi.Error(c, err)
+		return
+	}
+	release := s.begin(c, catalog.KindProduct.Name)
+	if release == nil {
+		return
+	}
+	defer release()
+	vs, err := s.db.ProductVersions(c.Request.Context(), ids)
+	if err != nil {
+		httpapi.Error(c, err)
+		return
+	}
+	out := append(make([]byte, 0, 64+len(ids)*64), `{"dims":[`...)
+	for i, d := range catalog.ProductDimensions {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = strconv.AppendQuote(out, string(d))
+	}
+	out = append(out, `],"items":[`...)
+	first := true
+	for _, id := range ids {
+		v, ok := vs[id]
+		if !ok {
+			continue
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, '[')
+		out = strconv.AppendInt(out, id, 10)
+		for _, n := range v {
+			out = append(out, ',')
+			out = strconv.AppendInt(out, n, 10)
+		}
+		out = append(out, ']')
+	}
+	out = append(out, `],"missing":[`...)
+	first = true
+	for _, id := range ids {
+		if _, ok := vs[id]; !ok {
+			if !first {
+				out = append(out, ',')
+			}
+			first = false
+			out = strconv.AppendInt(out, id, 10)
+		}
+	}
+	out = append(out, "]}"...)
+	c.Data(http.StatusOK, "application/json; charset=utf-8", out)
 }
 
 // maxEditBody bounds an edit's body: the largest record is a description.

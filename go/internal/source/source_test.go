@@ -226,6 +226,37 @@ func TestGetBatch(t *testing.T) {
 	}
 }
 
+// GET /api/products/versions answers each product's dimension versions in
+// the order its dims list names them, and the ids that are not products.
+func TestProductVersions(t *testing.T) {
+	t.Parallel()
+	base, _ := testutil.MustSourceServer(t)
+	type versions struct {
+		Dims    []catalog.Dimension `json:"dims"`
+		Items   [][]int64           `json:"items"`
+		Missing []int64             `json:"missing"`
+	}
+	got := mustDecode[versions](t, MustStatus(t, 200, http.MethodGet, base+"/api/products/versions?ids=3,999,1", "", nil).Body)
+	if fmt.Sprint(got.Dims) != fmt.Sprint(catalog.ProductDimensions) || fmt.Sprint(got.Missing) != "[999]" || len(got.Items) != 2 {
+		t.Fatalf("versions: %+v", got)
+	}
+	for i, id := range []int64{3, 1} {
+		it := got.Items[i]
+		if it[0] != id || len(it) != 1+len(catalog.ProductDimensions) {
+			t.Fatalf("item %d: %v, want product %d first", i, it, id)
+		}
+		for j, k := range catalog.ProductKinds {
+			r := MustStatus(t, 200, http.MethodGet, fmt.Sprintf("%s/api/%s/%d", base, k.Segment, id), "", nil)
+			if v := mustDecode[struct{ Version int64 }](t, r.Body).Version; it[1+j] != v {
+				t.Errorf("product %d %s: version %d, the record has %d", id, k.Dim, it[1+j], v)
+			}
+		}
+	}
+	for _, q := range []string{"", "ids=", "ids=x", "ids=0"} {
+		MustStatus(t, 400, http.MethodGet, base+"/api/products/versions?"+q, "", nil)
+	}
+}
+
 func TestPutProduct(t *testing.T) {
 	t.Parallel()
 	base, _ := testutil.MustSourceServer(t)

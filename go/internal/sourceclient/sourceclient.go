@@ -67,6 +67,7 @@ func Commands() []resilience.Command {
 		name := k.Name
 		cmds = append(cmds, resilience.Defaults(CommandName(name, "get")), resilience.Defaults(CommandName(name, "batch")))
 	}
+	cmds = append(cmds, resilience.Defaults(CommandName(catalog.KindProduct.Name, "versions")))
 	slices.SortFunc(cmds, func(a, b resilience.Command) int { return strings.Compare(a.Name, b.Name) })
 	return cmds
 }
@@ -287,6 +288,65 @@ func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map
 			return nil, fmt.Errorf("source %s batch answered id %d that was not asked for", service, id)
 		}
 		out[id] = raw
+	}
+	return out, nil
+}
+
+// ProductVersions reads the version of every dimension of each of ids
+// that is a product (GET /api/products/versions, command
+// source.product.versions, in chunks of catalog.MaxBatch): versions in
+// catalog.ProductDimensions order, 0 for a dimension the product has none
+// of; ids that are not products are absent. An answer naming other
+// dimensions, or ids not asked for, is an error.
+func (c *Client) ProductVersions(ctx context.Context, ids []int64) (map[int64][]int64, error) {
+	out := make(map[int64][]int64, len(ids))
+	for start := 0; start < len(ids); start += catalog.MaxBatch {
+		chunk := ids[start:min(start+catalog.MaxBatch, len(ids))]
+		got, err := resilience.Do(ctx, CommandName(catalog.KindProduct.Name, "versions"), func(ctx context.Context) (map[int64][]int64, error) {
+			return c.productVersions(ctx, chunk)
+		}, nil)
+		if err != nil {
+			return nil, err
+		}
+		for id, v := range got {
+			out[id] = v
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) productVersions(ctx context.Context, ids []int64) (map[int64][]int64, error) {
+	buf := make([]byte, 0, 8*len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, id, 10)
+	}
+	body, err := c.fetch(ctx, "/api/"+catalog.KindProduct.Segment+"/versions?ids="+string(buf))
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Dims  []catalog.Dimension `json:"dims"`
+		Items [][]int64           `json:"items"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("decode product versions: %w", err)
+	}
+	if !slices.Equal(resp.Dims, catalog.ProductDimensions) {
+		return nil, fmt.Errorf("source product versions name dimensions %v, want %v", resp.Dims, catalog.ProductDimensions)
+	}
+	asked := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		asked[id] = true
+	}
+	out := make(map[int64][]int64, len(resp.Items))
+	for _, it := range resp.Items {
+		if len(it) != 1+len(resp.Dims) || !asked[it[0]] {
+			return nil, fmt.Errorf("source product versions: item %v: want an id asked for and %d versions", it, len(resp.Dims))
+		}
+		out[it[0]] = it[1:]
 	}
 	return out, nil
 }

@@ -157,6 +157,57 @@ func (db *DB) GetMany(ctx context.Context, kind *catalog.Kind, ids []int64) (map
 	return out, rows.Err()
 }
 
+// ProductVersions returns, for each of ids that is a product, the version
+// of each of its dimensions in catalog.ProductDimensions order (0 where the
+// product has none of that dimension): one query over the version columns,
+// no document read. Ids that are not products are absent.
+func (db *DB) ProductVersions(ctx context.Context, ids []int64) (map[int64][]int64, error) {
+	out := make(map[int64][]int64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		args[i], marks[i] = id, "?"
+	}
+	rows, err := db.ro.QueryContext(ctx, productVersionsQuery+`(`+strings.Join(marks, ",")+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: product versions: %w", err)
+	}
+	defer rows.Close()
+	n := len(catalog.ProductKinds)
+	for rows.Next() {
+		var id int64
+		vs := make([]int64, n)
+		dest := make([]any, 0, n+1)
+		dest = append(dest, &id)
+		for i := range vs {
+			dest = append(dest, &vs[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("sqlite: product versions: %w", err)
+		}
+		out[id] = vs
+	}
+	return out, rows.Err()
+}
+
+// productVersionsQuery selects a product's id and its dimensions' versions
+// (catalog.ProductKinds order, the base first); the id list follows.
+var productVersionsQuery = func() string {
+	sel, from := `SELECT p.id`, ` FROM `+catalog.KindProduct.Table+` p`
+	for i, k := range catalog.ProductKinds {
+		if k == catalog.KindProduct {
+			sel += `, p.version`
+			continue
+		}
+		sel += fmt.Sprintf(`, coalesce(t%d.version, 0)`, i)
+		from += fmt.Sprintf(` LEFT JOIN %s t%d ON t%d.id = p.id`, k.Table, i, i)
+	}
+	return sel + from + ` WHERE p.id IN `
+}()
+
 // ProductIDs returns up to limit product ids greater than after, in order.
 func (db *DB) ProductIDs(ctx context.Context, after int64, limit int) ([]int64, error) {
 	rows, err := db.ro.QueryContext(ctx, `SELECT id FROM `+catalog.KindProduct.Table+` WHERE id > ? ORDER BY id LIMIT ?`, after, limit)

@@ -591,3 +591,38 @@ func TestConcurrentPuts(t *testing.T) {
 		t.Fatalf("%d edit rows in the outbox, want %d", high, workers*each)
 	}
 }
+
+// ProductVersions reads each product's dimension versions, the same the
+// documents carry, in catalog.ProductKinds order; ids that are not
+// products are absent.
+func TestProductVersions(t *testing.T) {
+	db, _ := MustSeeded(t, 2, 6)
+	ctx := t.Context()
+	if _, err := db.Put(ctx, catalog.KindStock, 4, &catalog.Stock{Available: 3}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.ProductVersions(ctx, []int64{4, 1, 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[99] != nil {
+		t.Fatalf("versions of %v: want products 4 and 1 only", got)
+	}
+	for _, id := range []int64{1, 4} {
+		if len(got[id]) != len(catalog.ProductKinds) {
+			t.Fatalf("product %d: %d versions, want %d", id, len(got[id]), len(catalog.ProductKinds))
+		}
+		for i, k := range catalog.ProductKinds {
+			raw, err := db.Get(ctx, k, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := decode[struct{ Version int64 }](t, raw).Version; got[id][i] != v {
+				t.Errorf("product %d %s: version %d, the document has %d", id, k, got[id][i], v)
+			}
+		}
+	}
+	if empty, err := db.ProductVersions(ctx, nil); err != nil || len(empty) != 0 {
+		t.Fatalf("no ids: %v %v", empty, err)
+	}
+}

@@ -135,6 +135,7 @@ type metrics struct {
 	batch     *prometheus.HistogramVec
 	lag       *prometheus.HistogramVec
 	duplicate *prometheus.CounterVec
+	unchanged *prometheus.CounterVec
 	repaired  prometheus.Counter
 	cold      prometheus.Counter
 	warm      prometheus.Gauge
@@ -181,6 +182,9 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 			duplicate: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "detailpage_sync_deduplicated_total", Help: "Events dropped because the same id was already in the batch.",
 			}, []string{"topic"}),
+			unchanged: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "detailpage_sync_unchanged_total", Help: "Products of full rebuilds skipped because Redis held every value at the source's version.",
+			}, []string{"topic"}),
 			repaired: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "detailpage_sync_repaired_total", Help: "Ids re-applied after Redis main changed (failover or restart).",
 			}),
@@ -195,7 +199,7 @@ func Open(cfg Config, log *slog.Logger, tel httpapi.Telemetry) (*Service, error)
 			}),
 		},
 	}
-	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate, s.m.repaired, s.m.cold, s.m.warm, s.m.preheated)
+	s.tel.Registry.MustRegister(s.m.events, s.m.batch, s.m.lag, s.m.duplicate, s.m.unchanged, s.m.repaired, s.m.cold, s.m.warm, s.m.preheated)
 	s.tel.Registry.MustRegister(s.backlog.collectors()...)
 	if s.ln, err = httpapi.Listen(cfg.Listen); err != nil {
 		store.Close()
@@ -480,9 +484,13 @@ func (s *Service) handle(ctx context.Context, topic string, msgs []kafkago.Messa
 		}
 	}
 	if len(p.full) > 0 {
-		if _, err := s.asm.Products(ctx, p.full); err != nil {
+		// Refresh, not Products: the products of a bulk refresh whose every
+		// value in Redis is at the source's version are skipped.
+		_, unchanged, err := s.asm.Refresh(ctx, p.full)
+		if err != nil {
 			return err
 		}
+		s.m.unchanged.WithLabelValues(topic).Add(float64(unchanged))
 	}
 	if len(p.partial) > 0 {
 		if _, err := s.asm.Apply(ctx, p.partial); err != nil {
