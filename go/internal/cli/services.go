@@ -129,6 +129,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 	group := f.String("group", "DETAILPAGE_SYNC_GROUP", "detailpage-sync", "Kafka consumer group shared by sync instances")
 	batch := f.Int("batch", "DETAILPAGE_SYNC_BATCH", 500, "most change events handled in one round")
 	wait := f.Duration("batch-wait", "DETAILPAGE_SYNC_BATCH_WAIT", 20*time.Millisecond, "how long to gather a batch after its first event (also the dedupe window)")
+	idle := f.Duration("batch-idle", "DETAILPAGE_SYNC_BATCH_IDLE", time.Millisecond, "edits (catalog.changes.high): a batch goes once the reader has caught up with the topic and no event came for this long, without waiting out --batch-wait (0: edits wait it out too)")
 	attempts := f.Int("max-attempts", "DETAILPAGE_SYNC_MAX_ATTEMPTS", 10, "tries of a failed change before it goes to catalog.dlq")
 	retryBase := f.Duration("retry-base", "DETAILPAGE_SYNC_RETRY_BASE", 500*time.Millisecond, "first retry delay; doubles with each attempt")
 	retryMax := f.Duration("retry-max", "DETAILPAGE_SYNC_RETRY_MAX", 30*time.Second, "longest retry delay")
@@ -143,7 +144,7 @@ func runSync(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return nil, err
 		}
 		return syncer.Open(syncer.Config{
-			Listen: *listen, Brokers: bl, Redis: rds(), SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait,
+			Listen: *listen, Brokers: bl, Redis: rds(), SourceURL: *src, Group: *group, BatchSize: *batch, BatchWait: *wait, BatchIdle: *idle,
 			MaxAttempts: *attempts, RetryBase: *retryBase, RetryMax: *retryMax, Pipeline: *pipeline,
 			ColdCheck: *coldCheck, HotURLs: syncer.HotURLs(splitList(*hot)), AdminToken: os.Getenv(envToken),
 			Commands: settings,

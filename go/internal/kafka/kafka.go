@@ -43,12 +43,20 @@ func ParseBrokers(s string) ([]string, error) {
 // acknowledge a write, so a returned WriteMessages means the change is safe.
 // Messages with the same key go to the same partition (murmur2, as Java
 // clients do), which keeps changes of one id in order.
+//
+// Every caller writes synchronously and hands over its whole batch in one
+// WriteMessages call (the outbox relay up to 500 rows; the sync service a
+// batch's retries), and that call puts all of a partition's messages into
+// one produce batch before its timer can fire. Waiting for more messages
+// would only delay the edit in hand: BatchTimeout is minimal (kafka-go
+// reads 0 as 1 s), not the 2 ms it was, which every edit paid on its way
+// through the relay.
 func NewWriter(brokers []string) *kafkago.Writer {
 	return &kafkago.Writer{
 		Addr:         kafkago.TCP(brokers...),
 		Balancer:     &kafkago.Murmur2Balancer{},
 		RequiredAcks: kafkago.RequireAll,
-		BatchTimeout: 2 * time.Millisecond,
+		BatchTimeout: writerBatchTimeout,
 		BatchSize:    500,
 		WriteTimeout: 5 * time.Second,
 		ReadTimeout:  5 * time.Second,
@@ -56,8 +64,24 @@ func NewWriter(brokers []string) *kafkago.Writer {
 	}
 }
 
+// writerBatchTimeout is how long a produce batch waits for more messages
+// (NewWriter).
+const writerBatchTimeout = 50 * time.Microsecond
+
 // ReaderConfig returns a consumer-group reader configuration with explicit
 // commits (CommitInterval 0: CommitMessages commits synchronously).
+//
+// Fetch waits: with MinBytes 1 the broker answers a fetch as soon as one
+// message is there, so MaxWait bounds only an empty fetch and costs an
+// edit nothing. kafka-go asks the broker to wait 3/4 of MaxWait and gives
+// up on the connection at MaxWait; an answer later than that (a busy
+// machine) is an error that closes the connection and sleeps
+// ReadBackoffMin before dialling again, and meanwhile that partition's
+// edits wait. At 100 ms (a 25 ms margin) this happened about ten times a
+// minute per topic on the loaded two-core machine, each costing the edits
+// of one partition 50 ms or more. Hence a longer MaxWait (a 125 ms
+// margin, and fewer empty fetches), a per-message read deadline that a
+// stalled scheduler does not hit, and a short first backoff.
 func ReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
 	return kafkago.ReaderConfig{
 		Brokers:           brokers,
@@ -65,8 +89,8 @@ func ReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
 		Topic:             topic,
 		MinBytes:          1,
 		MaxBytes:          8 << 20,
-		MaxWait:           100 * time.Millisecond,
-		ReadBatchTimeout:  100 * time.Millisecond,
+		MaxWait:           500 * time.Millisecond,
+		ReadBatchTimeout:  time.Second,
 		HeartbeatInterval: time.Second,
 		SessionTimeout:    6 * time.Second,
 		RebalanceTimeout:  6 * time.Second,
@@ -74,7 +98,7 @@ func ReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
 		StartOffset:       kafkago.FirstOffset,
 		CommitInterval:    0,
 		MaxAttempts:       3,
-		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMin:    5 * time.Millisecond, // grows with the square of the attempt, to ReadBackoffMax
 		ReadBackoffMax:    500 * time.Millisecond,
 	}
 }

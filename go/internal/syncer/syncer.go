@@ -39,13 +39,17 @@ import (
 
 // Config is the sync service's configuration.
 type Config struct {
-	Listen      string
-	Brokers     []string
-	Redis       string // Redis main (or Cluster seed addresses), comma-separated
-	SourceURL   string
-	Group       string        // Kafka consumer group name shared by all sync instances
-	BatchSize   int           // most events handled in one round
-	BatchWait   time.Duration // how long to gather a batch after its first event (the dedupe window)
+	Listen    string
+	Brokers   []string
+	Redis     string // Redis main (or Cluster seed addresses), comma-separated
+	SourceURL string
+	Group     string        // Kafka consumer group name shared by all sync instances
+	BatchSize int           // most events handled in one round
+	BatchWait time.Duration // how long to gather a batch after its first event (the dedupe window)
+	// BatchIdle ends a batch of edits (catalog.changes.high) early: once
+	// the reader has caught up with the topic and no event came for this
+	// long (fetchBatch). 0: edits gather for BatchWait like refreshes.
+	BatchIdle   time.Duration
 	MaxAttempts int           // tries before an event goes to the DLQ
 	RetryBase   time.Duration // first retry delay; doubles each attempt
 	RetryMax    time.Duration // longest retry delay
@@ -88,6 +92,8 @@ func (c Config) Validate() error {
 		return errors.New("sync: batch size: want 1 to 10000")
 	case c.BatchWait <= 0 || c.BatchWait > 10*time.Second:
 		return errors.New("sync: batch wait: want more than 0 and at most 10s")
+	case c.BatchIdle < 0 || c.BatchIdle > c.BatchWait:
+		return errors.New("sync: batch idle: want 0 (off) to the batch wait")
 	case c.MaxAttempts < 1 || c.MaxAttempts > 100:
 		return errors.New("sync: max attempts: want 1 to 100")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
@@ -273,6 +279,10 @@ func (s *Service) consume(ctx context.Context, topic string) {
 	r := s.reader(topic)
 	defer r.Close()
 	log := s.log.With("topic", topic)
+	var idle time.Duration // bulk refresh: gather for the whole window
+	if topic == catalog.TopicHigh {
+		idle = s.cfg.BatchIdle // edits: no window while the topic is idle
+	}
 	type job struct {
 		msgs []kafkago.Message
 		done chan bool // true: handled, commit it
@@ -298,7 +308,7 @@ func (s *Service) consume(ctx context.Context, topic string) {
 		committer.Wait()
 	}()
 	for ctx.Err() == nil {
-		msgs, err := s.fetchBatch(ctx, r)
+		msgs, err := s.fetchBatch(ctx, r, idle)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("fetch failed", "error", err)
@@ -350,9 +360,18 @@ var localRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Seco
 // failPause is the wait after a failed fetch or hand-off to the retry topic.
 const failPause = time.Second
 
-// fetchBatch waits for one message, then gathers more for up to BatchWait:
-// that window is also what deduplicates repeated changes of one id.
-func (s *Service) fetchBatch(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, error) {
+// fetchBatch waits for one message, then gathers more, for at most
+// BatchWait and BatchSize messages: the window in which repeated changes
+// of one id are merged.
+//
+// With idle > 0 (the edit topic) the batch also goes as soon as the topic
+// is idle: the last message gathered was the newest of its partition when
+// the broker sent it (Offset+1 reached its HighWaterMark) and no other
+// message arrives within idle. An edit then waits for no window, while a
+// burst the broker reported behind it still gathers into one batch. With
+// idle 0 (bulk refresh) a batch gathers for the whole window: large
+// batches, which is what makes a refresh fast.
+func (s *Service) fetchBatch(ctx context.Context, r *kafkago.Reader, idle time.Duration) ([]kafkago.Message, error) {
 	first, err := r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
@@ -361,13 +380,29 @@ func (s *Service) fetchBatch(ctx context.Context, r *kafkago.Reader) ([]kafkago.
 	gctx, cancel := context.WithTimeout(ctx, s.cfg.BatchWait)
 	defer cancel()
 	for len(msgs) < s.cfg.BatchSize {
-		m, err := r.FetchMessage(gctx)
+		m, err := fetchNext(gctx, r, idle > 0 && caughtUp(msgs[len(msgs)-1]), idle)
 		if err != nil {
 			break
 		}
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// fetchNext fetches one message within ctx, or within idle when short.
+func fetchNext(ctx context.Context, r *kafkago.Reader, short bool, idle time.Duration) (kafkago.Message, error) {
+	if !short {
+		return r.FetchMessage(ctx)
+	}
+	ictx, cancel := context.WithTimeout(ctx, idle)
+	defer cancel()
+	return r.FetchMessage(ictx)
+}
+
+// caughtUp reports whether m was the newest message of its partition when
+// the broker sent it.
+func caughtUp(m kafkago.Message) bool {
+	return m.Offset+1 >= m.HighWaterMark
 }
 
 // plan is one batch after decoding and deduplication.
