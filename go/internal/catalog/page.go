@@ -250,6 +250,12 @@ func (c *Change) Validate() error {
 
 // DecodeChange parses and validates one Kafka message value.
 func DecodeChange(b []byte) (Change, error) {
+	if c, ok := decodeChangeFast(b); ok {
+		if err := c.Validate(); err != nil {
+			return Change{}, err
+		}
+		return c, nil
+	}
 	var c Change
 	if err := json.Unmarshal(b, &c); err != nil {
 		return Change{}, invalid("change: %v", err)

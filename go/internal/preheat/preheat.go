@@ -447,7 +447,12 @@ func (r *runner) batch(ctx context.Context, asm *pagedoc.Assembler, ids []int64)
 	written := 0
 	for attempt := 1; ; attempt++ {
 		res, err := resilience.Do(ctx, CmdBatch, func(ctx context.Context) (pagedoc.Result, error) {
-			return asm.Products(ctx, ids)
+			// Refresh, not Products: products whose every value in Redis is
+			// at the source's version are skipped (a warm main costs one
+			// version read each; a cold one is rebuilt without asking the
+			// source for versions).
+			res, _, err := asm.Refresh(ctx, ids)
+			return res, err
 		}, nil)
 		written += res.Written
 		if err == nil || errors.Is(err, redisstore.ErrFenced) || ctx.Err() != nil || attempt == batchAttempts {

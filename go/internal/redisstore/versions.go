@@ -101,12 +101,10 @@ func (s *Store) ProductVersions(ctx context.Context, ids []int64) (map[int64]Sto
 // page patched to version v.
 var patchScript = redis.NewScript(`
 local function version(v)
-  if not v then return nil end
   return tonumber(string.match(v, '^{"version":(%d+)'))
 end
-local cur = redis.call('GET', KEYS[1])
 local newv = tonumber(ARGV[1])
-local oldv = version(cur)
+local oldv = version(redis.call('GETRANGE', KEYS[1], 0, 39))
 if oldv and oldv >= newv then return {0, 0} end
 redis.call('SET', KEYS[1], ARGV[2])
 if not oldv then return {1, 0} end
@@ -116,23 +114,31 @@ for i = 3, #KEYS do
   if not v then return {1, 0} end
   sum = sum + v
 end
-local shapes = {
-  stock = '^{"available":%d+,"status":"[%w_]+","label":"[^"\\]*"}',
-  price = '^{"amount":"[%d.]*","list":"[%d.]*","currency":"[^"\\]*","symbol":"[^"\\]*"}',
-}
-local shape = shapes[ARGV[3]]
-if not shape then return {1, 0} end
+local shape
+if ARGV[3] == 'stock' then
+  shape = '^{"available":%d+,"status":"[%w_]+","label":"[^"\\]*"}'
+elseif ARGV[3] == 'price' then
+  shape = '^{"amount":"[%d.]*","list":"[%d.]*","currency":"[^"\\]*","symbol":"[^"\\]*"}'
+else
+  return {1, 0}
+end
 local newpv = sum - oldv + newv
 local newpvs = string.format('%d', newpv)
 local ua = ',"updated_at":'
 -- Most edits keep the page's length (same digits, same status): then the
 -- three places are overwritten in place (SETRANGE), and neither the page
--- nor its replication and AOF entry carry the whole page.
+-- nor its replication and AOF entry carry the whole page. Only the first
+-- KB of the page is read where the member usually is (bytes a script
+-- reads cost it twice: as a reply, then as a Lua string), 4 KB if not.
 local len = redis.call('STRLEN', KEYS[2])
-local head = redis.call('GETRANGE', KEYS[2], 0, 4095)
+local head = redis.call('GETRANGE', KEYS[2], 0, 1023)
 local pvs = string.match(head, '^{"version":(%d+),')
 if not pvs or tonumber(pvs) ~= sum or string.find(head, '^"segments":', #pvs + 13) then return {1, 0} end
 local _, at = string.find(head, ',"' .. ARGV[3] .. '":', 1, true)
+if not at and len > 1024 then
+  head = redis.call('GETRANGE', KEYS[2], 0, 4095)
+  _, at = string.find(head, ',"' .. ARGV[3] .. '":', 1, true)
+end
 local s, e
 if at then s, e = string.find(head, shape, at + 1) end
 if s and #newpvs == #pvs and e - at == #ARGV[4] then

@@ -10,6 +10,7 @@
 package sourceclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -273,16 +274,9 @@ func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map
 	}
 	out := make(map[int64]json.RawMessage, len(resp.Items))
 	for _, raw := range resp.Items {
-		var key struct {
-			ID        int64 `json:"id"`
-			ProductID int64 `json:"product_id"`
-		}
-		if err := json.Unmarshal(raw, &key); err != nil {
+		id, err := itemID(raw)
+		if err != nil {
 			return nil, fmt.Errorf("decode %s batch item: %w", service, err)
-		}
-		id := key.ProductID
-		if id == 0 {
-			id = key.ID
 		}
 		if !asked[id] {
 			return nil, fmt.Errorf("source %s batch answered id %d that was not asked for", service, id)
@@ -290,6 +284,91 @@ func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map
 		out[id] = raw
 	}
 	return out, nil
+}
+
+// itemID is the id a batch item is keyed by: its product_id (a
+// per-product dimension), else its id. The source writes every record
+// with its version first and that id second; read from there (and the key
+// known to be there once), the id costs no decoding of the item — decoding
+// each whole item, a description's HTML and all, for its id was a third
+// of the JSON work of a full rebuild. Any other shape is decoded.
+func itemID(raw json.RawMessage) (int64, error) {
+	if id, ok := prefixID(raw); ok {
+		return id, nil
+	}
+	var key struct {
+		ID        int64 `json:"id"`
+		ProductID int64 `json:"product_id"`
+	}
+	if err := json.Unmarshal(raw, &key); err != nil {
+		return 0, err
+	}
+	if key.ProductID != 0 {
+		return key.ProductID, nil
+	}
+	return key.ID, nil
+}
+
+// prefixID reads `{"version":<digits>,"product_id":<digits>` or
+// `{"version":<digits>,"id":<digits>` followed by `,` or `}`; ok only
+// when that key is the only one of its name in raw (in any case) and,
+// for "id", raw has no product_id (which decoding would prefer).
+func prefixID(raw []byte) (int64, bool) {
+	rest, ok := bytes.CutPrefix(raw, []byte(`{"version":`))
+	if !ok {
+		return 0, false
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, false
+	}
+	rest = rest[i:]
+	switch {
+	case bytes.HasPrefix(rest, []byte(`,"product_id":`)):
+		if keysFolding(raw, "product_id") != 1 {
+			return 0, false
+		}
+		rest = rest[len(`,"product_id":`):]
+	case bytes.HasPrefix(rest, []byte(`,"id":`)):
+		if keysFolding(raw, "id") != 1 || keysFolding(raw, "product_id") != 0 {
+			return 0, false
+		}
+		rest = rest[len(`,"id":`):]
+	default:
+		return 0, false
+	}
+	n := 0
+	var v int64
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		v = v*10 + int64(rest[n]-'0')
+		n++
+	}
+	if n == 0 || n > 18 || v == 0 || rest[0] == '0' || n == len(rest) || (rest[n] != ',' && rest[n] != '}') {
+		return 0, false
+	}
+	return v, true
+}
+
+// keysFolding counts the places in raw that read as the key k (lower-case
+// ASCII) in quotes followed by a colon, in any case: encoding/json matches
+// keys case-insensitively, so "ID" would count as "id" (neither key has a
+// letter with a non-ASCII fold). Places inside strings count too: a
+// count that is too high only sends the item to the decoder.
+func keysFolding(raw []byte, k string) int {
+	n := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '"')
+		if j < 0 {
+			return n
+		}
+		i += j + 1
+		if len(raw)-i >= len(k)+2 && raw[i+len(k)] == '"' && raw[i+len(k)+1] == ':' && bytes.EqualFold(raw[i:i+len(k)], []byte(k)) {
+			n++
+		}
+	}
 }
 
 // ProductVersions reads the version of every dimension of each of ids

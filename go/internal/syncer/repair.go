@@ -162,7 +162,9 @@ func (s *Service) repair(ctx context.Context, t time.Time) error {
 		}
 	}
 	for c := range slices.Chunk(products, repairChunk) {
-		if _, err := s.asm.Products(ctx, c); err != nil {
+		// Refresh, not Products: a product whose every value on the new
+		// main is at the source's version is left alone (pagedoc.Refresh).
+		if _, _, err := s.asm.Refresh(ctx, c); err != nil {
 			return err
 		}
 	}
