@@ -2,7 +2,9 @@
 --   GET  /_admin/status   links, modes, failure counts, cache sizes and hits,
 --                          the warm-up at start (detailpage.warm)
 --   POST /_admin/degrade  {"link":"replica","mode":"force-degraded"}
---   POST /_admin/purge    {"ids":[1,2]}
+--   POST /_admin/purge    {"ids":[1,2]}; answers once every worker dropped
+--                          its copies (at most 0.5 s: workers_pending says how
+--                          many had not)
 --   GET  /_admin/page/<id> the page as /item/<id>.html answers it, with the
 --                          versions it was built from (X-Item-Version,
 --                          X-Shop-Id, X-Shop-Version); not counted for
@@ -28,6 +30,7 @@ local math_floor = math.floor
 local LINKS = { replica = true, direct = true }
 local MAX_BODY = 65536
 local MAX_PURGE = 10000
+local PURGE_WAIT = 0.5 -- seconds a purge waits for every worker to apply it (under the console's 1 s)
 
 local _M = {}
 
@@ -159,11 +162,17 @@ function _M.purge()
         list[i] = string.format("%d", ids[i])
         app.drop(list[i])
     end
-    local ok, qerr = invalidate.queue_purge(table.concat(list, ","))
-    if not ok then
+    local seq, qerr = invalidate.queue_purge(table.concat(list, ","))
+    if not seq then
         return reply(500, { error = "queue purge: " .. tostring(qerr) })
     end
-    return reply(200, { purged = #ids })
+    -- Answer once every worker has dropped its L1 copies (each does within
+    -- 0.1 s), so a request sent after the answer never gets a purged copy.
+    local behind = invalidate.wait_purged(seq, PURGE_WAIT)
+    if behind > 0 then
+        ngx.log(ngx.WARN, "[admin] purge ", seq, ": ", behind, " workers had not applied it after ", PURGE_WAIT, " s")
+    end
+    return reply(200, { purged = #ids, workers_pending = behind })
 end
 
 return _M

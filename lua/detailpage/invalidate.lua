@@ -293,8 +293,7 @@ local function apply_purges(app)
     local state = ngx.shared.dp_state
     local seq = state:get("purge:seq") or 0
     if not purge_seq then
-        purge_seq = seq
-        return
+        purge_seq = seq -- a new worker's L1 is empty: nothing queued concerns it
     end
     while purge_seq < seq do
         purge_seq = purge_seq + 1
@@ -305,17 +304,44 @@ local function apply_purges(app)
             end
         end
     end
+    -- what this worker has applied, for the purge's answer (wait_purged)
+    state:set("purge:done:" .. ngx.worker.id(), purge_seq, 3600)
+end
+
+-- wait_purged waits until every worker of the node has applied purge seq
+-- (each does within LOCAL_INTERVAL), at most limit seconds; returns how
+-- many workers had not when it gave up (0: all have).
+function _M.wait_purged(seq, limit)
+    local state = ngx.shared.dp_state
+    local deadline = ngx.now() + limit
+    while true do
+        local behind = 0
+        for w = 0, ngx.worker.count() - 1 do
+            if (state:get("purge:done:" .. w) or 0) < seq then
+                behind = behind + 1
+            end
+        end
+        if behind == 0 or ngx.now() >= deadline then
+            return behind
+        end
+        ngx_sleep(0.01)
+        ngx.update_time()
+    end
 end
 
 -- queue_purge asks every worker of the node to drop ids (a string of
--- comma-separated ids) from its L1.
+-- comma-separated ids) from its L1; returns the purge's sequence number.
 function _M.queue_purge(ids)
     local state = ngx.shared.dp_state
     local seq, err = state:incr("purge:seq", 1, 0)
     if not seq then
         return nil, err
     end
-    return state:set("purge:" .. seq, ids, 60)
+    local ok, serr = state:set("purge:" .. seq, ids, 60)
+    if not ok then
+        return nil, serr
+    end
+    return seq
 end
 
 -- start runs the app tier's follower and the local work in this worker.
