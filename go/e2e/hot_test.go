@@ -119,7 +119,7 @@ func failures(rs []hotResult) []string {
 	var out []string
 	for _, r := range rs {
 		if r.status != http.StatusOK {
-			out = append(out, fmt.Sprintf("id %d at %s: status %d %v", r.id, r.at.Format("15:04:05.000"), r.status, r.err))
+			out = append(out, fmt.Sprintf("id %d at %s: status %d (X-Served-By %q) %v", r.id, r.at.Format("15:04:05.000"), r.status, r.servedBy, r.err))
 		}
 	}
 	return out

@@ -614,6 +614,11 @@ local function compress(id, html)
     return gz
 end
 
+-- GZIP_HOLDER marks id's lock while gzip_copy holds it: it stores no
+-- result of its own, so a request waiting for it must not take its release
+-- for a failed fetch (wait_for_holder) — it tries the lock itself.
+local GZIP_HOLDER = "gzip"
+
 -- gzip_copy makes the gzip copy of an entry that has none yet: a page the
 -- warm-up loaded (compressing takes ~18x the render's time, and 5,000 of
 -- them would hold the warm-up's worker for seconds). Once per node: the
@@ -626,7 +631,7 @@ gzip_copy = function(id, e)
     e.gz = gz
     with_tags(e)
     local locks = shared.dp_locks
-    if locks:add(id, true, config.lock_ttl) then
+    if locks:add(id, GZIP_HOLDER, config.lock_ttl) then
         local raw = shared.dp_pages:get(id)
         local cur = raw and decode_entry(raw)
         if cur and cur.gz == nil and cur.v == e.v and cur.shop == e.shop and cur.sv == e.sv
@@ -763,9 +768,12 @@ end
 -- wait_for_holder polls L2 while another request of this node fetches id.
 -- The holder stores its result before it releases the lock, so once the
 -- lock is gone one more look finds the result, if there is one.
+-- Returns nil when the holder was gzip_copy, which stores no result of its
+-- own (the caller then tries the lock itself).
 local function wait_for_holder(id, stale, admin)
     local deadline = ngx_now() + config.lock_wait
     local step = 0.002
+    local holder = shared.dp_locks:get(id)
     while ngx_now() < deadline do
         ngx_sleep(step)
         step = step < 0.02 and step * 2 or step
@@ -773,14 +781,19 @@ local function wait_for_holder(id, stale, admin)
         if status then
             return status
         end
-        if not shared.dp_locks:get(id) then
+        local now_holder = shared.dp_locks:get(id)
+        if not now_holder then
             -- released since the look above: the result (if any) is stored
             status = answer_from_node(id, admin)
             if status then
                 return status
             end
+            if holder == GZIP_HOLDER then
+                return nil
+            end
             return serve_stale_or_503(id, stale, "the lock holder ended without a result", admin)
         end
+        holder = now_holder
     end
     return serve_stale_or_503(id, stale, "lock wait ended without a result", admin)
 end
@@ -803,7 +816,7 @@ local function fill(id, fn, stale)
     return entry, err, level
 end
 
-local function serve(id, admin)
+local function serve(id, admin, again)
     local e, stale_l1 = l1:get(id)
     if e and not outdated(e) then
         count("L1")
@@ -837,7 +850,14 @@ local function serve(id, admin)
             count("stale")
             return send_page(id, stale, "stale", admin)
         end
-        return wait_for_holder(id, stale, admin)
+        local status = wait_for_holder(id, stale, admin)
+        if status then
+            return status
+        end
+        if again then
+            return serve_stale_or_503(id, stale, "the lock was held for gzip copies twice", admin)
+        end
+        return serve(id, admin, true) -- the holder only added a gzip copy
     end
     -- Another request may have stored the result and released the lock
     -- between the look at L2 above and the add (as mlcache checks again).
