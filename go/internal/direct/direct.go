@@ -137,7 +137,7 @@ func Defaults() Config {
 		CacheSize: 50_000, CacheTTL: 2 * time.Second, NegativeTTL: 5 * time.Second,
 		Bloom: true, BloomCapacity: DefaultBloomCapacity, BloomFPRate: DefaultBloomFPRate,
 		SingleFlight: true, XFetch: true, XFetchBeta: 1, Stale: true, StaleTTL: time.Hour,
-		RebuildConcurrency: 16, LoadTimeout: 3 * time.Second,
+		RebuildConcurrency: 32, LoadTimeout: 3 * time.Second,
 	}
 }
 
