@@ -304,7 +304,7 @@ func TestOpenRejectsASecondConfiguration(t *testing.T) {
 		return Open(cfg, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
 	}
 	_, err := open(func(c *Config) { c.RebuildConcurrency = 3 })
-	if err == nil || !strings.Contains(err.Error(), "direct.rebuild: configured twice differently: max_concurrent 16, then 3") {
+	if want := fmt.Sprintf("direct.rebuild: configured twice differently: max_concurrent %d, then 3", h.svc.cfg.RebuildConcurrency); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v, want the conflict on direct.rebuild named", err)
 	}
 	_, err = open(func(c *Config) {
