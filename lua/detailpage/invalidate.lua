@@ -288,6 +288,7 @@ local app_follower  -- this worker's (start)
 -- Operator purges (POST /_admin/purge) are handled by one worker; it
 -- queues the ids in dp_state and every worker drops its own L1 copies here.
 local purge_seq
+local purge_done -- the purge_seq last written to dp_state
 
 local function apply_purges(app)
     local state = ngx.shared.dp_state
@@ -304,8 +305,12 @@ local function apply_purges(app)
             end
         end
     end
-    -- what this worker has applied, for the purge's answer (wait_purged)
-    state:set("purge:done:" .. ngx.worker.id(), purge_seq, 3600)
+    -- what this worker has applied, for the purge's answer (wait_purged);
+    -- written when it moves, not on every tick (no expiry: it must stay)
+    if purge_seq ~= purge_done then
+        state:set("purge:done:" .. ngx.worker.id(), purge_seq)
+        purge_done = purge_seq
+    end
 end
 
 -- wait_purged waits until every worker of the node has applied purge seq
@@ -325,7 +330,6 @@ function _M.wait_purged(seq, limit)
             return behind
         end
         ngx_sleep(0.01)
-        ngx.update_time()
     end
 end
 
