@@ -16,9 +16,15 @@ import (
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 )
 
-// preheatCommands are the resilience commands `detailpage preheat` runs.
-func preheatCommands() []resilience.Command {
+// preheatCommands are the resilience commands `detailpage preheat` runs,
+// the batch bulkhead admitting at least workers batches at once.
+func preheatCommands(workers int) []resilience.Command {
 	cmds := preheat.Commands()
+	for i := range cmds {
+		if cmds[i].Name == preheat.CmdBatch {
+			cmds[i].MaxConcurrent = max(cmds[i].MaxConcurrent, workers)
+		}
+	}
 	cmds = append(cmds, sourceclient.Commands()...)
 	cmds = append(cmds, resilience.Defaults(sourceclient.CommandName("product", "ids")))
 	return append(cmds, pagedoc.Commands()...)
@@ -41,7 +47,7 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	workers := f.Int("workers", "DETAILPAGE_PREHEAT_WORKERS", preheat.DefaultWorkers, "partitions this instance works on at once")
 	dry := f.EnvBool("dry-run", "DETAILPAGE_PREHEAT_DRY_RUN", false, "print the plan (order, partitions, first ids) and write nothing")
 	quiet := f.EnvBool("quiet", "DETAILPAGE_PREHEAT_QUIET", false, "no progress line every second on stderr")
-	cmds := commandSettings(f, preheatCommands())
+	cmds := commandSettings(f, preheatCommands(0))
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -54,7 +60,7 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	release, err := resilience.ConfigureService(preheatCommands(), over)
+	release, err := resilience.ConfigureService(preheatCommands(*workers), over)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/detailpage/detailpage/go/internal/catalog"
@@ -43,6 +44,105 @@ type Assembler struct {
 	// Workers is how many batch requests of one dimension are in flight at
 	// once (seed 004: one worker pool per dimension).
 	Workers int
+	// Recent, when set, keeps what pages show of recommended products
+	// across calls (nil: each call reads Redis, then the source). See
+	// Recent.
+	Recent *Recent
+}
+
+// Recent is what a page shows of recently seen products — name, first
+// picture and price — kept for a short while so that a bulk build (a
+// preheat) does not fetch them again for every page that recommends them.
+// Each page recommends eight products: on a cold Redis main, whose
+// dimension keys are gone, fetching their base and price records from the
+// source was most of a full rebuild's time (docs/preheat.md).
+//
+// Entries come from the records a call fetched anyway (its own products'
+// and the recommended ones) and expire after the TTL. A page built from
+// an entry shows a recommended product as it was at most that long ago:
+// the same kind of age a page has anyway, since nothing rebuilds the
+// pages that recommend a product when the product changes.
+type Recent struct {
+	ttl    time.Duration
+	bases  *lru.Cache[int64, seen[catalog.Product]]
+	prices *lru.Cache[int64, seen[catalog.Price]]
+}
+
+// seen is a record and when it was read. Age is checked on the way out
+// (golang-lru's expirable cache would run a goroutine per cache that
+// nothing can stop).
+type seen[T any] struct {
+	v  T
+	at time.Time
+}
+
+// Recent's defaults: entries (per kind) and age.
+const (
+	DefaultRecentSize = 65_536
+	DefaultRecentTTL  = 5 * time.Second
+)
+
+// NewRecent returns a Recent of at most size products per kind, each kept
+// at most ttl.
+func NewRecent(size int, ttl time.Duration) *Recent {
+	bases, err := lru.New[int64, seen[catalog.Product]](max(size, 1))
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	prices, err := lru.New[int64, seen[catalog.Price]](max(size, 1))
+	if err != nil {
+		panic(err)
+	}
+	return &Recent{ttl: ttl, bases: bases, prices: prices}
+}
+
+// get is c's entry for id when it is younger than the TTL.
+func get[T any](r *Recent, c *lru.Cache[int64, seen[T]], id int64) (T, bool) {
+	e, ok := c.Get(id)
+	if !ok || time.Since(e.at) > r.ttl {
+		var zero T
+		return zero, false
+	}
+	return e.v, true
+}
+
+// remember keeps what a page shows of the base and price records read.
+func (r *Recent) remember(bases map[int64]catalog.Product, prices map[int64]catalog.Price) {
+	if r == nil {
+		return
+	}
+	now := time.Now()
+	for id, b := range bases {
+		r.bases.Add(id, seen[catalog.Product]{b, now})
+	}
+	for id, p := range prices {
+		r.prices.Add(id, seen[catalog.Price]{p, now})
+	}
+}
+
+// rememberOwn keeps what a page shows of the products whose records d
+// fetched: a later call's pages may recommend them.
+func (r *Recent) rememberOwn(d *dims) {
+	if r == nil {
+		return
+	}
+	now := time.Now()
+	for id, rec := range d.recs[catalog.KindProduct] {
+		r.bases.Add(id, seen[catalog.Product]{recShown(*rec.(*catalog.Product)), now})
+	}
+	for id, rec := range d.recs[catalog.KindPrice] {
+		r.prices.Add(id, seen[catalog.Price]{*rec.(*catalog.Price), now})
+	}
+}
+
+// recShown is the part of a base record a page shows of a recommended
+// product (BuildPage reads the name and the first picture).
+func recShown(p catalog.Product) catalog.Product {
+	out := catalog.Product{Name: p.Name}
+	if len(p.Images) > 0 {
+		out.Images = []catalog.Image{{URL: p.Images[0].URL}}
+	}
+	return out
 }
 
 // Commands of the Redis calls made here.
@@ -142,21 +242,22 @@ func fetchAll[T any](ctx context.Context, a *Assembler, service string, ids []in
 	return sourceclient.DecodeAll[T](service, raws)
 }
 
-// fetchRecords is fetchRaw decoded into records of kind.
-func fetchRecords(ctx context.Context, a *Assembler, kind *catalog.Kind, ids []int64) (map[int64]catalog.Record, error) {
-	raws, err := fetchRaw(ctx, a, kind.Name, ids)
+// fetchRecords is fetchRaw decoded into records of kind; raws are the
+// records' JSON as the source sent it.
+func fetchRecords(ctx context.Context, a *Assembler, kind *catalog.Kind, ids []int64) (recs map[int64]catalog.Record, raws map[int64]json.RawMessage, err error) {
+	raws, err = fetchRaw(ctx, a, kind.Name, ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make(map[int64]catalog.Record, len(raws))
+	recs = make(map[int64]catalog.Record, len(raws))
 	for id, raw := range raws {
 		r := kind.New()
-		if err := json.Unmarshal(raw, r); err != nil {
-			return nil, fmt.Errorf("decode %s %d: %w", kind, id, err)
+		if err := catalog.Decode(raw, r); err != nil {
+			return nil, nil, fmt.Errorf("decode %s %d: %w", kind, id, err)
 		}
-		out[id] = r
+		recs[id] = r
 	}
-	return out, nil
+	return recs, raws, nil
 }
 
 // records holds records by kind and product id; a kind without a map was
@@ -166,7 +267,11 @@ type records map[*catalog.Kind]map[int64]catalog.Record
 // dims holds the fetched dimensions, and the base and price of the
 // recommended products.
 type dims struct {
-	recs   records
+	recs records
+	// raws are the fetched records' JSON as the source sent it (decoded
+	// into recs, so valid): written to Redis as they are, not encoded
+	// again.
+	raws   map[*catalog.Kind]map[int64]json.RawMessage
 	rbase  map[int64]catalog.Product
 	rprice map[int64]catalog.Price
 }
@@ -174,7 +279,7 @@ type dims struct {
 // fetch loads the wanted dimensions of ids from the source, one worker pool
 // per dimension.
 func (a *Assembler) fetch(ctx context.Context, ids []int64, want map[catalog.Dimension]bool) (*dims, error) {
-	d := &dims{recs: records{}}
+	d := &dims{recs: records{}, raws: map[*catalog.Kind]map[int64]json.RawMessage{}}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for _, k := range catalog.ProductKinds {
@@ -182,13 +287,13 @@ func (a *Assembler) fetch(ctx context.Context, ids []int64, want map[catalog.Dim
 			continue
 		}
 		g.Go(func() error {
-			got, err := fetchRecords(gctx, a, k, ids)
+			got, raws, err := fetchRecords(gctx, a, k, ids)
 			if err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			d.recs[k] = got
+			d.recs[k], d.raws[k] = got, raws
 			return nil
 		})
 	}
@@ -212,28 +317,48 @@ func (a *Assembler) fetchRecommended(ctx context.Context, d *dims, recs []catalo
 		}
 	}
 	slices.Sort(ids)
-	// Redis first: the recommended products are usually there already, and
-	// one pipelined read is far cheaper than two more source batches. Only
-	// what Redis lacks is fetched from the source.
 	d.rbase, d.rprice = map[int64]catalog.Product{}, map[int64]catalog.Price{}
-	stored, err := resilience.Do(ctx, CmdRedisRead, func(ctx context.Context) (map[int64]redisstore.StoredProduct, error) {
-		return a.store.Dimensions(ctx, ids, catalog.DimBase, catalog.DimPrice)
-	}, nil)
-	var needBase, needPrice []int64
+	// First what this call fetched already (its own products) and what
+	// a.Recent has; then Redis, where the recommended products usually
+	// are (one pipelined read is far cheaper than two more source
+	// batches); only what neither has is fetched from the source.
+	var askRedis []int64
 	for _, id := range ids {
-		if err != nil || !decodeRecBase(stored[id].Dims[catalog.DimBase], d.rbase, id) {
-			needBase = append(needBase, id)
-		}
-		if err != nil || !decodeInto(stored[id].Dims[catalog.DimPrice], d.rprice, id) {
-			needPrice = append(needPrice, id)
+		baseOK, priceOK := d.known(a.Recent, id)
+		if !baseOK || !priceOK {
+			askRedis = append(askRedis, id)
 		}
 	}
-	var fromBase map[int64]catalog.Product
+	// learnt: read from Redis or the source by this call (what a.Recent
+	// keeps; an entry taken from it is not put back, so it ages out)
+	learntBase, learntPrice := map[int64]catalog.Product{}, map[int64]catalog.Price{}
+	var needBase, needPrice []int64
+	if len(askRedis) > 0 {
+		stored, err := resilience.Do(ctx, CmdRedisRead, func(ctx context.Context) (map[int64]redisstore.StoredProduct, error) {
+			return a.store.Dimensions(ctx, askRedis, catalog.DimBase, catalog.DimPrice)
+		}, nil)
+		for _, id := range askRedis {
+			if _, ok := d.rbase[id]; !ok && (err != nil || !decodeRecBase(stored[id].Dims[catalog.DimBase], learntBase, id)) {
+				needBase = append(needBase, id)
+			}
+			if _, ok := d.rprice[id]; !ok && (err != nil || !decodeInto(stored[id].Dims[catalog.DimPrice], learntPrice, id)) {
+				needPrice = append(needPrice, id)
+			}
+		}
+	}
 	var fromPrice map[int64]catalog.Price
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		fromBase, err = fetchAll[catalog.Product](gctx, a, catalog.KindProduct.Name, needBase)
-		return
+	g.Go(func() error {
+		raws, err := fetchRaw(gctx, a, catalog.KindProduct.Name, needBase)
+		if err != nil {
+			return err
+		}
+		for id, raw := range raws {
+			if !decodeRecBase(raw, learntBase, id) {
+				return fmt.Errorf("decode %s %d: not a product record", catalog.KindProduct, id)
+			}
+		}
+		return nil
 	})
 	g.Go(func() (err error) {
 		fromPrice, err = fetchAll[catalog.Price](gctx, a, catalog.KindPrice.Name, needPrice)
@@ -242,13 +367,38 @@ func (a *Assembler) fetchRecommended(ctx context.Context, d *dims, recs []catalo
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("pagedoc: fetch recommended: %w", err)
 	}
-	for id, v := range fromBase {
+	for id, v := range fromPrice {
+		learntPrice[id] = v
+	}
+	for id, v := range learntBase {
 		d.rbase[id] = v
 	}
-	for id, v := range fromPrice {
+	for id, v := range learntPrice {
 		d.rprice[id] = v
 	}
+	a.Recent.remember(learntBase, learntPrice)
 	return nil
+}
+
+// known fills d.rbase and d.rprice for the recommended product id from
+// the records d fetched for its own products, else from recent (may be
+// nil), and reports which of the two it found.
+func (d *dims) known(recent *Recent, id int64) (base, price bool) {
+	if r, ok := d.recs[catalog.KindProduct][id]; ok {
+		d.rbase[id], base = recShown(*r.(*catalog.Product)), true
+	} else if recent != nil {
+		if b, ok := get(recent, recent.bases, id); ok {
+			d.rbase[id], base = b, true
+		}
+	}
+	if r, ok := d.recs[catalog.KindPrice][id]; ok {
+		d.rprice[id], price = *r.(*catalog.Price), true
+	} else if recent != nil {
+		if p, ok := get(recent, recent.prices, id); ok {
+			d.rprice[id], price = p, true
+		}
+	}
+	return base, price
 }
 
 // has reports whether the source answered any dimension of id: an edit
@@ -300,8 +450,13 @@ func (d *dims) fetchedParts(id int64, only []catalog.Dimension) catalog.Parts {
 }
 
 // dimEntries are the versioned Redis writes of one product's dimensions
-// (the base only when p carries one).
-func dimEntries(id int64, p catalog.Parts) ([]redisstore.Entry, error) {
+// (the base only when p carries one). A record whose JSON the source sent
+// (in raws) is written as it came: encoding each dimension again was a
+// tenth of a full rebuild's CPU. Values must start with their version
+// (redisstore.Put, and the scripts that read it): the source writes every
+// record so; one whose prefix is not the version it decoded to (another
+// shape, a duplicate "version" name) is encoded here.
+func dimEntries(id int64, p catalog.Parts, raws map[*catalog.Kind]map[int64]json.RawMessage) ([]redisstore.Entry, error) {
 	var out []redisstore.Entry
 	for _, k := range catalog.ProductKinds {
 		r := k.Part(&p)
@@ -309,9 +464,12 @@ func dimEntries(id int64, p catalog.Parts) ([]redisstore.Entry, error) {
 			continue
 		}
 		_, version := r.Stamped()
-		b, err := encode(r)
-		if err != nil {
-			return nil, fmt.Errorf("pagedoc: encode %d %s: %w", id, k.Dim, err)
+		b := []byte(raws[k][id])
+		if redisstore.VersionOf(b[:min(len(b), 40)]) != version {
+			var err error
+			if b, err = encode(r); err != nil {
+				return nil, fmt.Errorf("pagedoc: encode %d %s: %w", id, k.Dim, err)
+			}
 		}
 		out = append(out, redisstore.Entry{Key: redisstore.DimKey(id, k.Dim), Version: version, Value: b})
 	}
@@ -329,6 +487,7 @@ func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	a.Recent.rememberOwn(d)
 	recs := make([]catalog.Recommendations, 0, len(d.recs[catalog.KindRecommend]))
 	for _, r := range d.recs[catalog.KindRecommend] {
 		recs = append(recs, *r.(*catalog.Recommendations))
@@ -353,7 +512,7 @@ func (a *Assembler) Products(ctx context.Context, ids []int64) (Result, error) {
 			return Result{}, fmt.Errorf("pagedoc: encode %d: %w", id, err)
 		}
 		res.Docs[id] = body
-		de, err := dimEntries(id, p)
+		de, err := dimEntries(id, p, d.raws)
 		if err != nil {
 			return Result{}, err
 		}
@@ -497,7 +656,7 @@ func (a *Assembler) Apply(ctx context.Context, changes map[int64][]catalog.Dimen
 			patches = append(patches, p)
 			continue
 		}
-		de, err := dimEntries(id, parts)
+		de, err := dimEntries(id, parts, d.raws)
 		if err != nil {
 			return Result{}, err
 		}
@@ -678,7 +837,7 @@ func decodeRecord(kind *catalog.Kind, raw []byte, m map[int64]catalog.Record, id
 		return false
 	}
 	r := kind.New()
-	if err := json.Unmarshal(raw, r); err != nil {
+	if err := catalog.Decode(raw, r); err != nil {
 		return false
 	}
 	m[id] = r
@@ -704,7 +863,7 @@ func decodeRecBase(raw []byte, m map[int64]catalog.Product, id int64) bool {
 		return false
 	}
 	var b recBase
-	if err := json.Unmarshal(raw, &b); err != nil {
+	if err := catalog.Decode(raw, &b); err != nil {
 		return false
 	}
 	p := catalog.Product{Name: b.Name}
@@ -722,7 +881,7 @@ func decodeInto[T any](raw []byte, m map[int64]T, id int64) bool {
 		return false
 	}
 	var v T
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if err := catalog.Decode(raw, &v); err != nil {
 		return false
 	}
 	m[id] = v

@@ -373,3 +373,71 @@ func BenchmarkPatchPages(b *testing.B) {
 		}
 	}
 }
+
+// With a Recent, a later call does not fetch again from the source what
+// an earlier one read (its own products' base and price, and those it
+// recommended), even when Redis has lost them; its pages are the same as
+// without. An entry older than the Recent's TTL is fetched again.
+func TestRecentSparesRecommendedFetches(t *testing.T) {
+	first, second := allIDs()[:25], allIDs()[25:]
+	build := func(t *testing.T, recent *pagedoc.Recent) (map[int64][]byte, map[string]int64) {
+		h := MustAssembler(t)
+		h.asm.Recent = recent
+		if _, err := h.asm.Products(t.Context(), first); err != nil {
+			t.Fatal(err)
+		}
+		// Redis main flushed: the recommended products' dimensions are
+		// gone, as on a cold main.
+		if err := h.store.Client().FlushAll(t.Context()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		h.lookups(t, http.MethodDelete)
+		res, err := h.asm.Products(t.Context(), second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Docs, h.lookups(t, http.MethodGet)
+	}
+	h := MustAssembler(t)
+	seen := union(first, h.recommended(t, first))
+	needed := union(second, h.recommended(t, second))
+	fresh := slices.DeleteFunc(slices.Clone(needed), func(id int64) bool { return slices.Contains(seen, id) && !slices.Contains(second, id) })
+	if len(fresh) == len(needed) {
+		t.Fatal("the second batch needs nothing the first one read: the test shows nothing")
+	}
+
+	plain, plainLookups := build(t, nil)
+	cached, cachedLookups := build(t, pagedoc.NewRecent(pagedoc.DefaultRecentSize, pagedoc.DefaultRecentTTL))
+	expired, expiredLookups := build(t, pagedoc.NewRecent(pagedoc.DefaultRecentSize, time.Nanosecond))
+	for name, got := range map[string]map[string]int64{"without a Recent": plainLookups, "with an expired Recent": expiredLookups} {
+		if got["product"] != int64(len(needed)) || got["price"] != int64(len(needed)) {
+			t.Errorf("%s: product %d, price %d ids asked for, want %d each", name, got["product"], got["price"], len(needed))
+		}
+	}
+	if cachedLookups["product"] != int64(len(fresh)) || cachedLookups["price"] != int64(len(fresh)) {
+		t.Errorf("with a Recent: product %d, price %d ids asked for, want %d each (only what the first call did not read)",
+			cachedLookups["product"], cachedLookups["price"], len(fresh))
+	}
+	for _, docs := range []map[int64][]byte{cached, expired} {
+		for _, id := range second {
+			if a, b := withoutUpdatedAt(t, plain[id]), withoutUpdatedAt(t, docs[id]); a != b {
+				t.Fatalf("page %d differs with a Recent:\n%s\n%s", id, a, b)
+			}
+		}
+	}
+}
+
+// withoutUpdatedAt is a page document with its build time blanked.
+func withoutUpdatedAt(t *testing.T, doc []byte) string {
+	t.Helper()
+	var d catalog.PageDoc
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatalf("page %q: %v", doc, err)
+	}
+	d.UpdatedAt = ""
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

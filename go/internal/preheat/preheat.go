@@ -166,6 +166,9 @@ type runner struct {
 	plan  *Plan
 	owner string
 	lim   *rate.Limiter
+	// recent is shared by the run's batches: a page's recommended
+	// products were mostly fetched already as another batch's products.
+	recent *pagedoc.Recent
 
 	products, written, partitions atomic.Int64
 	inflight                      atomic.Int64 // products of held partitions done so far
@@ -194,7 +197,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := resilience.Configure(Commands()...); err == nil {
 		defer resilience.Release(names(Commands())...)
 	}
-	r := &runner{cfg: cfg, keys: keysOf(cfg.Run), owner: ownerID()}
+	// Each worker holds one batch at a time: more workers than the batch
+	// bulkhead admits would fail their batches with "max concurrency".
+	if limit := resilience.Settings(CmdBatch).MaxConcurrent; cfg.Workers > limit {
+		return Summary{}, fmt.Errorf("preheat: %d workers but %s admits %d batches at once: use at most %d workers, or raise it (--commands '%s:max_concurrent=%d')",
+			cfg.Workers, CmdBatch, limit, limit, CmdBatch, cfg.Workers)
+	}
+	r := &runner{cfg: cfg, keys: keysOf(cfg.Run), owner: ownerID(), recent: pagedoc.NewRecent(pagedoc.DefaultRecentSize, pagedoc.DefaultRecentTTL)}
 	r.lim = rate.NewLimiter(rate.Inf, BatchSize)
 	if cfg.Rate > 0 {
 		// A bucket of one batch, empty at the start: the bound holds from
@@ -377,6 +386,7 @@ func (r *runner) partition(ctx context.Context, c *claim) error {
 		return fmt.Errorf("preheat: %w", err)
 	}
 	asm := pagedoc.New(r.cfg.Source, fenced)
+	asm.Recent = r.recent
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var renewWG sync.WaitGroup

@@ -305,6 +305,26 @@ func TestOnly(t *testing.T) {
 	}
 }
 
+// More workers than the batch bulkhead admits would fail their batches
+// with "max concurrency" halfway: the run refuses at the start, saying
+// what to change, and writes nothing.
+func TestMoreWorkersThanTheBulkheadRefused(t *testing.T) {
+	h := mustHarness(t)
+	cfg := h.cfg("workers")
+	for _, c := range preheat.Commands() {
+		if c.Name == preheat.CmdBatch {
+			cfg.Workers = c.MaxConcurrent + 1
+		}
+	}
+	_, err := preheat.Run(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "max_concurrent") || !strings.Contains(err.Error(), preheat.CmdBatch) {
+		t.Fatalf("run with %d workers: %v, want a refusal naming %s's max_concurrent", cfg.Workers, err, preheat.CmdBatch)
+	}
+	if n := h.items(t); n != 0 {
+		t.Errorf("%d documents written by a refused run", n)
+	}
+}
+
 // Preheat never replaces a newer version: a document newer than the
 // source's stays.
 func TestNeverOverwritesNewer(t *testing.T) {

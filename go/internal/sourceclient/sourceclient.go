@@ -137,7 +137,7 @@ func Get[T any](ctx context.Context, c *Client, service string, id int64) (T, er
 	if err != nil {
 		return v, err
 	}
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if err := catalog.Decode(raw, &v); err != nil {
 		return v, fmt.Errorf("decode %s %d: %w", service, id, err)
 	}
 	return v, nil
@@ -162,7 +162,7 @@ func Lookup[T any](ctx context.Context, c *Client, service string, id int64) (T,
 	if err != nil {
 		return v, err
 	}
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if err := catalog.Decode(raw, &v); err != nil {
 		return v, fmt.Errorf("decode %s %d: %w", service, id, err)
 	}
 	return v, nil
@@ -233,7 +233,7 @@ func DecodeAll[T any](service string, raws map[int64]json.RawMessage) (map[int64
 	out := make(map[int64]T, len(raws))
 	for id, raw := range raws {
 		var v T
-		if err := json.Unmarshal(raw, &v); err != nil {
+		if err := catalog.Decode(raw, &v); err != nil {
 			return nil, fmt.Errorf("decode %s %d: %w", service, id, err)
 		}
 		out[id] = v
@@ -262,10 +262,10 @@ func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map
 	if err != nil {
 		return nil, err
 	}
-	var resp struct {
-		Items []json.RawMessage `json:"items"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil {
+	// One validating pass splits the items (encoding/json would scan the
+	// body twice before the records are decoded).
+	var resp catalog.RawItems
+	if err := catalog.Decode(body, &resp); err != nil {
 		return nil, fmt.Errorf("decode %s batch: %w", service, err)
 	}
 	asked := make(map[int64]bool, len(ids))
@@ -273,7 +273,8 @@ func (c *Client) batchRaw(ctx context.Context, service string, ids []int64) (map
 		asked[id] = true
 	}
 	out := make(map[int64]json.RawMessage, len(resp.Items))
-	for _, raw := range resp.Items {
+	for _, item := range resp.Items {
+		raw := json.RawMessage(item)
 		id, err := itemID(raw)
 		if err != nil {
 			return nil, fmt.Errorf("decode %s batch item: %w", service, err)
