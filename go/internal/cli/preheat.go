@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -55,6 +56,12 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	log, err := newLogger("preheat", *lvl)
 	if err != nil {
 		return err
+	}
+	// A one-shot whose live heap is a few batches: collecting four times
+	// less often costs a few MB and saves most of the tenth of its CPU the
+	// collector took at the default (GOGC=100). An explicit GOGC wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
 	}
 	over, err := cmds()
 	if err != nil {
