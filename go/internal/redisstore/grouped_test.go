@@ -307,8 +307,9 @@ func TestGroupedPutSplitValueTwice(t *testing.T) {
 }
 
 // A product with more keys than a call holds is written in several calls
-// of at most redisstore.MaxCallKeys, values over a megabyte in calls of
-// their own, and an untagged key in a call of its own.
+// of at most redisstore.MaxCallKeys, a repeated key in a new call, values
+// over a megabyte in calls of their own, and an untagged key in a call of
+// its own.
 func TestGroupedPutCallBounds(t *testing.T) {
 	st := MustStore(t)
 	var entries []redisstore.Entry
@@ -319,6 +320,27 @@ func TestGroupedPutCallBounds(t *testing.T) {
 	MustPut(t, st, len(entries), entries...)
 	if calls := MustEvalshaCalls(t, st); calls != 3 {
 		t.Errorf("%d keys of one tag in %d calls, want 3", len(entries), calls)
+	}
+
+	// A key repeated in a run starts a new call: the repeat is evaluated
+	// after the first write (a call writes its keys with one MSET).
+	MustResetStats(t, st)
+	MustPut(t, st, 4,
+		redisstore.Entry{Key: "item:{10}", Version: 1, Value: doc(1, "a")},
+		redisstore.Entry{Key: "item:{10}:base", Version: 1, Value: doc(1, "b")},
+		redisstore.Entry{Key: "item:{10}", Version: 2, Value: doc(2, "a")},
+		redisstore.Entry{Key: "item:{10}:spec", Version: 1, Value: doc(1, "c")},
+		redisstore.Entry{Key: "item:{10}:base", Version: 1, Value: doc(1, "stale")})
+	// The calls: [{10}, base] and [{10} v2, spec, base]: each repeat is in
+	// the call after its first write's.
+	if calls := MustEvalshaCalls(t, st); calls != 2 {
+		t.Errorf("%d calls for a run with repeated keys, want 2", calls)
+	}
+	if got := MustGet(t, st, "item:{10}"); !bytes.Equal(got, doc(2, "a")) {
+		t.Errorf("item:{10} = %s, want the repeat's newer value", got)
+	}
+	if got := MustGet(t, st, "item:{10}:base"); !bytes.Equal(got, doc(1, "b")) {
+		t.Errorf("item:{10}:base = %s, want the first value (the repeat is not newer)", got)
 	}
 
 	big := func(key string) redisstore.Entry {

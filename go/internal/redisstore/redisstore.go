@@ -91,32 +91,42 @@ end
 return 1
 `)
 
-// casManyScript is casScript over several keys in one call: Put sends one
-// call per run of consecutive entries that share a hash tag (one product's
-// keys), which costs Redis one script invocation, and one replicated
-// MULTI/EXEC of its effects, per product instead of per value. ARGV[1] is
-// how many entries n the call has; KEYS[1..n] are their keys, and for each
-// in turn ARGV holds casScript's four arguments (version, value or segment
-// head, TTL ms, segment count) followed by its segments. Each key gets
-// exactly casScript's compare-and-set, in order, so a key written twice in
-// one call sees its first write. A fenced call passes the fence as
-// KEYS[n+1] and its token as the last ARGV, checked once before any write:
-// the call is refused as a whole (FENCED, touching nothing) or runs whole,
-// atomically with the check. A key whose commands fail (a value of another
-// type) does not stop the others, as with one call per key; the call then
-// answers the first such error. Returns how many keys were written.
+// casManyScript is casScript over several distinct keys in one call: Put
+// sends one call per run of consecutive entries that share a hash tag (one
+// product's keys), which costs Redis one script invocation, and one
+// replicated MULTI/EXEC of its effects, per product instead of per value.
+// ARGV[1] is how many entries n the call has; KEYS[1..n] are their keys,
+// and for each in turn ARGV holds casScript's four arguments (version,
+// value or segment head, TTL ms, segment count) followed by its segments.
+// Each key gets exactly casScript's compare-and-set. A fenced call passes
+// the fence as KEYS[n+1] and its token as the last ARGV, checked once
+// before any write: the call is refused as a whole (FENCED, touching
+// nothing) or runs whole, atomically with the check. A key whose commands
+// fail (a value of another type) does not stop the others, as with one
+// call per key; the call then answers the first such error. Returns how
+// many keys were written.
 //
-// The current value is read with GETRANGE over its first 80 bytes: the
-// version and segment prefix fit (19 digits at most each), and the value
-// itself does not have to be copied into the script.
+// What it costs Redis is mostly per redis.call (each one converts its
+// arguments and reply between Lua and Redis), so: one EXISTS over all the
+// keys first, and when none exists (a cold write, as preheat's) no key is
+// read; otherwise the current value is read with GETRANGE over its first
+// 80 bytes (the version and segment prefix fit, 19 digits at most each;
+// the value is not copied into the script). The accepted values without a
+// TTL are written by one MSET at the end, which is why a call's keys must
+// be distinct (calls starts a new call at a repeated key, so the repeat
+// sees the first write). Numbers given to redis.call are strings: a Lua
+// number is formatted with sprintf on every call.
 var casManyScript = redis.NewScript(`
 local n = tonumber(ARGV[1])
 if #KEYS > n and redis.call('GET', KEYS[n + 1]) ~= ARGV[#ARGV] then
   return redis.error_reply('FENCED fence ' .. KEYS[n + 1] .. ' no longer holds token ' .. ARGV[#ARGV])
 end
+local cold = redis.call('EXISTS', unpack(KEYS, 1, n)) == 0
+local mset = {}
 local function put(key, a, nseg)
   local newv = tonumber(ARGV[a])
-  local cur = redis.call('GETRANGE', key, 0, 79)
+  local cur = ''
+  if not cold then cur = redis.call('GETRANGE', key, '0', '79') end
   if cur ~= '' then
     local v = tonumber(string.match(cur, '^{"version":(%d+)'))
     local oldv, oldn = string.match(cur, '^{"version":(%d+),"segments":(%d+)')
@@ -132,15 +142,17 @@ local function put(key, a, nseg)
       for i = 0, tonumber(oldn) - 1 do redis.call('DEL', key .. ':' .. oldv .. ':' .. i) end
     end
   end
-  local ttl = tonumber(ARGV[a + 2])
+  local ttl = ARGV[a + 2]
+  local expires = tonumber(ttl) > 0
   for i = 0, nseg - 1 do
     local k = key .. ':' .. ARGV[a] .. ':' .. i
-    if ttl > 0 then redis.call('SET', k, ARGV[a + 4 + i], 'PX', ttl) else redis.call('SET', k, ARGV[a + 4 + i]) end
+    if expires then redis.call('SET', k, ARGV[a + 4 + i], 'PX', ttl) else redis.call('SET', k, ARGV[a + 4 + i]) end
   end
-  if ttl > 0 then
+  if expires then
     redis.call('SET', key, ARGV[a + 1], 'PX', ttl)
   else
-    redis.call('SET', key, ARGV[a + 1])
+    mset[#mset + 1] = key
+    mset[#mset + 1] = ARGV[a + 1]
   end
   return 1
 end
@@ -154,6 +166,10 @@ for i = 1, n do
     failed = r
   end
   a = a + 4 + nseg
+end
+if #mset > 0 then
+  local ok, r = pcall(redis.call, 'MSET', unpack(mset))
+  if not ok and not failed then failed = r end
 end
 if failed then
   if type(failed) == 'table' and failed.err then return redis.error_reply(failed.err) end
@@ -186,16 +202,17 @@ func hashTag(key string) (string, bool) {
 }
 
 // calls cuts entries into the runs Put sends as one casManyScript call
-// each: consecutive entries with the same hash tag, bounded by maxCallKeys
-// and maxCallBytes; an entry without a tag is a call of its own. The runs
-// keep the entries' order.
+// each: consecutive entries with the same hash tag and distinct keys,
+// bounded by maxCallKeys and maxCallBytes; an entry without a tag is a
+// call of its own. The runs keep the entries' order, so a key written
+// twice is written by two calls, the second evaluated after the first.
 func calls(entries []Entry) [][]Entry {
 	var out [][]Entry
 	start, bytes := 0, 0
 	tag, tagged := "", false
 	for i, e := range entries {
 		t, ok := hashTag(e.Key)
-		if i > start && (!ok || !tagged || t != tag || i-start >= maxCallKeys || bytes+len(e.Value) > maxCallBytes) {
+		if i > start && (!ok || !tagged || t != tag || i-start >= maxCallKeys || bytes+len(e.Value) > maxCallBytes || hasKey(entries[start:i], e.Key)) {
 			out = append(out, entries[start:i])
 			start, bytes = i, 0
 		}
@@ -203,6 +220,15 @@ func calls(entries []Entry) [][]Entry {
 		bytes += len(e.Value)
 	}
 	return append(out, entries[start:])
+}
+
+func hasKey(entries []Entry, key string) bool {
+	for _, e := range entries {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // MaxValueBytes is the largest value Put stores under one key; a larger one
