@@ -511,3 +511,32 @@ func TestGroupedFencedPrefixWhenFenceMoves(t *testing.T) {
 	}
 	t.Logf("%d of %d products written before the fence moved", n/keys, products)
 }
+
+// A key named like a segment of a split value written in the same call
+// (no key of the contract is): the writes still land in the entries'
+// order, as with one call per key.
+func TestGroupedPutKeyNamedLikeASegment(t *testing.T) {
+	desc := redisstore.DimKey(11, catalog.DimDescription)
+	seg0 := redisstore.SegmentKey(desc, 10, 0)
+	split := redisstore.Entry{Key: desc, Version: 10, Value: bigValue(10, 150<<10, "s")}
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			st := MustStore(t)
+			// after the split value: its first segment starts with version
+			// 10, so an older write to that key is refused
+			MustPut(t, p.view(st), 1, split, redisstore.Entry{Key: seg0, Version: 5, Value: doc(5, "after")})
+			if got := MustGet(t, st, desc); !bytes.Equal(got, split.Value) {
+				t.Fatalf("split value: %d bytes back, want %d", len(got), len(split.Value))
+			}
+			// before it, on empty keys: written, then overwritten by the
+			// segment
+			if err := st.Client().FlushDB(t.Context()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			MustPut(t, p.view(st), 2, redisstore.Entry{Key: seg0, Version: 5, Value: doc(5, "before")}, split)
+			if got := MustGet(t, st, desc); !bytes.Equal(got, split.Value) {
+				t.Fatalf("split value written after the key: %d bytes back, want %d", len(got), len(split.Value))
+			}
+		})
+	}
+}

@@ -114,8 +114,12 @@ return 1
 // the value is not copied into the script). The accepted values without a
 // TTL are written by one MSET at the end, which is why a call's keys must
 // be distinct (calls starts a new call at a repeated key, so the repeat
-// sees the first write). Numbers given to redis.call are strings: a Lua
-// number is formatted with sprintf on every call.
+// sees the first write). Segment keys are other keys than the entries':
+// before a segment is checked, deleted or written, the MSET so far is
+// made, and a call that wrote segments reads every later key, so even a
+// key named like a segment of another entry sees the writes in order.
+// Numbers given to redis.call are strings: a Lua number is formatted with
+// sprintf on every call.
 var casManyScript = redis.NewScript(`
 local n = tonumber(ARGV[1])
 if #KEYS > n and redis.call('GET', KEYS[n + 1]) ~= ARGV[#ARGV] then
@@ -123,6 +127,13 @@ if #KEYS > n and redis.call('GET', KEYS[n + 1]) ~= ARGV[#ARGV] then
 end
 local cold = redis.call('EXISTS', unpack(KEYS, 1, n)) == 0
 local mset = {}
+local function flush()
+  if #mset > 0 then
+    local args = mset
+    mset = {}
+    redis.call('MSET', unpack(args))
+  end
+end
 local function put(key, a, nseg)
   local newv = tonumber(ARGV[a])
   local cur = ''
@@ -130,6 +141,7 @@ local function put(key, a, nseg)
   if cur ~= '' then
     local v = tonumber(string.match(cur, '^{"version":(%d+)'))
     local oldv, oldn = string.match(cur, '^{"version":(%d+),"segments":(%d+)')
+    if oldv then flush() end
     if v and v >= newv then
       if v > newv or not oldv then return 0 end
       local whole = true
@@ -144,6 +156,7 @@ local function put(key, a, nseg)
   end
   local ttl = ARGV[a + 2]
   local expires = tonumber(ttl) > 0
+  if nseg > 0 then flush() cold = false end
   for i = 0, nseg - 1 do
     local k = key .. ':' .. ARGV[a] .. ':' .. i
     if expires then redis.call('SET', k, ARGV[a + 4 + i], 'PX', ttl) else redis.call('SET', k, ARGV[a + 4 + i]) end
@@ -167,10 +180,8 @@ for i = 1, n do
   end
   a = a + 4 + nseg
 end
-if #mset > 0 then
-  local ok, r = pcall(redis.call, 'MSET', unpack(mset))
-  if not ok and not failed then failed = r end
-end
+local ok, r = pcall(flush)
+if not ok and not failed then failed = r end
 if failed then
   if type(failed) == 'table' and failed.err then return redis.error_reply(failed.err) end
   return redis.error_reply('ERR ' .. tostring(failed))
