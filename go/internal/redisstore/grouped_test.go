@@ -540,3 +540,65 @@ func TestGroupedPutKeyNamedLikeASegment(t *testing.T) {
 		})
 	}
 }
+
+// On a real Cluster each grouped call is one slot's: products written
+// whole in one pipeline, with a split value, a TTL entry and keys newer in
+// Redis among them, land on their shards with the same answers.
+func TestClusterGroupedPut(t *testing.T) {
+	addrs := MustCluster(t)
+	store, err := redisstore.Open(strings.Join(addrs, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cc := store.Client().(*redis.ClusterClient)
+	ctx := t.Context()
+	ids := []int64{1, 2, 3, 42, 777, 9999}
+	var routed []string
+	for _, id := range ids {
+		routed = append(routed, productKeys(id)...)
+	}
+	MustClientRoutes(t, cc, addrs[0], routed)
+	product := func(id, version int64) []redisstore.Entry {
+		var out []redisstore.Entry
+		for i, k := range productKeys(id) {
+			e := redisstore.Entry{Key: k, Version: version, Value: doc(version, k)}
+			switch i {
+			case 0:
+				e.TTL = time.Hour
+			case 2:
+				e.Value = bigValue(version, 100<<10, "c")
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	// id 42's page is newer in Redis already
+	if err := cc.Set(ctx, redisstore.ItemKey(42), doc(9, "newer"), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var entries []redisstore.Entry
+	for _, id := range ids {
+		entries = append(entries, product(id, 5)...)
+	}
+	if n, err := store.Put(ctx, entries...); err != nil || n != len(entries)-1 {
+		t.Fatalf("Put on the cluster: %d written, %v; want %d", n, err, len(entries)-1)
+	}
+	for _, e := range entries {
+		got := MustGet(t, store, e.Key)
+		if e.Key == redisstore.ItemKey(42) {
+			if !bytes.Equal(got, doc(9, "newer")) {
+				t.Errorf("%s = %s, want the newer value kept", e.Key, got)
+			}
+			continue
+		}
+		if !bytes.Equal(got, e.Value) {
+			t.Errorf("%s: %.40s…, want %.40s…", e.Key, got, e.Value)
+		}
+		if e.TTL > 0 {
+			if d, err := cc.PTTL(ctx, e.Key).Result(); err != nil || d <= 0 || d > time.Hour {
+				t.Errorf("%s ttl %v, %v; want up to an hour", e.Key, d, err)
+			}
+		}
+	}
+}
