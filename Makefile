@@ -21,8 +21,9 @@ test: test-deps build lint unit lua e2e
 ##        an app node's L1 hit (on vs off), the hot service's ingest and memory
 ##        at 10 million ids; preheat products/s and page p99 during it; the
 ##        realtime service's answers/s, p99 at half that rate and collapsing; the
-##        resilience layer's overhead per command; source lookups per 1,000
-##        requests under cache attacks, defences on and off
+##        resilience layer's overhead per command; Redis main's CPU per product
+##        written, one script call per product next to one per value; source
+##        lookups per 1,000 requests under cache attacks, defences on and off
 ##        Every benchmark with a target records a row (go/internal/benchrow);
 ##        the run ends with one table: each row's figure next to its target.
 bench: export DETAILPAGE_BENCH_RESULTS = $(CURDIR)/var/bench-results.tsv
@@ -30,7 +31,7 @@ bench: test-deps build
 	@mkdir -p var && rm -f $(DETAILPAGE_BENCH_RESULTS)
 	./scripts/bench.sh
 	DETAILPAGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./go/e2e/
-	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/ ./go/internal/hot/ ./go/internal/realtime/
+	$(GO) test -run '^$$' -bench . -benchmem ./go/internal/resilience/ ./go/internal/hot/ ./go/internal/realtime/ ./go/internal/redisstore/
 	./$(BIN) bench-protect --root $(CURDIR)
 	./scripts/bench-table.sh $(DETAILPAGE_BENCH_RESULTS)
 

@@ -141,22 +141,23 @@ func (s *Store) putRealtimeOnce(ctx context.Context, recs []RealtimeRecord, vals
 		}
 		return nil
 	})
-	return s.countWritten(cmds, err, "realtime write")
+	return s.countWritten(cmds, err, "realtime write", len(cmds))
 }
 
-// countWritten counts the scripts of a pipeline that returned 1, and maps
-// its error (a FENCED reply to ErrFenced).
-func (s *Store) countWritten(cmds []*redis.Cmd, err error, what string) (int, error) {
+// countWritten adds up what the scripts of a pipeline answered (each the
+// number of keys it wrote) out of entries values, and maps its error (a
+// FENCED reply to ErrFenced, with what the calls before it wrote).
+func (s *Store) countWritten(cmds []*redis.Cmd, err error, what string, entries int) (int, error) {
 	written := 0
 	for _, c := range cmds {
-		if n, _ := c.Int(); n == 1 {
-			written++
+		if n, _ := c.Int(); n > 0 {
+			written += n
 		}
 	}
 	if err != nil {
 		for _, c := range cmds {
 			if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "FENCED") {
-				return written, resilience.Permanent{Err: fmt.Errorf("%w: %s (%d of %d written before)", ErrFenced, s.fenceKey, written, len(cmds))}
+				return written, resilience.Permanent{Err: fmt.Errorf("%w: %s (%d of %d written before)", ErrFenced, s.fenceKey, written, entries)}
 			}
 		}
 		return 0, fmt.Errorf("redis: %s: %w", what, err)
@@ -172,7 +173,7 @@ func (s *Store) putRealtimeCluster(ctx context.Context, recs []RealtimeRecord, v
 		}
 		return nil
 	})
-	written, err := s.countWritten(cmds, err, "realtime write")
+	written, err := s.countWritten(cmds, err, "realtime write", len(cmds))
 	if err != nil || written == 0 {
 		return written, err
 	}
