@@ -155,6 +155,36 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
+// ActiveKey is there while a preheat run works on Redis main: each
+// instance sets it (its run and owner as the value) every ActiveTTL/3 with
+// a TTL of ActiveTTL, from its plan to its last partition. The sync
+// service's cold watcher counts a run under way as a load under way, and
+// waits for it instead of starting a recovery of its own that would load
+// the same products from the sources a second time (docs/preheat.md).
+const ActiveKey = "dp:preheat:active"
+
+// ActiveTTL is ActiveKey's TTL: how long after its last instance stopped
+// (or died) a run still counts as under way.
+const ActiveTTL = 3 * time.Second
+
+// announce keeps ActiveKey set until ctx ends. A failed write is only
+// logged: the run goes on, and the sync service may recover main beside
+// it (the compare-and-set keeps the two apart).
+func (r *runner) announce(ctx context.Context) {
+	t := time.NewTicker(ActiveTTL / 3)
+	defer t.Stop()
+	for {
+		if err := r.cfg.Store.Client().Set(ctx, ActiveKey, r.cfg.Run+" "+r.owner, ActiveTTL).Err(); err != nil && ctx.Err() == nil {
+			r.cfg.Log.Debug("preheat: announce the run", "key", ActiveKey, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // ErrLeaseLost is why a partition was dropped: its lease expired and
 // another instance took it over (its fence moved on).
 var ErrLeaseLost = errors.New("preheat: lease lost")
@@ -232,6 +262,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Progress != nil {
 		progWG.Go(func() { r.progress(progCtx, start) })
 	}
+	progWG.Go(func() { r.announce(progCtx) })
 	err = r.work(ctx)
 	stopProg()
 	progWG.Wait()

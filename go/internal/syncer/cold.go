@@ -35,9 +35,9 @@ import (
 //
 //   - marker there and DBSIZE at least half of what it was when the marker
 //     was set: warm, nothing to do;
-//   - otherwise, while a load is under way (changes in the source's
-//     outbox, or on the refresh topic not yet applied by the sync group):
-//     loading, wait for it;
+//   - otherwise, while a load is under way (a preheat run announced on
+//     main, changes in the source's outbox, or on the refresh topic not
+//     yet applied by the sync group): loading, wait for it;
 //   - otherwise, when (a sample of) the catalog's pages are in Redis: the
 //     load finished, set the marker (the first start sets it this way);
 //   - otherwise: cold. One line "redis main is cold", a metric, then, under
@@ -252,12 +252,18 @@ func (s *Service) checkCold(ctx context.Context) (coldState, Marker, error) {
 	return stateCold, m, nil
 }
 
-// loading reports whether a load is under way: changes wait in the
-// source's outbox, or the sync group has not applied all of the refresh
-// topic. (Edits on catalog.changes.high are no load, and failed changes
-// waiting on catalog.retry may wait for minutes: neither holds a recovery
-// up.)
+// loading reports whether a load is under way: a preheat run works on
+// main (preheat.ActiveKey: recovering beside it would load the same
+// products from the sources twice), changes wait in the source's outbox,
+// or the sync group has not applied all of the refresh topic. (Edits on
+// catalog.changes.high are no load, and failed changes waiting on
+// catalog.retry may wait for minutes: neither holds a recovery up.)
 func (s *Service) loading(ctx context.Context) (bool, error) {
+	if n, err := s.store.Client().Exists(ctx, preheat.ActiveKey).Result(); err != nil {
+		return false, fmt.Errorf("sync: exists %s: %w", preheat.ActiveKey, err)
+	} else if n > 0 {
+		return true, nil
+	}
 	pending, err := s.outboxPending(ctx)
 	if err != nil {
 		return false, err

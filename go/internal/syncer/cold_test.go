@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/detailpage/detailpage/go/internal/httpapi"
+	"github.com/detailpage/detailpage/go/internal/preheat"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/sourceclient"
 	tu "github.com/detailpage/detailpage/go/internal/testutil"
 )
 
@@ -61,12 +65,13 @@ func TestColdMainIsRecovered(t *testing.T) {
 	defer cancel()
 	wg.Go(func() { _ = src.Run(ctx) })
 	hot, asked := hotStub(t, map[string][]int64{"hour": {5, 3}, "day": {3, 7}})
+	var logs lockedBuffer
 	svc, err := Open(Config{
 		Listen: "127.0.0.1:0", Brokers: []string{broker}, Redis: addr, SourceURL: "http://" + src.Addr(),
 		Group: "cold-test", BatchSize: 100, BatchWait: 10 * time.Millisecond, MaxAttempts: 3,
 		RetryBase: 100 * time.Millisecond, RetryMax: time.Second, Pipeline: 2,
 		ColdCheck: 50 * time.Millisecond, HotURLs: []string{hot}, AdminToken: tu.SourceToken,
-	}, slog.New(slog.DiscardHandler), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
+	}, slog.New(slog.NewTextHandler(&logs, nil)), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +152,54 @@ func TestColdMainIsRecovered(t *testing.T) {
 			t.Fatalf("product %d not back in redis after the second recovery (%v)", id, err)
 		}
 	}
+
+	// An operator's preheat under way (announced on main as preheat.Run
+	// does from its start) is a load: the watcher waits for it and marks
+	// main loaded after it, instead of recovering beside it (which would
+	// load every product from the sources a second time).
+	if err := rdb.Set(ctx, preheat.ActiveKey, "operator", preheat.ActiveTTL).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const waiting = "a load is under way; waiting for it"
+	waited := logs.count(waiting)
+	if keys, err = rdb.Keys(ctx, "item:*").Result(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	tu.Eventually(t, 10*time.Second, func() error {
+		if logs.count(waiting) == waited {
+			return fmt.Errorf("the watcher has not seen the emptied main as loading yet")
+		}
+		return nil
+	})
+	store, err := redisstore.Open(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srcClient, err := sourceclient.New("http://" + src.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := preheat.Run(ctx, preheat.Config{Store: store, Source: srcClient, Run: "operator", Log: slog.New(slog.DiscardHandler)})
+	if err != nil || sum.Products != tu.SourceProducts {
+		t.Fatalf("operator's preheat: %+v, %v", sum, err)
+	}
+	// The run's announcement expires with its last instance.
+	tu.Eventually(t, 10*time.Second, func() error {
+		if n, err := rdb.Exists(ctx, preheat.ActiveKey).Result(); err != nil || n != 0 {
+			return fmt.Errorf("%s still there (%v)", preheat.ActiveKey, err)
+		}
+		return nil
+	})
+	if n := testutil.ToFloat64(svc.m.cold); n != 2 {
+		t.Fatalf("cold count %v, want still 2: the watcher recovered beside a preheat under way", n)
+	}
+	if n := testutil.ToFloat64(svc.m.preheated); n != 6 {
+		t.Fatalf("preheated %v products, want still 6 (3 in each of the two recoveries)", n)
+	}
 }
 
 func TestLeaseIsExclusiveAndReleasedByItsHolderOnly(t *testing.T) {
@@ -220,4 +273,23 @@ func TestConfigValidatesColdCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lockedBuffer is a log sink tests read while the service writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// count is how many times s appears in what was written.
+func (l *lockedBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
 }
