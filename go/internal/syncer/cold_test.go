@@ -1,7 +1,6 @@
 package syncer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -65,7 +64,7 @@ func TestColdMainIsRecovered(t *testing.T) {
 	defer cancel()
 	wg.Go(func() { _ = src.Run(ctx) })
 	hot, asked := hotStub(t, map[string][]int64{"hour": {5, 3}, "day": {3, 7}})
-	var logs lockedBuffer
+	var logs tu.SyncBuffer
 	svc, err := Open(Config{
 		Listen: "127.0.0.1:0", Brokers: []string{broker}, Redis: addr, SourceURL: "http://" + src.Addr(),
 		Group: "cold-test", BatchSize: 100, BatchWait: 10 * time.Millisecond, MaxAttempts: 3,
@@ -161,7 +160,7 @@ func TestColdMainIsRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	const waiting = "a load is under way; waiting for it"
-	waited := logs.count(waiting)
+	waited := strings.Count(logs.String(), waiting)
 	if keys, err = rdb.Keys(ctx, "item:*").Result(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +168,7 @@ func TestColdMainIsRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	tu.Eventually(t, 10*time.Second, func() error {
-		if logs.count(waiting) == waited {
+		if strings.Count(logs.String(), waiting) == waited {
 			return fmt.Errorf("the watcher has not seen the emptied main as loading yet")
 		}
 		return nil
@@ -273,23 +272,4 @@ func TestConfigValidatesColdCheck(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedBuffer is a log sink tests read while the service writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// count is how many times s appears in what was written.
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
 }
