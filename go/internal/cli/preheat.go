@@ -45,7 +45,7 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	rateBound := f.EnvFloat("rate", "DETAILPAGE_PREHEAT_RATE", 0, "most products per second this instance preheats (0: no bound)")
 	lease := f.Duration("lease", "DETAILPAGE_PREHEAT_LEASE", preheat.DefaultLease, "lease TTL of a partition, renewed at a third of it; a crashed instance's partitions are taken over after it")
 	run := f.String("run", "DETAILPAGE_PREHEAT_RUN", preheat.DefaultRun, "run name: instances with the same name share one plan and split it (a finished run's keys stay 10 minutes)")
-	workers := f.Int("workers", "DETAILPAGE_PREHEAT_WORKERS", preheat.DefaultWorkers, "partitions this instance works on at once")
+	workers := f.Int("workers", "DETAILPAGE_PREHEAT_WORKERS", preheat.DefaultWorkers, "partitions this instance works on at once (the preheat.batch bulkhead is raised to at least this)")
 	dry := f.EnvBool("dry-run", "DETAILPAGE_PREHEAT_DRY_RUN", false, "print the plan (order, partitions, first ids) and write nothing")
 	quiet := f.EnvBool("quiet", "DETAILPAGE_PREHEAT_QUIET", false, "no progress line every second on stderr")
 	cmds := commandSettings(f, preheatCommands(0))
