@@ -41,7 +41,8 @@ func MustStartOneNode(tb testing.TB, addr string) *proc {
 func MustStartRealtimeDist(tb testing.TB, one string) (page, admin string) {
 	tb.Helper()
 	c := shared.Config()
-	page, admin = topology.Addr(testutil.FreePort(tb)), topology.Addr(testutil.FreePort(tb))
+	ports := testutil.FreePorts(tb, 2)
+	page, admin = topology.Addr(ports[0]), topology.Addr(ports[1])
 	prefix := filepath.Join(c.VarDir, fmt.Sprintf("distrt-%d", procSeq.Add(1)))
 	p := MustStartProc(tb, "distrt", "http://"+page+"/_health", builtBinary, "nginx", "--tier", "dist", "--name", "distrt",
 		"--listen", page, "--admin-listen", admin, "--prefix", prefix, "--root", repoRoot(),
@@ -153,7 +154,8 @@ func oneAnswered(tb testing.TB, addr string) float64 {
 }
 
 func TestDistRealtimeRouting(t *testing.T) {
-	one1, one2 := topology.Addr(testutil.FreePort(t)), topology.Addr(testutil.FreePort(t))
+	ports := testutil.FreePorts(t, 2)
+	one1, one2 := topology.Addr(ports[0]), topology.Addr(ports[1])
 	p1, p2 := MustStartOneNode(t, one1), MustStartOneNode(t, one2)
 	page, admin := MustStartRealtimeDist(t, one1+","+one2)
 	base := "http://" + page

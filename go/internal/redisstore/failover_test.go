@@ -57,7 +57,8 @@ func TestFailoverKeepsNewestAndRetriesInFlight(t *testing.T) {
 		t.Skip("starts Redis and a Sentinel, waits for a failover")
 	}
 	dir := t.TempDir()
-	mainPort, replicaPort, sentinelPort := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
+	ports := testutil.FreePorts(t, 3)
+	mainPort, replicaPort, sentinelPort := ports[0], ports[1], ports[2]
 	for _, d := range []string{"main", "replica", "sentinel"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)

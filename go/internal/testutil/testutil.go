@@ -42,6 +42,23 @@ func FreePort(tb testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// FreePorts returns n distinct unused loopback ports: the listeners are
+// held until all n are picked, as FreePort called n times would not (the
+// kernel may hand a just-closed port out again).
+func FreePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("testutil: find a free port: %v", err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
 // Eventually calls fn every few milliseconds until it returns nil, and fails
 // the test with fn's last error if that does not happen within timeout. It
 // calls tb.Fatalf: use it from the test's own goroutine only (elsewhere,

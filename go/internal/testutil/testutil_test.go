@@ -74,6 +74,24 @@ func TestFreePortIsBindable(t *testing.T) {
 	ln.Close()
 }
 
+// FreePorts hands out distinct ports, each bindable: three processes
+// started on them cannot collide with each other.
+func TestFreePortsAreDistinctAndBindable(t *testing.T) {
+	ports := testutil.FreePorts(t, 50)
+	seen := map[int]bool{}
+	for _, port := range ports {
+		if seen[port] {
+			t.Fatalf("port %d handed out twice: %v", port, ports)
+		}
+		seen[port] = true
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("port %d from FreePorts is not bindable: %v", port, err)
+		}
+		ln.Close()
+	}
+}
+
 func TestPollGivesUpWithTheLastError(t *testing.T) {
 	errNotYet := errors.New("not yet")
 	err := testutil.Poll(20*time.Millisecond, func() error { return errNotYet })
