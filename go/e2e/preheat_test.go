@@ -297,6 +297,8 @@ func TestPreheatNeverOverwritesEdits(t *testing.T) {
 	}
 	run := fmt.Sprintf("e2e-race-%d", time.Now().UnixNano())
 	pr := startPreheat(t, shared, run, "--hot", "", "--partition-size", "250", "--rate", "2500", "--push-top", "0")
+	// The preheat runs at nice 10 (--nice's default), every thread of it.
+	testutil.Eventually(t, 5*time.Second, func() error { return niceOf(pr.cmd.Process.Pid, 10) })
 	ed := &editor{t: shared}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -585,4 +587,25 @@ func TestEditsDuringPreheat(t *testing.T) {
 		loadgen.Percentile(idle, 0.5).Round(time.Millisecond), idle[len(idle)-1].Round(time.Millisecond), len(idle),
 		strings.TrimSpace(pr.stdout.String()),
 		loadgen.Percentile(during, 0.5).Round(time.Millisecond), during[len(during)-1].Round(time.Millisecond), len(during))
+}
+
+// niceOf checks that every thread of process pid runs at nice
+// (/proc/<pid>/task/*/stat, field 19).
+func niceOf(pid, nice int) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndex(s, ")")+2:]) // fields from 3 on
+		if len(f) < 17 || f[16] != strconv.Itoa(nice) {
+			return fmt.Errorf("thread %s of %d: stat %q, want nice %d", t.Name(), pid, s, nice)
+		}
+	}
+	return nil
 }

@@ -48,6 +48,7 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	workers := f.Int("workers", "DETAILPAGE_PREHEAT_WORKERS", preheat.DefaultWorkers, "partitions this instance works on at once (the preheat.batch bulkhead is raised to at least this)")
 	dry := f.EnvBool("dry-run", "DETAILPAGE_PREHEAT_DRY_RUN", false, "print the plan (order, partitions, first ids) and write nothing")
 	quiet := f.EnvBool("quiet", "DETAILPAGE_PREHEAT_QUIET", false, "no progress line every second on stderr")
+	nice := f.Int("nice", "DETAILPAGE_PREHEAT_NICE", 10, "CPU nice value to run at (0 to 19; 0: unchanged), so that on a busy machine the page path gets the CPU first")
 	cmds := commandSettings(f, preheatCommands(0))
 	lvl := logLevel(f)
 	if err := f.parse(args); err != nil {
@@ -74,6 +75,12 @@ func runPreheat(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer release()
 	if *size < 1 || *pushTop < 0 || *rateBound < 0 || *workers < 1 {
 		return fmt.Errorf("preheat: --partition-size and --workers must be at least 1, --push-top and --rate not negative")
+	}
+	if *nice < 0 || *nice > 19 {
+		return fmt.Errorf("preheat: --nice %d: want 0 to 19", *nice)
+	}
+	if err := lowerPriority(*nice); err != nil {
+		log.Warn("preheat: cannot lower the CPU priority; running at the current one", "error", err)
 	}
 	client, err := sourceclient.New(*src)
 	if err != nil {
