@@ -18,9 +18,23 @@ func lowerPriority(nice int) error {
 	if nice <= 0 {
 		return nil
 	}
+	// A thread started meanwhile by one not yet lowered would keep its
+	// creator's value: scan again until a pass changes nothing.
+	for range 5 {
+		changed, err := lowerThreads(nice)
+		if err != nil || changed == 0 {
+			return err
+		}
+	}
+	return nil
+}
+
+// lowerThreads is one pass of lowerPriority; changed is how many threads
+// it lowered.
+func lowerThreads(nice int) (changed int, err error) {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		return fmt.Errorf("nice: %w", err)
+		return 0, fmt.Errorf("nice: %w", err)
 	}
 	for _, t := range tasks {
 		tid, err := strconv.Atoi(t.Name())
@@ -36,8 +50,9 @@ func lowerPriority(nice int) error {
 			continue
 		}
 		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil {
-			return fmt.Errorf("nice %d, thread %d: %w", nice, tid, err)
+			return changed, fmt.Errorf("nice %d, thread %d: %w", nice, tid, err)
 		}
+		changed++
 	}
-	return nil
+	return changed, nil
 }
