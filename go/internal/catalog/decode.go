@@ -3,6 +3,7 @@ package catalog
 import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // Decode decodes the JSON of a record (from a source service or Redis)
@@ -12,13 +13,22 @@ import (
 // and decoding the records of a full rebuild was most of its CPU (a batch
 // of 100 descriptions: 3.3 ms with encoding/json, 1.4 ms split and decoded
 // here; docs/preheat.md). It reads a record as encoding/json does —
-// invalid UTF-8 and duplicate names accepted, names matched without
-// regard to case — so that no record is read differently than before.
+// invalid UTF-8 accepted, a repeated name merged into the value, names
+// matched without regard to case but with regard to '_' and '-' — so
+// that no record is read differently than before (FuzzDecodeAsBefore).
+// jsonv1.DefaultOptionsV1 would say the same for every type, and cost
+// half as much again here.
 func Decode(data []byte, v any) error {
 	return jsonv2.Unmarshal(data, v, decodeOptions)
 }
 
-var decodeOptions = jsonv2.JoinOptions(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true), jsonv2.MatchCaseInsensitiveNames(true))
+var decodeOptions = jsonv2.JoinOptions(
+	jsontext.AllowInvalidUTF8(true),
+	jsontext.AllowDuplicateNames(true),
+	jsonv1.MergeWithLegacySemantics(true), // a repeated name merges into the value as encoding/json does (a null keeps it)
+	jsonv2.MatchCaseInsensitiveNames(true),
+	jsonv1.MatchCaseSensitiveDelimiter(true), // "shopid" is not "shop_id", as in encoding/json
+)
 
 // RawItems is the body of a source service's batch answer,
 // {"items":[...],"missing":[...]}, with each item kept as its raw JSON

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -49,7 +50,9 @@ func lowerThreads(nice int) (changed int, err error) {
 		if 20-cur >= nice {
 			continue
 		}
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil {
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); errors.Is(err, syscall.ESRCH) {
+			continue // the thread ended meanwhile
+		} else if err != nil {
 			return changed, fmt.Errorf("nice %d, thread %d: %w", nice, tid, err)
 		}
 		changed++

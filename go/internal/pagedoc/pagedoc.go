@@ -454,8 +454,8 @@ func (d *dims) fetchedParts(id int64, only []catalog.Dimension) catalog.Parts {
 // (in raws) is written as it came: encoding each dimension again was a
 // tenth of a full rebuild's CPU. Values must start with their version
 // (redisstore.Put, and the scripts that read it): the source writes every
-// record so; one whose prefix is not the version it decoded to (another
-// shape, a duplicate "version" name) is encoded here.
+// record so; one that is not storable as it came (another shape, a
+// duplicate "version" name, version 0) is encoded here.
 func dimEntries(id int64, p catalog.Parts, raws map[*catalog.Kind]map[int64]json.RawMessage) ([]redisstore.Entry, error) {
 	var out []redisstore.Entry
 	for _, k := range catalog.ProductKinds {
@@ -465,7 +465,7 @@ func dimEntries(id int64, p catalog.Parts, raws map[*catalog.Kind]map[int64]json
 		}
 		_, version := r.Stamped()
 		b := []byte(raws[k][id])
-		if redisstore.VersionOf(b[:min(len(b), 40)]) != version {
+		if !storable(b, version) {
 			var err error
 			if b, err = encode(r); err != nil {
 				return nil, fmt.Errorf("pagedoc: encode %d %s: %w", id, k.Dim, err)
@@ -474,6 +474,23 @@ func dimEntries(id int64, p catalog.Parts, raws map[*catalog.Kind]map[int64]json
 		out = append(out, redisstore.Entry{Key: redisstore.DimKey(id, k.Dim), Version: version, Value: b})
 	}
 	return out, nil
+}
+
+// storable reports whether raw, the JSON a record of version was decoded
+// from, may be written as it is: it starts with that version, which is
+// above 0 (what Put and the scripts read), and not with what the scripts
+// take for a split value's head ({"version":N,"segments":…}).
+func storable(raw []byte, version int64) bool {
+	const prefix = `{"version":`
+	if version <= 0 || !bytes.HasPrefix(raw, []byte(prefix)) {
+		return false
+	}
+	head := raw[:min(len(raw), 40)]
+	if redisstore.VersionOf(head) != version {
+		return false
+	}
+	rest := bytes.TrimLeft(head[len(prefix):], "0123456789")
+	return !bytes.HasPrefix(rest, []byte(`,"segments":`))
 }
 
 // Products rebuilds the page documents of ids from all their dimensions at

@@ -155,13 +155,19 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// ActiveKey is there while a preheat run works on Redis main: each
-// instance sets it (its run and owner as the value) every ActiveTTL/3 with
-// a TTL of ActiveTTL, from its plan to its last partition. The sync
-// service's cold watcher counts a run under way as a load under way, and
-// waits for it instead of starting a recovery of its own that would load
-// the same products from the sources a second time (docs/preheat.md).
+// ActiveKey is there while a preheat run of the whole catalog works on
+// Redis main: each instance sets it (its run and owner as the value) every
+// ActiveTTL/3 with a TTL of ActiveTTL, from its plan to its last
+// partition. The sync service's cold watcher counts such a run as a load
+// under way, and waits for it instead of starting a recovery of its own
+// that would load the same products from the sources a second time
+// (docs/preheat.md). A run bounded by a rate or to some ids (Only) does
+// not announce itself: it would hold off the sync service's hottest-first
+// recovery of a main that went cold meanwhile, for as long as it runs.
 const ActiveKey = "dp:preheat:active"
+
+// announces reports whether a run of cfg sets ActiveKey.
+func announces(cfg Config) bool { return len(cfg.Only) == 0 && cfg.Rate == 0 }
 
 // ActiveTTL is ActiveKey's TTL: how long after its last instance stopped
 // (or died) a run still counts as under way.
@@ -262,7 +268,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Progress != nil {
 		progWG.Go(func() { r.progress(progCtx, start) })
 	}
-	progWG.Go(func() { r.announce(progCtx) })
+	if announces(cfg) {
+		progWG.Go(func() { r.announce(progCtx) })
+	}
 	err = r.work(ctx)
 	stopProg()
 	progWG.Wait()

@@ -305,6 +305,34 @@ func TestOnly(t *testing.T) {
 	}
 }
 
+// A run of the whole catalog announces itself on main (ActiveKey, with
+// its run name, expiring ActiveTTL after its end); one bounded by a rate
+// or to some ids does not, so that it never holds off the sync service's
+// recovery of a cold main.
+func TestWholeCatalogRunAnnouncesItself(t *testing.T) {
+	h := mustHarness(t)
+	run := "announced"
+	sum, err := preheat.Run(t.Context(), h.cfg(run))
+	if err != nil || sum.Products == 0 {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	v, err := h.store.Client().Get(t.Context(), preheat.ActiveKey).Result()
+	if err != nil || !strings.HasPrefix(v, run+" ") {
+		t.Fatalf("%s = %q (%v) right after the run, want its run name first", preheat.ActiveKey, v, err)
+	}
+	if ttl := h.store.Client().PTTL(t.Context(), preheat.ActiveKey).Val(); ttl <= 0 || ttl > preheat.ActiveTTL {
+		t.Errorf("%s expires in %s, want within %s", preheat.ActiveKey, ttl, preheat.ActiveTTL)
+	}
+	for name, cfg := range map[string]preheat.Config{"rate": {Rate: 100}, "only": {Only: []int64{1, 2}}} {
+		if preheat.Announces(cfg) {
+			t.Errorf("a run bounded by %s announces itself", name)
+		}
+	}
+	if !preheat.Announces(preheat.Config{}) {
+		t.Error("a whole-catalog run does not announce itself")
+	}
+}
+
 // More workers than the batch bulkhead admits would fail their batches
 // with "max concurrency" halfway: the run refuses at the start, saying
 // what to change, and writes nothing.

@@ -1,0 +1,4 @@
+package preheat
+
+// Announces is announces, for the tests.
+var Announces = announces
