@@ -497,13 +497,8 @@ func BenchmarkPreheat(b *testing.B) {
 func cpuOf(names ...string) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for _, n := range names {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", shared.Component(n).Pid()))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndex(s, ")")+2:]) // fields from 3 on
-		if len(f) < 13 {
+		f, err := statFields(fmt.Sprintf("/proc/%d/stat", shared.Component(n).Pid()))
+		if err != nil || len(f) < 13 {
 			continue
 		}
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
@@ -597,15 +592,25 @@ func niceOf(pid, nice int) error {
 		return err
 	}
 	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		f, err := statFields(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
 		if err != nil {
 			continue // the thread ended
 		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndex(s, ")")+2:]) // fields from 3 on
 		if len(f) < 17 || f[16] != strconv.Itoa(nice) {
-			return fmt.Errorf("thread %s of %d: stat %q, want nice %d", t.Name(), pid, s, nice)
+			return fmt.Errorf("thread %s of %d: stat fields %q, want nice %d", t.Name(), pid, f, nice)
 		}
 	}
 	return nil
+}
+
+// statFields reads a /proc stat file and returns its fields from the
+// third on (after the command name, which may hold spaces): f[11] is
+// utime, f[12] stime, f[16] the nice value.
+func statFields(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndex(s, ")")+2:]), nil
 }

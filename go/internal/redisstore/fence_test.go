@@ -22,13 +22,7 @@ func TestFencedPut(t *testing.T) {
 	ctx := t.Context()
 	rdb := st.Client()
 	const fence = "dp:preheat:{t}:fence:0"
-	if err := rdb.Set(ctx, fence, "1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := st.Fenced(fence, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := MustFenced(t, st, fence)
 	MustPut(t, f, 1, redisstore.Entry{Key: "item:{1}", Version: 5, Value: doc(5, "fenced")})
 	// the version check still applies under a fence
 	MustPut(t, f, 0, redisstore.Entry{Key: "item:{1}", Version: 4, Value: doc(4, "older")})
@@ -93,19 +87,43 @@ func TestFencedPutPrefixWhenFenceMoves(t *testing.T) {
 	// writes 20,000 scripts in one pipeline.
 	st := redisstore.New(redis.NewClient(&redis.Options{Addr: testutil.MustRedis(t), ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}))
 	t.Cleanup(func() { st.Close() })
-	ctx := t.Context()
 	const fence = "fence:{p}"
-	if err := st.Client().Set(ctx, fence, "1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := st.Fenced(fence, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := MustFenced(t, st, fence)
 	entries := make([]redisstore.Entry, 20_000)
 	for i := range entries {
 		entries[i] = redisstore.Entry{Key: fmt.Sprintf("item:{%d}", i+1), Version: 1, Value: doc(1, "x")}
 	}
+	n := putWhileFenceMoves(t, st, f, fence, entries)
+	for i, e := range entries {
+		got := MustGet(t, st, e.Key) != nil
+		if got != (i < n) {
+			t.Fatalf("entry %d present %v, but %d were written: not a prefix", i, got, n)
+		}
+	}
+	t.Logf("%d of %d entries written before the fence moved", n, len(entries))
+}
+
+// MustFenced sets fence to token 1 on st's server and returns st's view
+// fenced by it.
+func MustFenced(tb testing.TB, st *redisstore.Store, fence string) *redisstore.Store {
+	tb.Helper()
+	if err := st.Client().Set(tb.Context(), fence, "1", 0).Err(); err != nil {
+		tb.Fatal(err)
+	}
+	f, err := st.Fenced(fence, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// putWhileFenceMoves runs f.Put(entries) and moves fence on once the
+// pipeline has written its first key (item:{1}); it returns what Put
+// returned, after checking that Put either wrote everything or failed
+// with ErrFenced.
+func putWhileFenceMoves(t *testing.T, st, f *redisstore.Store, fence string, entries []redisstore.Entry) int {
+	t.Helper()
+	ctx := t.Context()
 	done := make(chan struct{})
 	var n int
 	var putErr error
@@ -113,9 +131,8 @@ func TestFencedPutPrefixWhenFenceMoves(t *testing.T) {
 		defer close(done)
 		n, putErr = f.Put(ctx, entries...)
 	}()
-	// move the fence once the pipeline has started writing
 	testutil.Eventually(t, 10*time.Second, func() error {
-		if st.Client().Exists(ctx, "item:{1}").Val() != 1 {
+		if st.Client().Exists(ctx, redisstore.ItemKey(1)).Val() != 1 {
 			return errors.New("pipeline not started")
 		}
 		return nil
@@ -130,11 +147,5 @@ func TestFencedPutPrefixWhenFenceMoves(t *testing.T) {
 	if (putErr == nil) != (n == len(entries)) {
 		t.Fatalf("put wrote %d of %d with error %v", n, len(entries), putErr)
 	}
-	for i, e := range entries {
-		got := MustGet(t, st, e.Key) != nil
-		if got != (i < n) {
-			t.Fatalf("entry %d present %v, but %d were written: not a prefix", i, got, n)
-		}
-	}
-	t.Logf("%d of %d entries written before the fence moved", n, len(entries))
+	return n
 }

@@ -408,14 +408,7 @@ func TestGroupedFencedCallRefusedWhole(t *testing.T) {
 			st := MustStore(t)
 			ctx := t.Context()
 			const fence = "fence:{g}"
-			if err := st.Client().Set(ctx, fence, "1", 0).Err(); err != nil {
-				t.Fatal(err)
-			}
-			f, err := st.Fenced(fence, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f = p.view(f)
+			f := p.view(MustFenced(t, st, fence))
 			var entries []redisstore.Entry
 			for _, k := range productKeys(6) {
 				entries = append(entries, redisstore.Entry{Key: k, Version: 1, Value: doc(1, k)})
@@ -453,13 +446,7 @@ func TestGroupedFencedPrefixWhenFenceMoves(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	ctx := t.Context()
 	const fence = "fence:{p}"
-	if err := st.Client().Set(ctx, fence, "1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := st.Fenced(fence, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := MustFenced(t, st, fence)
 	const products = 5000
 	var entries []redisstore.Entry
 	for id := int64(1); id <= products; id++ {
@@ -467,29 +454,7 @@ func TestGroupedFencedPrefixWhenFenceMoves(t *testing.T) {
 			entries = append(entries, redisstore.Entry{Key: k, Version: 1, Value: doc(1, k)})
 		}
 	}
-	done := make(chan struct{})
-	var n int
-	var putErr error
-	go func() {
-		defer close(done)
-		n, putErr = f.Put(ctx, entries...)
-	}()
-	testutil.Eventually(t, 10*time.Second, func() error {
-		if st.Client().Exists(ctx, redisstore.ItemKey(1)).Val() != 1 {
-			return errors.New("pipeline not started")
-		}
-		return nil
-	})
-	if err := st.Client().Incr(ctx, fence).Err(); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	if putErr != nil && !errors.Is(putErr, redisstore.ErrFenced) {
-		t.Fatalf("put: %v", putErr)
-	}
-	if (putErr == nil) != (n == len(entries)) {
-		t.Fatalf("put wrote %d of %d with error %v", n, len(entries), putErr)
-	}
+	n := putWhileFenceMoves(t, st, f, fence, entries)
 	keys := len(entries) / products
 	if n%keys != 0 {
 		t.Fatalf("put wrote %d keys: not whole products of %d keys", n, keys)

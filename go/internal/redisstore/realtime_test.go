@@ -245,13 +245,7 @@ func TestPutRealtimeFenced(t *testing.T) {
 	st := MustStore(t)
 	ctx := t.Context()
 	const fence = "dp:test:fence"
-	if err := st.Client().Set(ctx, fence, "1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := st.Fenced(fence, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := MustFenced(t, st, fence)
 	MustPutRealtime(t, f, time.Now(), 1, priceRec(1, 1, "1.00"))
 	st.Client().Incr(ctx, fence)
 	if n, err := f.PutRealtime(ctx, time.Now(), priceRec(1, 2, "2.00")); !errors.Is(err, redisstore.ErrFenced) || n != 0 {
