@@ -20,6 +20,7 @@ import (
 	"github.com/detailpage/detailpage/go/internal/httpapi"
 	"github.com/detailpage/detailpage/go/internal/preheat"
 	"github.com/detailpage/detailpage/go/internal/redisstore"
+	"github.com/detailpage/detailpage/go/internal/resilience"
 	"github.com/detailpage/detailpage/go/internal/sourceclient"
 	tu "github.com/detailpage/detailpage/go/internal/testutil"
 )
@@ -65,11 +66,25 @@ func TestColdMainIsRecovered(t *testing.T) {
 	wg.Go(func() { _ = src.Run(ctx) })
 	hot, asked := hotStub(t, map[string][]int64{"hour": {5, 3}, "day": {3, 7}})
 	var logs tu.SyncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sync service log:\n%s", logs.String())
+		}
+	})
+	// The first load must succeed for it to be marked "loaded": the whole
+	// catalog is one batch, and a fetch over the default 1 s (a loaded CI
+	// machine running -race) sends it to the retry topic, after which the
+	// watcher rightly sees a main that is not loaded and recovers it.
+	var patient []resilience.Command
+	for _, c := range sourceclient.Commands() {
+		patient = append(patient, resilience.Command{Name: c.Name, Timeout: 10 * time.Second})
+	}
 	svc, err := Open(Config{
 		Listen: "127.0.0.1:0", Brokers: []string{broker}, Redis: addr, SourceURL: "http://" + src.Addr(),
 		Group: "cold-test", BatchSize: 100, BatchWait: 10 * time.Millisecond, MaxAttempts: 3,
 		RetryBase: 100 * time.Millisecond, RetryMax: time.Second, Pipeline: 2,
 		ColdCheck: 50 * time.Millisecond, HotURLs: []string{hot}, AdminToken: tu.SourceToken,
+		Commands: patient,
 	}, slog.New(slog.NewTextHandler(&logs, nil)), httpapi.Telemetry{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
