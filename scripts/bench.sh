@@ -14,7 +14,10 @@
 # plain page on the fly (gzip on, level 6: the app tier's level); a
 # revalidation (If-None-Match with the page's ETag → 304) next to the full
 # gzip hit, and nginx's own revalidation of its gzip_static file next to
-# its full answer (the reference: what a 304 saves on this machine).
+# its full answer (the reference: what a 304 saves on this machine); the
+# bytes on the wire of both, and the 304 next to the full gzip hit with the
+# node's answers through a 1 Gbit/s class of an htb qdisc on lo (as root
+# with tc): what a 304 saves where the link is the limit.
 #
 # Each figure with a target is recorded as a row of `make bench`'s closing
 # table (tab-separated, what/figure/target/verdict, in the file named by
@@ -290,3 +293,53 @@ cpu_row "hot id at the dist tier / nginx static file" "$(medcpu 3)" "$(medcpu 4)
 cpu_row "L1 gzip hit / nginx gzip_static" "$(medcpu 5)" "$(medcpu 6)"
 cpu_row "304 revalidation / full gzip hit" "$(medcpu 8)" "$(medcpu 5)"
 cpu_row "nginx's own 304 / its gzip_static hit, same bytes (reference)" "$(medcpu 9)" "$(medcpu 6)"
+
+# Bytes on the wire per view (status line, headers and body, as curl
+# counts them): what a 304 saves where the link, not the CPU, is the limit.
+wire() { curl -s -o /dev/null -w '%{size_header} %{size_download}' "$@" | awk '{print $1 + $2}'; }
+full_wire=$(wire -H "$GZ" "$app_url")
+inm_wire=$(wire -H "$GZ" -H "$INM" "$app_url")
+record "304 revalidation / full gzip hit, bytes on the wire per view" \
+    "$(awk -v a="$inm_wire" -v b="$full_wire" 'BEGIN {printf "%.3f× (%d vs %d bytes)", a/b, a, b}')" "" "-"
+
+# The 304 row again with the link as the limit: the node's answers (from
+# its port) leave through a 1 Gbit/s class of an htb qdisc on lo (as root,
+# with tc; the qdisc is removed at the end). On loopback a 304 saves only
+# the copy of the body (the rows above, for nginx as well); on a link that
+# the page's bytes fill, it saves their time on the wire.
+LINK_RATE=${BENCH_LINK_RATE:-1gbit}
+if [[ $(id -u) -ne 0 ]] || ! command -v tc > /dev/null; then
+    echo "bench: the link-bound 304 row needs root and tc (iproute2); left out"
+elif tc qdisc show dev lo | grep -qv 'noqueue'; then
+    echo "bench: lo already has a qdisc ($(tc qdisc show dev lo | head -1)); the link-bound 304 row is left out"
+else
+    link_cleanup() { tc qdisc del dev lo root 2>/dev/null || true; }
+    trap 'link_cleanup; cleanup' EXIT
+    link_setup() {
+        tc qdisc add dev lo root handle 1: htb default 10 r2q 1000 &&
+            tc class add dev lo parent 1: classid 1:10 htb rate 100gbit quantum 200000 && # everything else
+            tc class add dev lo parent 1: classid 1:20 htb rate "$LINK_RATE" ceil "$LINK_RATE" quantum 60000 &&
+            tc filter add dev lo parent 1: protocol ip u32 match ip sport 8081 0xffff flowid 1:20
+    }
+    if ! link_setup; then
+        link_cleanup
+        echo "bench: cannot shape lo with tc (htb and u32 needed in the kernel); the link-bound 304 row is left out"
+        ROUNDS=0
+    fi
+    declare -A lrps
+    for round in $(seq 1 "$ROUNDS"); do
+        for i in 5 8; do
+            IFS='|' read -r -a hs <<<"${headers[$i]}"
+            read -r r _ < <(run_wrk "${pids[$i]}" "${urls[$i]}" "${scripts[$i]}" "${hs[@]}")
+            lrps[$i]+="$r "
+        done
+    done
+    link_cleanup
+fi
+if [[ -n "${lrps[5]:-}" ]]; then
+    lmed() { tr ' ' '\n' <<<"${lrps[$1]}" | grep . | median; }
+    printf "%-40s %10s req/s (median; runs: %s)\n" "app node, L1 hit, gzip, $LINK_RATE link" "$(lmed 5)" "${lrps[5]}" \
+        "app node, L1, 304, $LINK_RATE link" "$(lmed 8)" "${lrps[8]}"
+    record "304 revalidation / full gzip hit, the node's answers on a $LINK_RATE link (tc htb on lo)" \
+        "$(awk -v a="$(lmed 8)" -v b="$(lmed 5)" 'BEGIN {printf "%.2f×", a/b}')" "" "-"
+fi
