@@ -184,7 +184,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # The same bytes from the page path and from a static file, in alternating
 # rounds (this machine's speed drifts between runs); medians reported.
-app_url=http://127.0.0.1:8081/item/1.html
+app_port=8081 # app1
+app_url=http://127.0.0.1:$app_port/item/1.html
 curl -sf "$app_url" -o "$work/static/item/1.html"
 for _ in 1 2 3 4 5 6; do curl -s "$app_url" -o /dev/null; curl -s "$url" -o /dev/null; done   # every worker's L1
 wrk -t"$THREADS" -c16 -d3s -s "$work/ids.lua" http://127.0.0.1:8080/ > /dev/null   # app nodes' L1 for the dist → app row
@@ -310,16 +311,17 @@ record "304 revalidation / full gzip hit, bytes on the wire per view" \
 LINK_RATE=${BENCH_LINK_RATE:-1gbit}
 if [[ $(id -u) -ne 0 ]] || ! command -v tc > /dev/null; then
     echo "bench: the link-bound 304 row needs root and tc (iproute2); left out"
-elif tc qdisc show dev lo | grep -qv 'noqueue'; then
-    echo "bench: lo already has a qdisc ($(tc qdisc show dev lo | head -1)); the link-bound 304 row is left out"
+elif lo_qdisc=$(tc qdisc show dev lo) && [[ "$lo_qdisc" != *noqueue* ]]; then
+    echo "bench: lo already has a qdisc (${lo_qdisc%%$'\n'*}); the link-bound 304 row is left out"
 else
-    link_cleanup() { tc qdisc del dev lo root 2>/dev/null || true; }
+    link_added=""
+    link_cleanup() { [[ -z "$link_added" ]] || tc qdisc del dev lo root 2>/dev/null || true; link_added=""; }
     trap 'link_cleanup; cleanup' EXIT
     link_setup() {
-        tc qdisc add dev lo root handle 1: htb default 10 r2q 1000 &&
+        tc qdisc add dev lo root handle 1: htb default 10 r2q 1000 && link_added=1 &&
             tc class add dev lo parent 1: classid 1:10 htb rate 100gbit quantum 200000 && # everything else
             tc class add dev lo parent 1: classid 1:20 htb rate "$LINK_RATE" ceil "$LINK_RATE" quantum 60000 &&
-            tc filter add dev lo parent 1: protocol ip u32 match ip sport 8081 0xffff flowid 1:20
+            tc filter add dev lo parent 1: protocol ip u32 match ip sport "$app_port" 0xffff flowid 1:20
     }
     if ! link_setup; then
         link_cleanup
